@@ -1,0 +1,663 @@
+"""The async DAG executor.
+
+A stage starts as soon as its dependencies have settled; ready stages run
+concurrently (optionally bounded); each stage gets its rendered config,
+a timeout, retries with backoff, and an error policy (``on_error``:
+fail / continue / skip / fallback). Control-flow components steer the
+graph through their ``StageContext``: run a set of owned stages (foreach,
+trycatch), skip gated stages (router, conditional), end the run early
+(return) or run another pipeline (subpipeline).
+
+After every stage a ``StageResult`` goes to the recorder (the checkpoint:
+a run can resume after its last finished stage) and, only if some plugin
+implements them, to the event hooks. Everything per-pipeline is compiled
+once in ``plan.compile_plan``; the per-stage path is a few dict operations,
+one component call and one recorder call.
+"""
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import ChainMap
+from typing import Any, Callable, Iterable, Mapping, Protocol
+
+from .errors import (
+    FlowMasonError,
+    InputError,
+    RunCancelledError,
+    StageError,
+    StageTimeoutError,
+    TemplateError,
+)
+from .model import Pipeline, Run, RunStatus, Stage, StageResult, StageStatus
+from .plan import Plan, StagePlan, compile_plan
+from .templating import EnvView, render as render_value, evaluate as evaluate_expr
+
+DEFAULT_STAGE_TIMEOUT_S = 600.0
+
+_COMPLETED = StageStatus.COMPLETED
+_FAILED = StageStatus.FAILED
+_SKIPPED = StageStatus.SKIPPED
+
+
+class Recorder(Protocol):
+    """Where a run is checkpointed. ``kernel.runs.RunRepository`` is the stored one."""
+
+    def run_started(self, run: Run) -> None: ...
+
+    def stage_recorded(self, run: Run, result: StageResult) -> None: ...
+
+    def run_finished(self, run: Run) -> None: ...
+
+
+Listener = Callable[[str, Run, "Stage | None", Any], None]
+
+
+class _Return(Exception):
+    """Raised inside the graph when a `return` stage ends the run early."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+class StageContext:
+    """What a component sees: its rendered config and the handles to steer the run."""
+
+    __slots__ = ("execution", "stage", "config", "scope", "graph", "attempt", "_plan", "usage")
+
+    def __init__(self, execution: "Execution", sp: StagePlan, config: dict[str, Any], scope: Mapping[str, Any], graph: "_Graph") -> None:
+        self.execution = execution
+        self.stage = sp.stage
+        self.config = config
+        self.scope = scope
+        self.graph = graph
+        self.attempt = 1
+        self._plan = sp
+        self.usage: dict[str, Any] | None = None
+
+    # -- reading --
+    @property
+    def run(self) -> Run:
+        return self.execution.run
+
+    @property
+    def inputs(self) -> dict[str, Any]:
+        return self.execution.run.inputs
+
+    @property
+    def upstream(self) -> Mapping[str, Any]:
+        return self.scope["upstream"]
+
+    @property
+    def variables(self) -> dict[str, Any]:
+        return self.execution.variables
+
+    @property
+    def pipeline(self) -> Pipeline:
+        return self.execution.plan.pipeline
+
+    def lazy(self, key: str, default: Any = None) -> Any:
+        """The raw (unrendered) value of a lazy config key."""
+        return self._plan.lazy.get(key, default)
+
+    def render(self, value: Any, **extra: Any) -> Any:
+        """Render templates in ``value`` with extra names in scope (``data=...``)."""
+        scope = ChainMap(extra, self.scope) if extra else self.scope
+        try:
+            return render_value(value, scope)
+        except TemplateError as exc:
+            exc.stage = self.stage.id
+            exc.pipeline = self.execution.plan.name
+            raise
+
+    def evaluate(self, expression: str, **extra: Any) -> Any:
+        """Evaluate a bare expression such as a filter condition."""
+        scope = ChainMap(extra, self.scope) if extra else self.scope
+        try:
+            return evaluate_expr(expression, scope)
+        except TemplateError as exc:
+            exc.stage = self.stage.id
+            exc.pipeline = self.execution.plan.name
+            raise
+
+    def log(self, level: str, message: str, **data: Any) -> None:
+        self.execution.emit("stage.log", self.stage, {"level": level, "message": message, "data": data})
+
+    def record_usage(self, **usage: Any) -> None:
+        """Model usage for this stage (tokens, cost); summed into the run."""
+        current = self.usage or {}
+        for k, v in usage.items():
+            current[k] = current.get(k, 0) + v if isinstance(v, (int, float)) else v
+        self.usage = current
+
+    def emit(self, kind: str, data: Any) -> None:
+        """Stream something to listeners (tokens as they arrive, progress)."""
+        self.execution.emit(kind, self.stage, data)
+
+    def provider(self, name: str | None = None, **settings: Any) -> Any:
+        return self.execution.provider(name or self.stage.provider, **settings)
+
+    # -- steering (control flow) --
+    async def run_stages(self, ids: Iterable[str], *, context: dict[str, Any] | None = None, label: str | None = None) -> dict[str, Any]:
+        """Run owned stages as a sub-graph; returns their outputs by stage id.
+
+        ``context`` adds names under ``{{context.*}}``; ``label`` tags the
+        recorded results (``stage[3]``). A failing stage raises StageError.
+        """
+        ids = list(ids)
+        if not ids:
+            return {}
+        parent = self.scope
+        local: dict[str, Any] = {}
+        scope = dict(parent)
+        scope["upstream"] = ChainMap(local, parent["upstream"])
+        if context:
+            scope["context"] = ChainMap(context, parent.get("context") or {})
+        sub = _Graph(self.execution, ids, scope, local, label=label, parent=self.graph)
+        await sub.run()
+        return local
+
+    def skip(self, ids: Iterable[str]) -> None:
+        """Mark gated stages as not taken: they and whatever depends only on them are skipped."""
+        self.graph.skip_requested.update(ids)
+
+    def finish(self, value: Any) -> None:
+        """End the whole run now with ``value`` as its output (the `return` component)."""
+        raise _Return(value)
+
+    async def run_pipeline(self, ref: Any, inputs: dict[str, Any]) -> Any:
+        """Run another pipeline (by id, path or inline dict) and return its output."""
+        return await self.execution.run_child(ref, inputs, self.stage)
+
+
+class _Graph:
+    """Schedules one set of stages (the main graph, or a loop/try body)."""
+
+    def __init__(self, ex: "Execution", ids: list[str], scope: dict[str, Any], results: dict[str, Any], *, label: str | None = None, parent: "_Graph | None" = None) -> None:
+        self.ex = ex
+        self.ids = ids
+        self.scope = scope
+        self.results = results
+        self.label = label
+        self.skip_requested: set[str] = set(parent.skip_requested) if parent else set()
+        self.status: dict[str, StageStatus] = {}
+        self.tasks: set[asyncio.Task] = set()
+
+    async def run(self, done: Mapping[str, StageStatus] | None = None) -> None:
+        ex = self.ex
+        stages = ex.plan.stages
+        members = set(self.ids)
+        waiting: dict[str, int] = {}
+        dependents: dict[str, list[str]] = {}
+        for sid in self.ids:
+            ds = [d for d in stages[sid].deps if d in members]
+            waiting[sid] = len(ds)
+            for d in ds:
+                dependents.setdefault(d, []).append(sid)
+        loop = asyncio.get_running_loop()
+        finished = loop.create_future()
+        remaining = len(self.ids)
+        failure: list[BaseException] = []
+        status = self.status
+
+        def settle(sid: str, st: StageStatus) -> None:
+            nonlocal remaining
+            status[sid] = st
+            remaining -= 1
+            for nxt in dependents.get(sid, ()):
+                waiting[nxt] -= 1
+                if waiting[nxt] == 0:
+                    start(nxt)
+            if remaining == 0 and not finished.done():
+                finished.set_result(None)
+
+        def on_done(task: asyncio.Task) -> None:
+            self.tasks.discard(task)
+            if task.cancelled():
+                return
+            exc = task.exception()
+            if exc is not None:
+                if not finished.done():
+                    failure.append(exc)
+                    finished.set_result(None)
+                return
+            sid, st = task.result()
+            settle(sid, st)
+
+        def start(sid: str) -> None:
+            if done is not None and sid in done:
+                settle(sid, done[sid])
+                return
+            if finished.done():
+                return
+            deps = [d for d in stages[sid].deps if d in members]
+            if deps:
+                sts = [status[d] for d in deps]
+                blocked = all(s is _SKIPPED for s in sts) or any(s is _FAILED and ex.blocks(d) for s, d in zip(sts, deps))
+            else:
+                blocked = False
+            if sid in self.skip_requested or blocked or not stages[sid].stage.enabled:
+                reason = (
+                    "branch not taken" if sid in self.skip_requested
+                    else "disabled" if not stages[sid].stage.enabled else "upstream skipped or failed"
+                )
+                ex.record_skip(stages[sid], reason, self.label)
+                self.results[sid] = None
+                settle(sid, _SKIPPED)
+                return
+            task = loop.create_task(ex.run_stage(stages[sid], self))
+            self.tasks.add(task)
+            task.add_done_callback(on_done)
+
+        for sid in self.ids:
+            if waiting[sid] == 0:
+                start(sid)
+        if remaining == 0:
+            return
+        try:
+            await finished
+        except asyncio.CancelledError:
+            await self._cancel_all()
+            raise
+        if failure:
+            await self._cancel_all()
+            raise failure[0]
+
+    async def _cancel_all(self) -> None:
+        tasks = list(self.tasks)
+        for t in tasks:
+            t.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class Execution:
+    """One run of one plan."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        inputs: dict[str, Any] | None = None,
+        *,
+        run: Run | None = None,
+        recorder: Recorder | None = None,
+        listeners: list[Listener] | None = None,
+        max_concurrency: int | None = None,
+        resume: Mapping[str, StageResult] | None = None,
+        loader: Callable[[Any], Pipeline] | None = None,
+        hooks: Any = None,
+        depth: int = 0,
+    ) -> None:
+        self.plan = plan
+        pipeline = plan.pipeline
+        self.run = run or Run(
+            pipeline_id=pipeline.key, pipeline_name=pipeline.name, pipeline_version=pipeline.version,
+            inputs=dict(inputs or {}),
+        )
+        self.recorder = recorder
+        self.listeners = list(listeners or [])
+        self.sem = asyncio.Semaphore(max_concurrency) if max_concurrency else None
+        self.max_concurrency = max_concurrency
+        self.resume = dict(resume or {})
+        self.loader = loader
+        self.variables: dict[str, Any] = {}
+        self.depth = depth
+        self._providers: dict[str, Any] = {}
+        self._task: asyncio.Task | None = None
+        self.usage: dict[str, float] = {}
+        self._hooks = hooks if hooks is not None else _event_hooks()
+
+    # -- events --
+    def emit(self, kind: str, stage: Stage | None, data: Any) -> None:
+        for listener in self.listeners:
+            try:
+                listener(kind, self.run, stage, data)
+            except Exception:  # noqa: BLE001 - a broken progress display must not break the run
+                pass
+
+    def _hook(self, name: str, **kwargs: Any) -> None:
+        hook = self._hooks.get(name)
+        if hook is not None:
+            hook(**kwargs)
+
+    def blocks(self, sid: str) -> bool:
+        """True when a failure of ``sid`` keeps its dependents from running (on_error=skip)."""
+        return self.plan.stages[sid].stage.error_policy() == "skip"
+
+    # -- providers --
+    def provider(self, name: str | None, **settings: Any) -> Any:
+        from .providers import resolve_provider
+
+        key = name or ""
+        if key not in self._providers or settings:
+            prov = resolve_provider(name, settings)
+            if settings:
+                return prov
+            self._providers[key] = prov
+        return self._providers[key]
+
+    # -- recording --
+    def _record(self, result: StageResult) -> None:
+        if self.recorder is not None:
+            self.recorder.stage_recorded(self.run, result)
+
+    def record_skip(self, sp: StagePlan, reason: str, label: str | None) -> None:
+        now = time.time()
+        result = StageResult.model_construct(
+            stage_id=sp.stage.id, component_type=sp.stage.component_type, status=_SKIPPED,
+            input=None, output=None, error={"message": reason}, started_at=now, finished_at=now,
+            duration_ms=0.0, attempts=0, usage=None, iteration=label,
+        )
+        self._record(result)
+        self.emit("stage.skipped", sp.stage, result)
+        self._hook("fm_stage_skipped", run=self.run, stage=sp.stage, result=result)
+
+    # -- one stage --
+    async def run_stage(self, sp: StagePlan, graph: _Graph) -> tuple[str, StageStatus]:
+        stage = sp.stage
+        sid = stage.id
+        prior = self.resume.get(sid) if graph.label is None else None
+        if prior is not None and prior.status in (_COMPLETED, _FAILED):
+            graph.results[sid] = prior.output
+            return sid, prior.status
+        if self.sem is not None:
+            async with self.sem:
+                return await self._run_stage(sp, graph, sid, stage)
+        return await self._run_stage(sp, graph, sid, stage)
+
+    async def _run_stage(self, sp: StagePlan, graph: _Graph, sid: str, stage: Stage) -> tuple[str, StageStatus]:
+        started = time.time()
+        t0 = time.perf_counter()
+        config: Any = None
+        attempts = 0
+        ctx: StageContext | None = None
+        try:
+            try:
+                config = sp.render(graph.scope)
+            except TemplateError as exc:
+                exc.stage = sid
+                exc.pipeline = self.plan.name
+                exc.field = exc.field or "config"
+                raise
+            if self.listeners:
+                self.emit("stage.started", stage, config)
+            self._hook("fm_stage_started", run=self.run, stage=stage, inputs=config)
+            ctx = StageContext(self, sp, config, graph.scope, graph)
+            retry = stage.retry_config
+            max_attempts = 1 + (retry.max_retries if retry else 0)
+            timeout = sp.timeout_s or DEFAULT_STAGE_TIMEOUT_S
+            while True:
+                attempts += 1
+                ctx.attempt = attempts
+                try:
+                    async with asyncio.timeout(timeout):
+                        output = await sp.component.call(ctx)
+                    break
+                except _Return:
+                    raise
+                except TimeoutError:
+                    err: BaseException = StageTimeoutError(
+                        f"timed out after {timeout * 1000:.0f} ms", pipeline=self.plan.name, stage=sid,
+                        field="timeout_ms", hint="raise the stage's timeout_ms or make the work smaller",
+                    )
+                except (TemplateError, InputError) as exc:  # not worth retrying
+                    raise exc
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - any component failure is a stage failure
+                    err = exc
+                if attempts >= max_attempts:
+                    raise err
+                delay = min(retry.initial_delay_ms * retry.backoff_multiplier ** (attempts - 1), retry.max_delay_ms) / 1000
+                self.emit("stage.retry", stage, {"attempt": attempts, "delay_s": delay, "error": str(err)})
+                await asyncio.sleep(delay * (0.5 + random.random() / 2))
+        except _Return as ret:
+            self._finish_stage(sp, graph, _COMPLETED, config, ret.value, None, started, t0, attempts, ctx)
+            raise
+        except asyncio.CancelledError:
+            self._finish_stage(sp, graph, StageStatus.CANCELLED, config, None, {"message": "cancelled"}, started, t0, attempts, ctx)
+            raise
+        except Exception as exc:  # noqa: BLE001
+            error = _error_dict(exc, self.plan.name, sid)
+            policy = stage.error_policy()
+            if policy in ("continue", "fallback", "skip", "ignore"):
+                fallback = stage.fallback_output
+                graph.results[sid] = fallback
+                self._finish_stage(sp, graph, _FAILED, config, fallback, error, started, t0, attempts, ctx)
+                return sid, _FAILED
+            self._finish_stage(sp, graph, _FAILED, config, None, error, started, t0, attempts, ctx)
+            if isinstance(exc, FlowMasonError):
+                exc.stage = exc.stage or sid
+                exc.pipeline = exc.pipeline or self.plan.name
+                raise
+            raise StageError(f"{type(exc).__name__}: {exc}", pipeline=self.plan.name, stage=sid) from exc
+        graph.results[sid] = output
+        self._finish_stage(sp, graph, _COMPLETED, config, output, None, started, t0, attempts, ctx)
+        return sid, _COMPLETED
+
+    def _finish_stage(self, sp: StagePlan, graph: _Graph, status: StageStatus, config: Any, output: Any, error: dict | None, started: float, t0: float, attempts: int, ctx: StageContext | None) -> None:
+        usage = ctx.usage if ctx is not None else None
+        if usage:
+            for k, v in usage.items():
+                if isinstance(v, (int, float)):
+                    self.usage[k] = self.usage.get(k, 0) + v
+        result = StageResult.model_construct(
+            stage_id=sp.stage.id, component_type=sp.stage.component_type, status=status, input=config,
+            output=output, error=error, started_at=started, finished_at=time.time(),
+            duration_ms=(time.perf_counter() - t0) * 1000, attempts=attempts, usage=usage, iteration=graph.label,
+        )
+        self._record(result)
+        if status is _COMPLETED:
+            if self.listeners:
+                self.emit("stage.finished", sp.stage, result)
+            self._hook("fm_stage_finished", run=self.run, stage=sp.stage, result=result)
+        elif status is _FAILED:
+            self.emit("stage.failed", sp.stage, result)
+            self._hook("fm_stage_failed", run=self.run, stage=sp.stage, result=result)
+        else:
+            self.emit("stage.cancelled", sp.stage, result)
+
+    # -- the run --
+    def _scope(self) -> dict[str, Any]:
+        run = self.run
+        return {
+            "input": run.inputs,
+            "upstream": {},
+            "context": {},
+            "env": EnvView(),
+            "variables": self.variables,
+            "run": {"id": run.id, "pipeline_id": run.pipeline_id},
+            "pipeline": {"id": self.plan.pipeline.id, "name": self.plan.pipeline.name, "version": self.plan.pipeline.version},
+        }
+
+    def _check_inputs(self) -> None:
+        schema = self.plan.pipeline.input_schema
+        if not schema or not isinstance(schema, dict) or not (schema.get("properties") or schema.get("required")):
+            return
+        from .schemas import compile_schema
+
+        try:
+            compiled = compile_schema(schema)
+        except ValueError as exc:
+            raise InputError(str(exc), pipeline=self.plan.name, field="input_schema") from None
+        err = compiled.first_error(self.run.inputs)
+        if err:
+            raise InputError(
+                f"input {err}", pipeline=self.plan.name, field="input",
+                hint="pass inputs that match the pipeline's input_schema (`fm validate` shows it)",
+            )
+        self.run.inputs = compiled.apply_defaults(self.run.inputs)
+
+    async def execute(self) -> Run:
+        """Run to the end; returns the finished Run (raises on failure or cancellation, after recording)."""
+        run = self.run
+        self._task = asyncio.current_task()
+        run.status = RunStatus.RUNNING
+        run.started_at = run.started_at or time.time()
+        t0 = time.perf_counter()
+        if self.plan.warnings:
+            run.metadata.setdefault("warnings", list(self.plan.warnings))
+        if self.recorder is not None:
+            self.recorder.run_started(run)
+        self.emit("run.started", None, run)
+        self._hook("fm_run_started", run=run, pipeline=self.plan.pipeline)
+        graph: _Graph | None = None
+        try:
+            self._check_inputs()
+            scope = self._scope()
+            graph = _Graph(self, self.plan.main, scope, scope["upstream"])
+            self._graph = graph
+            done = None
+            if self.resume:
+                done = {sid: r.status for sid, r in self.resume.items() if r.iteration is None and r.status in (_COMPLETED, _FAILED, _SKIPPED)}
+                for sid in done:
+                    graph.results[sid] = self.resume[sid].output
+            try:
+                await graph.run(done)
+                run.output = self._output(graph)
+            except _Return as ret:
+                await graph._cancel_all()
+                run.output = ret.value
+            run.status = RunStatus.COMPLETED
+            self._check_output()
+        except asyncio.CancelledError:
+            run.status = RunStatus.CANCELLED
+            run.error = {"code": "cancelled", "message": "the run was cancelled"}
+            self._close(t0)
+            raise RunCancelledError("the run was cancelled", pipeline=self.plan.name) from None
+        except FlowMasonError as exc:
+            run.status = RunStatus.FAILED
+            run.error = exc.to_dict()
+            self._close(t0)
+            raise
+        except Exception as exc:  # noqa: BLE001 - an engine bug still records the run as failed
+            run.status = RunStatus.FAILED
+            run.error = _error_dict(exc, self.plan.name, None)
+            self._close(t0)
+            raise StageError(f"{type(exc).__name__}: {exc}", pipeline=self.plan.name) from exc
+        self._close(t0)
+        return run
+
+    def _close(self, t0: float) -> None:
+        run = self.run
+        run.finished_at = time.time()
+        run.duration_ms = (time.perf_counter() - t0) * 1000
+        if self.usage:
+            run.usage = dict(self.usage)
+        if self.recorder is not None:
+            try:
+                self.recorder.run_finished(run)
+            except Exception:  # noqa: BLE001 - never mask the run's own error with a recording one
+                if run.status is RunStatus.COMPLETED:
+                    raise
+        self.emit("run.finished", None, run)
+        self._hook("fm_run_finished", run=run, pipeline=self.plan.pipeline)
+
+    def _output(self, graph: _Graph) -> Any:
+        p = self.plan.pipeline
+        results = graph.results
+        if p.output_stage_id:
+            return results.get(p.output_stage_id)
+        sinks = [s for s in self.plan.sinks if graph.status.get(s) is _COMPLETED] or self.plan.sinks
+        if len(sinks) == 1:
+            return results.get(sinks[0])
+        return {s: results.get(s) for s in sinks}
+
+    def _check_output(self) -> None:
+        schema = self.plan.pipeline.output_schema
+        if not schema or not isinstance(schema, dict) or not (schema.get("properties") or schema.get("required") or schema.get("type")):
+            return
+        from .schemas import compile_schema
+
+        try:
+            err = compile_schema(schema).first_error(self.run.output)
+        except ValueError:
+            return
+        if err:
+            # a warning, not a failure: existing files often declare loose output schemas
+            self.run.metadata.setdefault("warnings", []).append(f"output does not match output_schema: {err}")
+
+    def cancel(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+
+    async def run_child(self, ref: Any, inputs: dict[str, Any], stage: Stage) -> Any:
+        if self.depth >= 16:
+            raise StageError("sub-pipelines nested more than 16 deep", pipeline=self.plan.name, stage=stage.id,
+                             hint="check for a pipeline that calls itself")
+        if isinstance(ref, Pipeline):
+            child = ref
+        elif isinstance(ref, dict) and "stages" in ref:
+            from .model import parse_pipeline
+
+            child = parse_pipeline(ref)
+        elif self.loader is not None:
+            child = self.loader(ref)
+        else:
+            raise StageError(f"cannot find sub-pipeline '{ref}'", pipeline=self.plan.name, stage=stage.id,
+                             field="config.pipeline_id", hint="give a path to a .pipeline.json file or an inline pipeline")
+        from .plugins import get_registry
+
+        plan = compile_plan(child, get_registry().components)
+        sub = Execution(plan, inputs, recorder=self.recorder, listeners=self.listeners, max_concurrency=self.max_concurrency,
+                        loader=self.loader, hooks=self._hooks, depth=self.depth + 1)
+        sub.run.metadata["parent_run_id"] = self.run.id
+        sub.run.metadata["parent_stage_id"] = stage.id
+        await sub.execute()
+        return sub.run.output
+
+
+def _error_dict(exc: BaseException, pipeline: str, stage: str | None) -> dict[str, Any]:
+    if isinstance(exc, FlowMasonError):
+        d = exc.to_dict()
+        d["pipeline"] = d.get("pipeline") or pipeline
+        d["stage"] = d.get("stage") or stage
+        return d
+    return {"code": "stage_failed", "message": f"{type(exc).__name__}: {exc}", "pipeline": pipeline, "stage": stage,
+            "field": None, "hint": None, "type": type(exc).__name__}
+
+
+_EVENT_HOOKS = ("fm_run_started", "fm_run_finished", "fm_stage_started", "fm_stage_finished", "fm_stage_failed", "fm_stage_skipped")
+
+
+def _event_hooks() -> dict[str, Callable[..., Any]]:
+    """The event hooks some plugin implements (the others cost nothing per stage)."""
+    from .plugins import get_plugin_manager
+
+    pm = get_plugin_manager()
+    return {name: getattr(pm.hook, name) for name in _EVENT_HOOKS if getattr(pm.hook, name).get_hookimpls()}
+
+
+_plan_cache: dict[int, tuple[Pipeline, Plan]] = {}
+
+
+def plan_for(pipeline: Pipeline) -> Plan:
+    """Compile (once per pipeline object) with the loaded components."""
+    from .plugins import get_registry
+
+    cached = _plan_cache.get(id(pipeline))
+    if cached is not None and cached[0] is pipeline:
+        return cached[1]
+    plan = compile_plan(pipeline, get_registry().components)
+    if len(_plan_cache) > 256:
+        _plan_cache.clear()
+    _plan_cache[id(pipeline)] = (pipeline, plan)
+    return plan
+
+
+async def run_pipeline(
+    pipeline: Pipeline,
+    inputs: dict[str, Any] | None = None,
+    *,
+    recorder: Recorder | None = None,
+    listeners: list[Listener] | None = None,
+    max_concurrency: int | None = None,
+    loader: Callable[[Any], Pipeline] | None = None,
+    run: Run | None = None,
+    resume: Mapping[str, StageResult] | None = None,
+) -> Run:
+    """Run a pipeline in the current event loop and return the finished Run."""
+    ex = Execution(plan_for(pipeline), inputs, recorder=recorder, listeners=listeners, max_concurrency=max_concurrency,
+                   loader=loader, run=run, resume=resume)
+    return await ex.execute()

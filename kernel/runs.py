@@ -1,0 +1,178 @@
+"""Run history on the storage contract: runs, their stage results, listings.
+
+Item layout (one partition per run, so a run's checkpoint is one query):
+
+    pk = "{ns}run#{run_id}"        sk = "meta"                     the Run
+    pk = "{ns}run#{run_id}"        sk = "stage#{stage_id}[#{iter}]"  a StageResult
+    pk = "{ns}runs"                sk = "{run_id}"                 listing entry (newest last)
+    pk = "{ns}runs#p#{pipeline}"   sk = "{run_id}"                 listing per pipeline
+
+Run ids start with a hex timestamp, so sort-key order is time order. The
+run and its listing entries are written in one transaction; a stage
+result is one put (the checkpoint the executor writes after each stage).
+``ns`` is the tenant namespace ("" on a laptop; "org#ID#" on the server).
+"""
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any, Iterator
+
+from .errors import ItemTooLargeError, NotFoundError
+from .model import Run, RunStatus, StageResult, StageStatus
+from .storage import MAX_ITEM_BYTES, Op, Page, Store
+
+_SUMMARY_FIELDS = ("id", "pipeline_id", "pipeline_name", "pipeline_version", "status", "created_at",
+                   "started_at", "finished_at", "duration_ms", "error")
+# leave room for keys and bookkeeping under the backend's item limit
+_VALUE_BUDGET = MAX_ITEM_BYTES - 8 * 1024
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+def _shrink(value: Any, budget: int) -> Any:
+    text = json.dumps(value, default=str, ensure_ascii=False)
+    if len(text.encode()) <= budget:
+        return value
+    return {"__truncated__": True, "size_bytes": len(text.encode()), "preview": text[: min(4000, budget // 4)]}
+
+
+class RunRepository:
+    """Stores runs and stage results; implements the executor's ``Recorder``."""
+
+    def __init__(self, store: Store, namespace: str = "") -> None:
+        self.store = store
+        self.ns = namespace
+
+    # -- keys --
+    def _run_pk(self, run_id: str) -> str:
+        return f"{self.ns}run#{run_id}"
+
+    # -- Recorder --
+    def run_started(self, run: Run) -> None:
+        self._write_run(run)
+
+    def run_finished(self, run: Run) -> None:
+        self._write_run(run)
+
+    def stage_recorded(self, run: Run, result: StageResult) -> None:
+        sk = f"stage#{result.stage_id}" if result.iteration is None else f"stage#{result.stage_id}#{result.iteration}"
+        status = result.status
+        data = {
+            "stage_id": result.stage_id,
+            "component_type": result.component_type,
+            "status": status.value if isinstance(status, StageStatus) else status,
+            "input": result.input,
+            "output": result.output,
+            "error": result.error,
+            "started_at": result.started_at,
+            "finished_at": result.finished_at,
+            "duration_ms": result.duration_ms,
+            "attempts": result.attempts,
+            "usage": result.usage,
+            "iteration": result.iteration,
+        }
+        pk = self._run_pk(run.id)
+        try:
+            self.store.put(pk, sk, data)
+        except (TypeError, ValueError):
+            self.store.put(pk, sk, _jsonable(data))
+        except ItemTooLargeError:
+            data["input"] = _shrink(data["input"], _VALUE_BUDGET // 2)
+            data["output"] = _shrink(data["output"], _VALUE_BUDGET // 2)
+            self.store.put(pk, sk, _jsonable(data))
+
+    def _write_run(self, run: Run) -> None:
+        data = run.model_dump(mode="json")
+        try:
+            size = len(json.dumps(data).encode())
+        except (TypeError, ValueError):
+            data = _jsonable(data)
+            size = len(json.dumps(data).encode())
+        if size > _VALUE_BUDGET:
+            data["inputs"] = _shrink(data["inputs"], _VALUE_BUDGET // 3)
+            data["output"] = _shrink(data["output"], _VALUE_BUDGET // 3)
+        summary = {k: data.get(k) for k in _SUMMARY_FIELDS}
+        self.store.transact([
+            Op("put", self._run_pk(run.id), "meta", data),
+            Op("put", f"{self.ns}runs", run.id, summary),
+            Op("put", f"{self.ns}runs#p#{run.pipeline_id}", run.id, summary),
+        ])
+
+    # -- reading --
+    def get_run(self, run_id: str) -> Run:
+        item = self.store.get(self._run_pk(run_id), "meta")
+        if item is None:
+            raise NotFoundError(f"no run with id '{run_id}'", field="run_id", hint="`fm runs` lists the recorded runs")
+        return Run.model_validate(item.data)
+
+    def find_run(self, prefix: str) -> Run:
+        """A run by id or by a unique prefix of it (as `fm runs show` accepts)."""
+        try:
+            return self.get_run(prefix)
+        except NotFoundError:
+            pass
+        page = self.store.query(f"{self.ns}runs", prefix=prefix, limit=2)
+        if len(page.items) == 1:
+            return self.get_run(page.items[0].sk)
+        if len(page.items) > 1:
+            raise NotFoundError(f"run id prefix '{prefix}' is ambiguous", field="run_id", hint="give more characters")
+        raise NotFoundError(f"no run with id '{prefix}'", field="run_id", hint="`fm runs` lists the recorded runs")
+
+    def stage_results(self, run_id: str) -> list[StageResult]:
+        out: list[StageResult] = []
+        cursor = None
+        for _ in range(100_000):
+            page = self.store.query(self._run_pk(run_id), prefix="stage#", limit=500, cursor=cursor)
+            out.extend(StageResult.model_validate(i.data) for i in page.items)
+            cursor = page.cursor
+            if not cursor:
+                break
+        out.sort(key=lambda r: (r.started_at or 0, r.finished_at or 0))
+        return out
+
+    def checkpoint(self, run_id: str) -> dict[str, StageResult]:
+        """Finished main-graph stages of a run, for resuming it."""
+        return {
+            r.stage_id: r for r in self.stage_results(run_id)
+            if r.iteration is None and r.status in (StageStatus.COMPLETED, StageStatus.FAILED, StageStatus.SKIPPED)
+        }
+
+    def list_runs(
+        self, *, limit: int = 50, cursor: str | None = None, pipeline_id: str | None = None,
+        status: str | None = None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Newest first; returns (summaries, next cursor)."""
+        pk = f"{self.ns}runs#p#{pipeline_id}" if pipeline_id else f"{self.ns}runs"
+        out: list[dict[str, Any]] = []
+        for _ in range(1000):  # bounded: a status filter may need several pages
+            page: Page = self.store.query(pk, limit=limit, cursor=cursor, reverse=True)
+            for item in page.items:
+                if status and item.data.get("status") != status:
+                    continue
+                out.append(item.data)
+            cursor = page.cursor
+            if len(out) >= limit or not cursor:
+                break
+        return out[:limit], cursor
+
+    def iter_runs(self) -> Iterator[dict[str, Any]]:
+        cursor = None
+        for _ in range(1_000_000):
+            items, cursor = self.list_runs(limit=200, cursor=cursor)
+            yield from items
+            if not cursor:
+                return
+
+    def mark_interrupted(self, run: Run) -> None:
+        """A run whose process died shows as failed, not running forever."""
+        if run.status in (RunStatus.RUNNING, RunStatus.PENDING):
+            run.status = RunStatus.FAILED
+            run.error = {"code": "interrupted", "message": "the process running it stopped"}
+            self._write_run(run)
+
+
+def encode_cursor(value: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(value).encode()).decode()

@@ -1,0 +1,311 @@
+"""`{{ ... }}` references and expressions in stage configs, compiled once per pipeline.
+
+Existing pipeline files use Python-flavoured expressions inside the braces:
+``{{input.topic}}``, ``{{upstream.fetch-data.body}}`` (stage ids with
+hyphens), ``{{context.item.url}}`` inside a foreach, ``{{input.x or 'default'}}``,
+``{{now()}}``, ``{{len([r for r in data if r.get('ok')])}}``. Jinja2 cannot
+evaluate comprehensions, so expressions run in ``simpleeval``'s sandbox
+(``EvalWithCompoundTypes``: no imports, no dunder access, bounded
+comprehensions and string sizes), parsed once here and evaluated per call.
+Plain dotted paths (the overwhelming majority) skip the evaluator and are
+compiled to a direct lookup.
+
+A value that is one whole template keeps its type (a list stays a list);
+templates inside a longer string are rendered as text (dicts and lists as
+JSON). ``{{env.NAME}}`` reads only allow-listed variables, so a server never
+leaks its environment into a pipeline.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import re
+import uuid
+from typing import Any, Callable, Mapping
+
+from .errors import TemplateError
+
+_TEMPLATE = re.compile(r"\{\{\s*(.*?)\s*\}\}", re.S)
+_PATH = re.compile(r"^[A-Za-z_][\w\-]*(?:\.[\w\-]+|\[\d+\])*$")
+_PATH_PART = re.compile(r"\.([\w\-]+)|\[(\d+)\]")
+# `upstream.fetch-data.body` is not Python: quote hyphenated names after a dot
+_HYPHEN_ATTR = re.compile(r"\bupstream\.([A-Za-z_][\w]*(?:-[\w]+)+)")
+
+ROOTS = ("input", "upstream", "context", "env", "variables", "run", "pipeline", "item", "data", "stage")
+
+_MISSING = object()
+
+
+def env_allowlist() -> frozenset[str]:
+    """Names readable as ``{{env.NAME}}``: ``FM_ENV_ALLOWLIST`` (comma-separated) plus ``FM_VAR_*``."""
+    names = {n.strip() for n in os.environ.get("FM_ENV_ALLOWLIST", "").split(",") if n.strip()}
+    names |= {k for k in os.environ if k.startswith("FM_VAR_")}
+    return frozenset(names)
+
+
+class EnvView(Mapping[str, str]):
+    """The environment as a pipeline may see it: allow-listed names only."""
+
+    def __init__(self, allow: frozenset[str] | None = None) -> None:
+        self._allow = env_allowlist() if allow is None else allow
+
+    def __getitem__(self, name: str) -> str:
+        if name not in self._allow:
+            raise TemplateError(
+                f"environment variable '{name}' is not allow-listed",
+                field=f"env.{name}",
+                hint=f"add {name} to FM_ENV_ALLOWLIST (comma-separated) or name it FM_VAR_{name}",
+            )
+        value = os.environ.get(name)
+        if value is None:
+            raise TemplateError(f"environment variable '{name}' is not set", field=f"env.{name}")
+        return value
+
+    def __getattr__(self, name: str) -> str:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return self[name]
+
+    def __iter__(self):
+        return iter(sorted(self._allow))
+
+    def __len__(self) -> int:
+        return len(self._allow)
+
+
+def _now(fmt: str | None = None) -> str:
+    t = _dt.datetime.now(_dt.timezone.utc)
+    return t.strftime(fmt) if fmt else t.isoformat()
+
+
+def _to_json(value: Any, indent: int | None = None) -> str:
+    return json.dumps(value, indent=indent, default=str, ensure_ascii=False)
+
+
+FUNCTIONS: dict[str, Callable[..., Any]] = {
+    "len": len, "str": str, "int": int, "float": float, "bool": bool, "list": list,
+    "dict": dict, "set": set, "tuple": tuple, "sorted": sorted, "reversed": lambda x: list(reversed(x)),
+    "min": min, "max": max, "sum": sum, "abs": abs, "round": round, "any": any, "all": all,
+    "enumerate": lambda x: list(enumerate(x)), "zip": lambda *a: list(zip(*a)),
+    "range": lambda *a: range(*a) if len(range(*a)) <= 100_000 else _too_big(),
+    "isinstance": None,  # replaced below with a safe variant
+    "now": _now, "today": lambda: _dt.date.today().isoformat(),
+    "uuid": lambda: uuid.uuid4().hex, "json": _to_json, "to_json": _to_json,
+    "from_json": json.loads, "lower": lambda s: str(s).lower(), "upper": lambda s: str(s).upper(),
+    "join": lambda items, sep=", ": sep.join(str(i) for i in items), "floor": math.floor, "ceil": math.ceil,
+}
+
+
+def _too_big() -> None:
+    raise TemplateError("range() larger than 100,000 items", hint="narrow the range")
+
+
+_SAFE_TYPES = {"str": str, "int": int, "float": float, "bool": bool, "list": list, "dict": dict}
+
+
+def _isinstance(value: Any, type_name: Any) -> bool:
+    if isinstance(type_name, str):
+        return isinstance(value, _SAFE_TYPES.get(type_name, ()))  # type: ignore[arg-type]
+    return isinstance(value, type_name) if type_name in _SAFE_TYPES.values() else False
+
+
+FUNCTIONS["isinstance"] = _isinstance
+
+_evaluator = None
+
+
+def _get_evaluator():
+    global _evaluator
+    if _evaluator is None:
+        from simpleeval import DISALLOW_METHODS, DISALLOW_PREFIXES, EvalWithCompoundTypes, FeatureNotAvailable
+
+        class _Lenient(EvalWithCompoundTypes):
+            """Attribute access on dicts reads keys; a missing key or a None base gives None,
+            as references to a skipped branch did in the earlier product."""
+
+            def _eval_attribute(self, node):  # type: ignore[override]
+                attr = node.attr
+                if attr.startswith(tuple(DISALLOW_PREFIXES)) or attr in DISALLOW_METHODS:
+                    raise FeatureNotAvailable(f"access to '{attr}' is not allowed")
+                base = self._eval(node.value)
+                if base is None:
+                    return None
+                if isinstance(base, Mapping):
+                    if attr in base:
+                        return base[attr]
+                    if hasattr(dict, attr):
+                        return getattr(base, attr)  # .get, .keys, .items ...
+                    return None
+                try:
+                    return getattr(base, attr)
+                except AttributeError:
+                    return None
+
+        _evaluator = _Lenient(functions=FUNCTIONS)
+    return _evaluator
+
+
+def _lookup(value: Any, key: str) -> Any:
+    if isinstance(value, Mapping):
+        return value[key]
+    if isinstance(value, (list, tuple)) and key.lstrip("-").isdigit():
+        return value[int(key)]
+    try:
+        return getattr(value, key)
+    except AttributeError:
+        raise KeyError(key) from None
+
+
+class Expr:
+    """One compiled expression (the text between the braces)."""
+
+    __slots__ = ("text", "_path", "_ast")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._path: tuple[str, ...] | None = None
+        self._ast = None
+        if _PATH.match(text):
+            head = text.split(".", 1)[0].split("[", 1)[0]
+            rest = text[len(head):]
+            self._path = (head,) + tuple(a or b for a, b in _PATH_PART.findall(rest))
+        else:
+            source = _HYPHEN_ATTR.sub(lambda m: f"upstream[{m.group(1)!r}]", text)
+            try:
+                self._ast = _get_evaluator().parse(source)
+            except SyntaxError as exc:
+                raise TemplateError(
+                    f"invalid expression '{{{{{text}}}}}': {exc.msg}",
+                    hint="expressions use Python syntax, e.g. {{input.x or 'default'}}",
+                ) from None
+
+    @property
+    def root(self) -> str | None:
+        return self._path[0] if self._path else None
+
+    def evaluate(self, scope: Mapping[str, Any]) -> Any:
+        if self._path is not None:
+            path = self._path
+            try:
+                value = scope[path[0]]
+                for key in path[1:]:
+                    value = _lookup(value, key)
+                return value
+            except (KeyError, IndexError, TypeError):
+                return self._missing(scope)
+        ev = _get_evaluator()
+        ev.names = scope
+        try:
+            return ev.eval(self.text, previously_parsed=self._ast)
+        except TemplateError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the sandbox raises many kinds; report them all the same way
+            raise TemplateError(
+                f"cannot evaluate '{{{{{self.text}}}}}': {type(exc).__name__}: {exc}",
+                hint="check the names it uses exist at this point of the pipeline",
+            ) from None
+
+    def _missing(self, scope: Mapping[str, Any]) -> Any:
+        # A reference to something not (yet) there renders as None, as the
+        # earlier product did; validation reports unknown stage references.
+        path = self._path or ()
+        if path and path[0] not in scope:
+            raise TemplateError(
+                f"unknown name '{path[0]}' in '{{{{{self.text}}}}}'",
+                hint=f"references start with one of: {', '.join(ROOTS)}",
+            )
+        if path and path[0] == "env":
+            scope["env"][path[1]]  # raises the allow-list error
+        return None
+
+
+def _stringify(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, default=str, ensure_ascii=False)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+Renderer = Callable[[Mapping[str, Any]], Any]
+
+
+def _const(value: Any) -> Renderer:
+    return lambda scope: value
+
+
+def compile_value(value: Any) -> tuple[Renderer, bool]:
+    """Compile a config value; returns (renderer, is_dynamic). Static values render to themselves."""
+    if isinstance(value, str):
+        if "{{" not in value:
+            return _const(value), False
+        parts = _TEMPLATE.split(value)
+        if len(parts) == 3 and parts[0] == "" and parts[2] == "":
+            expr = Expr(parts[1])
+            return expr.evaluate, True
+        compiled: list[Any] = []
+        for i, part in enumerate(parts):
+            if i % 2:
+                compiled.append(Expr(part))
+            elif part:
+                compiled.append(part)
+
+        def render(scope: Mapping[str, Any]) -> str:
+            return "".join(p if isinstance(p, str) else _stringify(p.evaluate(scope)) for p in compiled)
+
+        return render, True
+    if isinstance(value, dict):
+        items = [(k, *compile_value(v)) for k, v in value.items()]
+        if not any(dyn for _, _, dyn in items):
+            return _const(value), False
+        pairs = [(k, r) for k, r, _ in items]
+        return (lambda scope: {k: r(scope) for k, r in pairs}), True
+    if isinstance(value, list):
+        items2 = [compile_value(v) for v in value]
+        if not any(dyn for _, dyn in items2):
+            return _const(value), False
+        rs = [r for r, _ in items2]
+        return (lambda scope: [r(scope) for r in rs]), True
+    return _const(value), False
+
+
+def render(value: Any, scope: Mapping[str, Any]) -> Any:
+    """Compile and render in one go (for values seen once, e.g. a component's own lazy field)."""
+    return compile_value(value)[0](scope)
+
+
+def evaluate(expression: str, scope: Mapping[str, Any]) -> Any:
+    """Evaluate a bare expression (a filter's `condition`), with or without braces."""
+    text = expression.strip()
+    m = _TEMPLATE.fullmatch(text)
+    if m:
+        text = m.group(1)
+    return Expr(text).evaluate(scope)
+
+
+def references(value: Any) -> list[tuple[str, ...]]:
+    """Every dotted reference path found in a config value (for validation)."""
+    found: list[tuple[str, ...]] = []
+
+    def walk(v: Any) -> None:
+        if isinstance(v, str) and "{{" in v:
+            for text in _TEMPLATE.findall(v):
+                for m in re.finditer(r"\bupstream\.([A-Za-z_][\w\-]*)|\bupstream\[['\"]([^'\"]+)['\"]\]", text):
+                    found.append(("upstream", m.group(1) or m.group(2)))
+                for m in re.finditer(r"(?<![\w.])([A-Za-z_]\w*)\.", text):
+                    found.append((m.group(1),))
+        elif isinstance(v, dict):
+            for x in v.values():
+                walk(x)
+        elif isinstance(v, list):
+            for x in v:
+                walk(x)
+
+    walk(value)
+    return found

@@ -1,0 +1,266 @@
+"""Control flow as components: conditional, router, foreach, trycatch, subpipeline, return.
+
+They use only the public ``StageContext`` steering calls (``run_stages``,
+``skip``, ``finish``, ``run_pipeline``), the same API a third-party plugin
+gets. Config names follow the earlier product's files
+(``true_branch_stages``, ``routes``/``default_route``, ``loop_stages``,
+``item_variable``, ``try_stages``/``catch_stages``/``finally_stages``...).
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from flowmason.kernel.components import control_flow
+from flowmason.kernel.errors import FlowMasonError, StageError
+from flowmason.kernel.plugins import hookimpl
+
+
+def _ids(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    return [v for v in value if isinstance(v, str)]
+
+
+def _truthy(ctx, key: str, expr_key: str) -> Any:
+    expr = ctx.lazy(expr_key)
+    if expr:
+        return ctx.evaluate(expr)
+    raw = ctx.stage.config.get(key, True)
+    value = ctx.config.get(key, True)
+    if isinstance(raw, str) and "{{" not in raw:
+        low = raw.strip().lower()
+        if low in ("true", "yes", "1"):
+            return True
+        if low in ("false", "no", "0", ""):
+            return False
+        return ctx.evaluate(raw)
+    return value
+
+
+@control_flow(
+    "conditional",
+    description="Run one branch or the other depending on a condition.",
+    governs=("true_branch_stages", "false_branch_stages", "true_stages", "false_stages"),
+    lazy=("condition_expression",),
+    config_schema={"type": "object", "properties": {
+        "true_branch_stages": {"type": "array", "items": {"type": "string"}},
+        "false_branch_stages": {"type": "array", "items": {"type": "string"}},
+    }},
+)
+def conditional(ctx) -> dict[str, Any]:
+    cfg = ctx.config
+    value = _truthy(ctx, "condition", "condition_expression")
+    result = bool(value)
+    true_ids = _ids(cfg.get("true_branch_stages")) + _ids(cfg.get("true_stages"))
+    false_ids = _ids(cfg.get("false_branch_stages")) + _ids(cfg.get("false_stages"))
+    ctx.skip(false_ids if result else true_ids)
+    return {
+        "branch_taken": "true" if result else "false",
+        "condition_value": value,
+        "condition_result": result,
+        "data": cfg.get("pass_data"),
+    }
+
+
+@control_flow(
+    "router",
+    description="Pick a route by value; the stages of the other routes are skipped.",
+    governs=("routes", "default_route"),
+    lazy=("value_expression",),
+    config_schema={"type": "object", "required": ["routes"], "properties": {
+        "routes": {"type": "object", "additionalProperties": {"type": ["array", "string"]}},
+        "default_route": {"type": ["array", "string"]},
+    }},
+)
+def router(ctx) -> dict[str, Any]:
+    cfg = ctx.config
+    expr = ctx.lazy("value_expression")
+    value = ctx.evaluate(expr) if expr else cfg.get("value")
+    routes: dict[str, Any] = cfg.get("routes") or {}
+    insensitive = bool(cfg.get("case_insensitive", False))
+    key = "" if value is None else str(value)
+    taken = None
+    for name in routes:
+        if name == key or (insensitive and name.lower() == key.lower()):
+            taken = name
+            break
+    chosen = _ids(routes[taken]) if taken is not None else _ids(cfg.get("default_route"))
+    everything = {sid for v in routes.values() for sid in _ids(v)} | set(_ids(cfg.get("default_route")))
+    skipped = sorted(everything - set(chosen))
+    ctx.skip(skipped)
+    return {
+        "route_taken": taken if taken is not None else "default",
+        "original_value": value,
+        "matched_value": taken,
+        "stages_to_execute": chosen,
+        "stages_to_skip": skipped,
+        "data": cfg.get("pass_data"),
+    }
+
+
+@control_flow(
+    "foreach",
+    description="Run the loop stages once per item, in parallel (bounded) or in order; collect the results.",
+    governs=("loop_stages",),
+    owns=True,
+    lazy=("filter_expression",),
+    config_schema={"type": "object", "required": ["loop_stages"], "properties": {
+        "loop_stages": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+        "item_variable": {"type": "string"},
+        "index_variable": {"type": "string"},
+        "parallel": {"type": "boolean"},
+        "max_parallel": {"type": "integer", "minimum": 1},
+        "collect_results": {"type": "boolean"},
+        "break_on_error": {"type": "boolean"},
+    }},
+)
+async def foreach(ctx) -> dict[str, Any]:
+    cfg = ctx.config
+    items = cfg.get("items")
+    if items is None:
+        items = []
+    if isinstance(items, dict):
+        items = [{"key": k, "value": v} for k, v in items.items()]
+    if not isinstance(items, (list, tuple)):
+        raise StageError(
+            f"'items' must be a list, got {type(items).__name__}", stage=ctx.stage.id, field="config.items",
+            hint="point items at a list, e.g. {{input.items}}",
+        )
+    loop_ids = _ids(cfg.get("loop_stages"))
+    item_var = cfg.get("item_variable") or "item"
+    index_var = cfg.get("index_variable") or "index"
+    filt = ctx.lazy("filter_expression")
+    selected = []
+    for i, item in enumerate(items):
+        if filt and not ctx.evaluate(filt, **{item_var: item, index_var: i, "item": item}):
+            continue
+        selected.append((i, item))
+    parallel = bool(cfg.get("parallel", False))
+    width = max(1, int(cfg.get("max_parallel") or 5)) if parallel else 1
+    break_on_error = bool(cfg.get("break_on_error", True))
+    collect = cfg.get("collect_results", True)
+    last = loop_ids[-1]
+    results: list[Any] = [None] * len(selected)
+    errors: list[dict[str, Any]] = []
+    cursor = iter(range(len(selected)))
+
+    async def one(slot: int) -> None:
+        i, item = selected[slot]
+        try:
+            outs = await ctx.run_stages(loop_ids, context={item_var: item, index_var: i}, label=str(i))
+            results[slot] = outs.get(last)
+        except FlowMasonError as exc:
+            if break_on_error:
+                raise
+            errors.append({"index": i, "error": str(exc)})
+
+    async def worker() -> None:
+        for slot in cursor:  # workers share one iterator: at most `width` iterations in flight
+            await one(slot)
+
+    await asyncio.gather(*(worker() for _ in range(min(width, len(selected)) or 0)))
+    return {
+        "results": results if collect else [],
+        "total_items": len(items),
+        "processed_items": len(selected) - len(errors),
+        "skipped_items": len(items) - len(selected),
+        "errors": errors,
+        "is_complete": True,
+    }
+
+
+@control_flow(
+    "trycatch",
+    description="Run the try stages; on failure run the catch stages; always run the finally stages.",
+    governs=("try_stages", "catch_stages", "finally_stages"),
+    owns=True,
+    config_schema={"type": "object", "required": ["try_stages"], "properties": {
+        "try_stages": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+        "catch_stages": {"type": "array", "items": {"type": "string"}},
+        "finally_stages": {"type": "array", "items": {"type": "string"}},
+        "max_retries": {"type": "integer", "minimum": 0, "maximum": 10},
+    }},
+)
+async def trycatch(ctx) -> dict[str, Any]:
+    cfg = ctx.config
+    try_ids, catch_ids, finally_ids = (_ids(cfg.get(k)) for k in ("try_stages", "catch_stages", "finally_stages"))
+    retries = int(cfg.get("max_retries") or 0)
+    delay = float(cfg.get("retry_delay_ms") or 0) / 1000
+    out: dict[str, Any] = {"status": "success", "error_occurred": False, "error_message": None, "error_type": None,
+                           "recovered": False, "try_result": None, "catch_result": None, "data": cfg.get("pass_data")}
+    try:
+        for attempt in range(retries + 1):
+            try:
+                res = await ctx.run_stages(try_ids, label=f"try{attempt}" if attempt else None)
+                out["try_result"] = res.get(try_ids[-1])
+                out["error_occurred"] = False
+                break
+            except FlowMasonError as exc:
+                out.update(error_occurred=True, error_message=exc.message, error_type=type(exc).__name__,
+                           error_stage=exc.stage)
+                if attempt < retries:
+                    await asyncio.sleep(delay)
+        if out["error_occurred"]:
+            if not catch_ids:
+                raise StageError(
+                    f"try stages failed and there are no catch stages: {out['error_message']}",
+                    stage=ctx.stage.id, field="config.catch_stages", hint="add catch_stages to recover",
+                )
+            error = {"message": out["error_message"], "type": out["error_type"], "stage": out.get("error_stage")}
+            res = await ctx.run_stages(catch_ids, context={"error": error})
+            out.update(status="recovered", recovered=True, catch_result=res.get(catch_ids[-1]))
+    finally:
+        if finally_ids:
+            await ctx.run_stages(finally_ids, label="finally")
+    return out
+
+
+@control_flow(
+    "subpipeline",
+    description="Run another pipeline (by path, id or inline) with the given inputs.",
+    config_schema={"type": "object", "properties": {
+        "pipeline_id": {"type": "string"}, "pipeline": {"type": ["string", "object"]},
+        "input_data": {"type": "object"}, "on_error": {"type": "string", "enum": ["fail", "default", "continue"]},
+    }},
+)
+async def subpipeline(ctx) -> dict[str, Any]:
+    cfg = ctx.config
+    ref = cfg.get("pipeline") or cfg.get("pipeline_path") or cfg.get("pipeline_id")
+    if not ref:
+        raise StageError("no pipeline named", stage=ctx.stage.id, field="config.pipeline_id",
+                         hint="set pipeline_id (or pipeline: a path or an inline pipeline)")
+    inputs = cfg.get("input_data") or {}
+    if cfg.get("inherit_context"):
+        inputs = {**ctx.inputs, **inputs}
+    try:
+        result = await ctx.run_pipeline(ref, inputs)
+        return {"pipeline_id": ref if isinstance(ref, str) else (ref.get("id") or ref.get("name")),
+                "status": "completed", "result": result, "error": None}
+    except FlowMasonError as exc:
+        if cfg.get("on_error") in ("default", "continue"):
+            return {"pipeline_id": ref if isinstance(ref, str) else None, "status": "failed",
+                    "result": cfg.get("default_result"), "error": str(exc)}
+        raise
+
+
+@control_flow(
+    "return",
+    description="End the run early with a value when the condition holds.",
+    lazy=("condition_expression",),
+)
+def return_early(ctx) -> dict[str, Any]:
+    cfg = ctx.config
+    should = bool(_truthy(ctx, "condition", "condition_expression"))
+    value = cfg.get("return_value", cfg.get("value"))
+    if should:
+        ctx.finish(value)
+    return {"should_return": False, "return_value": None, "message": cfg.get("message"), "status": "continued"}
+
+
+@hookimpl
+def fm_register_components(register):
+    for comp in (conditional, router, foreach, trycatch, subpipeline, return_early):
+        register(comp)
