@@ -26,7 +26,12 @@ class CompiledSchema:
             self._validate(value)
         except fastjsonschema.JsonSchemaValueException as exc:
             path = exc.name.replace("data", "", 1).lstrip(".") if exc.name else ""
-            msg = exc.message.replace(exc.name or "data", "value", 1) if exc.message else "is invalid"
+            if exc.rule == "required" and isinstance(exc.rule_definition, list):
+                have = exc.value if isinstance(exc.value, dict) else {}
+                missing = [k for k in exc.rule_definition if k not in have]
+                msg = f"is missing required field(s): {', '.join(missing)}"
+            else:
+                msg = exc.message.replace(exc.name or "data", "value", 1) if exc.message else "is invalid"
             return f"at '{path}': {msg}" if path else msg
         return None
 

@@ -22,7 +22,7 @@ import binascii
 import json
 from typing import Any
 
-from .errors import ItemTooLargeError, StorageError, TransactionError
+from .errors import ConditionFailedError, ItemTooLargeError, StorageError, TransactionError
 from .storage import MAX_ITEM_BYTES, Op
 
 _BYTES_KEY = "__bytes__"
@@ -190,6 +190,10 @@ def validate_ops(ops: list[Op]) -> list[str | None]:
                 raise TransactionError(f"transaction op {index}: put needs data")
             texts.append(check_item(op.pk, op.sk, op.data))
         else:
+            if op.kind == "check" and not (op.if_absent or op.if_exists or op.if_version is not None):
+                raise TransactionError(
+                    f"transaction op {index}: a check needs a condition (if_absent, if_exists or if_version)"
+                )
             check_keys(op.pk, op.sk)
             texts.append(None)
     return texts
@@ -213,3 +217,14 @@ def transaction_error(index: int, op: Op, problem: str) -> TransactionError:
     )
     err.index = index  # type: ignore[attr-defined]
     return err
+
+
+def condition_failed(store: Any, action: str, pk: str, sk: str, if_absent: bool, if_version: int | None) -> ConditionFailedError:
+    """The error for a refused conditional put/delete, saying what the stored item is now."""
+    current = store.get(pk, sk)  # for the message only: it may have moved again since
+    probe = Op("check", pk, sk, if_absent=if_absent, if_version=if_version)
+    problem = op_problem(probe, current.version if current else None) or "its condition failed"
+    return ConditionFailedError(
+        f"{action} of (pk={pk!r}, sk={sk!r}) refused: {problem}",
+        hint="another writer changed it; read it again and retry",
+    )

@@ -1,0 +1,15 @@
+"""The core `fm` commands: run, validate, schema, plugins, runs.
+
+Registered through ``fm_register_commands`` like every other command;
+heavy modules (rich, the executor) load inside the commands that need them.
+"""
+from __future__ import annotations
+
+from flowmason.kernel.plugins import hookimpl
+
+
+@hookimpl
+def fm_register_commands(app):
+    from . import commands
+
+    commands.register(app)

@@ -1,0 +1,349 @@
+"""Implementations of `fm run`, `fm validate`, `fm schema`, `fm plugins`, `fm runs`."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from flowmason.kernel.errors import FlowMasonError, InputError, PipelineValidationError
+
+
+def _out(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, indent=2 if sys.stdout.isatty() else None, default=str, ensure_ascii=False)
+
+
+def parse_inputs(inline: str | None, path: Path | None) -> dict[str, Any]:
+    """`--input '{...}'`, `--input @file.json` or `--input-file file.json`."""
+    if inline and inline.startswith("@"):
+        path, inline = Path(inline[1:]), None
+    text = None
+    source = "--input"
+    if path is not None:
+        source = str(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise InputError(f"cannot read input file {path}: {exc.strerror}", field="input") from None
+    elif inline is not None:
+        text = inline
+    if text is None or not text.strip():
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(
+            f"{source} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})",
+            field="input", hint="""pass a JSON object, e.g. --input '{"topic": "owls"}'""",
+        ) from None
+    if not isinstance(value, dict):
+        raise InputError(f"{source} must be a JSON object, got {type(value).__name__}", field="input",
+                         hint="""wrap the value in an object, e.g. {"items": [...]}""")
+    return value
+
+
+def load_resolved(path: Path) -> Any:
+    """Load a pipeline file and apply inheritance through the `fm_resolve_pipeline` hook."""
+    from flowmason.kernel.model import FileLoader, load_pipeline
+    from flowmason.kernel.plugins import get_plugin_manager
+
+    pipeline = load_pipeline(path)
+    loader = FileLoader(path.parent)
+    resolved = get_plugin_manager().hook.fm_resolve_pipeline(pipeline=pipeline, loader=loader)
+    return resolved or pipeline, loader
+
+
+def _recorder(enabled: bool) -> Any:
+    if not enabled:
+        return None
+    from flowmason.kernel.runs import RunRepository
+    from flowmason.kernel.storage import open_store
+
+    return RunRepository(open_store())
+
+
+def _record_invalid(recorder: Any, pipeline: Any, inputs: dict, exc: FlowMasonError) -> None:
+    """A run that could not start is still recorded as failed, with its error."""
+    if recorder is None:
+        return
+    import time
+
+    from flowmason.kernel.model import Run, RunStatus
+
+    now = time.time()
+    run = Run(pipeline_id=pipeline.key, pipeline_name=pipeline.name, pipeline_version=pipeline.version,
+              inputs=inputs, status=RunStatus.FAILED, error=exc.to_dict(), started_at=now, finished_at=now, duration_ms=0.0)
+    recorder.run_finished(run)
+    _err(f"run {run.id} recorded as failed")
+
+
+def _err(text: str) -> None:
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+
+
+def run_command(
+    pipeline_path: Path = typer.Argument(..., help="The .pipeline.json file to run."),
+    input: Optional[str] = typer.Option(None, "--input", "-i", help="Inputs as a JSON object, or @file.json."),
+    input_file: Optional[Path] = typer.Option(None, "--input-file", help="Read inputs from a JSON file."),
+    record: bool = typer.Option(True, "--record-run/--no-record-run", help="Record the run in the store (default on)."),
+    concurrency: Optional[int] = typer.Option(None, "--concurrency", "-c", min=1, help="At most this many stages at once."),
+    as_json: bool = typer.Option(False, "--json", help="Print the whole run record as JSON, not just the output."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+    cassette_record: Optional[Path] = typer.Option(None, "--record", help="Save every model call to this cassette file."),
+    cassette_replay: Optional[Path] = typer.Option(None, "--replay", help="Answer model calls from this cassette file."),
+) -> None:
+    """Run a pipeline and print its output."""
+    from flowmason.kernel.executor import Execution
+    from flowmason.kernel.model import RunStatus
+    from flowmason.kernel.plan import compile_plan
+    from flowmason.kernel.plugins import get_registry
+
+    if cassette_record:
+        os.environ["FM_RECORD"] = str(cassette_record)
+    if cassette_replay:
+        os.environ["FM_REPLAY"] = str(cassette_replay)
+    inputs = parse_inputs(input, input_file)
+    pipeline, loader = load_resolved(pipeline_path)
+    recorder = _recorder(record)
+    if pipeline.abstract:
+        exc = FlowMasonError("the pipeline is abstract and cannot run on its own", pipeline=pipeline.key,
+                             field="abstract", hint="run a pipeline that extends it")
+        _record_invalid(recorder, pipeline, inputs, exc)
+        raise exc
+    try:
+        plan = compile_plan(pipeline, get_registry().components)
+    except PipelineValidationError as exc:
+        _record_invalid(recorder, pipeline, inputs, exc)
+        exc.exit_code = 2
+        raise
+    listeners: list[Any] = []
+    live = None
+    if not quiet:
+        if sys.stderr.isatty():
+            from .progress import RichProgress
+
+            live = RichProgress(pipeline)
+            listeners.append(live)
+        else:
+            from .progress import PlainProgress
+
+            listeners.append(PlainProgress())
+    ex = Execution(plan, inputs, recorder=recorder, listeners=listeners, max_concurrency=concurrency, loader=loader)
+
+    async def go() -> Any:
+        loop = asyncio.get_running_loop()
+        try:
+            loop.add_signal_handler(signal.SIGINT, ex.cancel)
+            loop.add_signal_handler(signal.SIGTERM, ex.cancel)
+        except (NotImplementedError, RuntimeError):  # pragma: no cover - Windows
+            pass
+        return await ex.execute()
+
+    error: FlowMasonError | None = None
+    try:
+        if live is not None:
+            with live:
+                asyncio.run(go())
+        else:
+            asyncio.run(go())
+    except FlowMasonError as exc:
+        error = exc
+    run = ex.run
+    if as_json:
+        _out(_dumps(run.model_dump(mode="json")))
+    elif run.status is RunStatus.COMPLETED:
+        _out(_dumps(run.output) if not isinstance(run.output, str) else run.output)
+    for warning in run.metadata.get("warnings", []):
+        _err(f"warning: {warning}")
+    if error is not None:
+        if recorder is not None:
+            _err(f"run {run.id} recorded as {run.status.value}; `fm runs show {run.id}` for details")
+        raise error
+
+
+def validate_command(
+    paths: list[Path] = typer.Argument(..., help="Pipeline files to check."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable report."),
+) -> None:
+    """Check pipelines: components, references, cycles, reachability, configs. Non-zero exit on any problem."""
+    from flowmason.kernel.plan import compile_plan
+    from flowmason.kernel.plugins import get_registry
+
+    report = []
+    bad = 0
+    for path in paths:
+        try:
+            pipeline, _ = load_resolved(path)
+            plan = compile_plan(pipeline, get_registry().components)
+            report.append({"file": str(path), "ok": True, "stages": len(pipeline.stages), "warnings": plan.warnings, "problems": []})
+        except PipelineValidationError as exc:
+            bad += 1
+            report.append({"file": str(path), "ok": False, "problems": [p.to_dict() for p in exc.problems],
+                           "text": [str(p) for p in exc.problems]})
+        except FlowMasonError as exc:
+            bad += 1
+            report.append({"file": str(path), "ok": False, "problems": [exc.to_dict()], "text": [str(exc)]})
+    if as_json:
+        _out(json.dumps(report, indent=2))
+    else:
+        for entry in report:
+            if entry["ok"]:
+                _out(f"ok      {entry['file']} ({entry['stages']} stages)")
+                for w in entry["warnings"]:
+                    _out(f"        warning: {w}")
+            else:
+                _out(f"INVALID {entry['file']}")
+                for line in entry["text"]:
+                    _out(f"        {line}")
+    if bad:
+        raise typer.Exit(2)
+
+
+def schema_command(
+    component: Optional[str] = typer.Option(None, "--component", help="Print one component's config schema instead."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to this file."),
+) -> None:
+    """Export the JSON Schema of .pipeline.json files (for editors) or of one component's config."""
+    from flowmason.kernel.model import Pipeline
+    from flowmason.kernel.plugins import get_registry
+
+    reg = get_registry()
+    if component:
+        comp = reg.component(component)
+        doc = comp.describe()
+    else:
+        doc = Pipeline.model_json_schema()
+        doc["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+        doc["title"] = "FlowMason pipeline"
+        stage = doc.get("$defs", {}).get("Stage")
+        if stage:
+            stage["properties"]["component_type"]["examples"] = sorted(reg.components)
+    text = json.dumps(doc, indent=2)
+    if output:
+        output.write_text(text + "\n", encoding="utf-8")
+        _err(f"wrote {output}")
+    else:
+        _out(text)
+
+
+def plugins_command(as_json: bool = typer.Option(False, "--json")) -> None:
+    """List loaded plugins, where they come from, the hooks each implements and what they register."""
+    from flowmason.kernel.plugins import describe_plugins, get_registry
+
+    reg = get_registry()
+    plugins = describe_plugins()
+    for p in plugins:
+        p["registers"] = sorted(f"{kind}:{name}" for (kind, name), origin in reg.origin.items() if origin == p["name"])
+    if as_json:
+        _out(json.dumps(plugins, indent=2))
+        return
+    for p in plugins:
+        _out(f"{p['name']}  ({p['source']}, {p['module']})")
+        _out(f"    hooks: {', '.join(p['hooks']) or '-'}")
+        if p["registers"]:
+            _out(f"    registers: {', '.join(p['registers'])}")
+
+
+def _fmt_time(ts: float | None) -> str:
+    if not ts:
+        return "-"
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _short(value: Any, width: int = 60) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def runs_list(
+    pipeline: Optional[str] = typer.Option(None, "--pipeline", "-p", help="Only runs of this pipeline id."),
+    status: Optional[str] = typer.Option(None, "--status", help="Only runs with this status."),
+    limit: int = typer.Option(20, "--limit", "-n", min=1, max=1000),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """List recorded runs, newest first."""
+    repo = _recorder(True)
+    items, _ = repo.list_runs(limit=limit, pipeline_id=pipeline, status=status)
+    if as_json:
+        _out(json.dumps(items, indent=2, default=str))
+        return
+    if not items:
+        _err("no runs recorded yet; `fm run PIPELINE` records one")
+        return
+    _out(f"{'run id':<32} {'pipeline':<24} {'status':<10} {'started':<19} {'duration':>10}")
+    for r in items:
+        dur = f"{r['duration_ms']:.1f} ms" if r.get("duration_ms") is not None else "-"
+        _out(f"{r['id']:<32} {_short(r.get('pipeline_id') or '', 24):<24} {r['status']:<10} {_fmt_time(r.get('started_at')):<19} {dur:>10}")
+
+
+def runs_show(
+    run_id: str = typer.Argument(..., help="Run id (or a unique prefix)."),
+    as_json: bool = typer.Option(False, "--json"),
+    full: bool = typer.Option(False, "--full", help="Print whole inputs and outputs, not a preview."),
+) -> None:
+    """Show a run and each stage's input, output, duration and status."""
+    repo = _recorder(True)
+    run = repo.find_run(run_id)
+    stages = repo.stage_results(run.id)
+    if as_json:
+        _out(json.dumps({"run": run.model_dump(mode="json"), "stages": [s.model_dump(mode="json") for s in stages]},
+                        indent=2, default=str))
+        return
+    _out(f"run       {run.id}")
+    _out(f"pipeline  {run.pipeline_id} ({run.pipeline_name} {run.pipeline_version})")
+    _out(f"status    {run.status.value}")
+    _out(f"started   {_fmt_time(run.started_at)}   duration {run.duration_ms or 0:.1f} ms")
+    _out(f"inputs    {_short(run.inputs, 200) if not full else json.dumps(run.inputs, indent=2)}")
+    if run.error:
+        _out(f"error     {run.error.get('message')}" + (f" (stage {run.error['stage']})" if run.error.get("stage") else ""))
+    if run.usage:
+        _out(f"usage     {json.dumps(run.usage)}")
+    _out("")
+    width = 10_000 if full else 60
+    for s in stages:
+        label = f"{s.stage_id}[{s.iteration}]" if s.iteration else s.stage_id
+        status = s.status.value if hasattr(s.status, "value") else s.status
+        _out(f"{status:<10} {label}  ({s.component_type}, {s.duration_ms or 0:.1f} ms, attempts {s.attempts})")
+        _out(f"    input:  {_short(s.input, width)}")
+        if s.error:
+            _out(f"    error:  {s.error.get('message')}")
+        else:
+            _out(f"    output: {_short(s.output, width)}")
+    if run.status.value == "completed":
+        _out("")
+        _out(f"output    {_short(run.output, width)}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run_command)
+    app.command("validate")(validate_command)
+    app.command("schema")(schema_command)
+    app.command("plugins")(plugins_command)
+    runs = typer.Typer(help="Recorded runs.", invoke_without_command=True, no_args_is_help=False)
+
+    @runs.callback(invoke_without_command=True)
+    def _runs(ctx: typer.Context,
+              pipeline: Optional[str] = typer.Option(None, "--pipeline", "-p", help="Only runs of this pipeline id."),
+              status: Optional[str] = typer.Option(None, "--status", help="Only runs with this status."),
+              limit: int = typer.Option(20, "--limit", "-n", min=1, max=1000),
+              as_json: bool = typer.Option(False, "--json")) -> None:
+        """List recorded runs (newest first), or `fm runs show ID`."""
+        if ctx.invoked_subcommand is None:
+            runs_list(pipeline=pipeline, status=status, limit=limit, as_json=as_json)
+
+    runs.command("list")(runs_list)
+    runs.command("show")(runs_show)
+    app.add_typer(runs, name="runs")
