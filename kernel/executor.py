@@ -250,9 +250,9 @@ class _Graph:
             self.tasks.add(task)
             task.add_done_callback(on_done)
 
-        for sid in self.ids:
-            if waiting[sid] == 0:
-                start(sid)
+        # take the ready set first: starting one may settle it at once (resume) and ready others
+        for sid in [s for s in self.ids if waiting[s] == 0]:
+            start(sid)
         if remaining == 0:
             return
         try:

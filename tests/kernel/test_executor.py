@@ -1,0 +1,237 @@
+"""The executor: ordering, concurrency, timeouts, retries, error policies, cancellation, events, resume."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from flowmason.kernel import plugins
+from flowmason.kernel.errors import RunCancelledError, StageError, StageTimeoutError
+from flowmason.kernel.executor import Execution, plan_for, run_pipeline
+from flowmason.kernel.model import RunStatus, StageStatus, parse_pipeline
+from flowmason.kernel.runs import RunRepository
+from flowmason.kernel.storage import open_store
+
+from tests.kernel.helpers import Probe
+
+
+@pytest.fixture
+def probe():
+    p = Probe()
+    plugins.reset(None, extra=[p])
+    yield p
+    plugins.reset()
+
+
+@pytest.fixture
+def repo(tmp_path):
+    store = open_store(f"sqlite:///{tmp_path / 'runs.db'}")
+    yield RunRepository(store)
+    store.close()
+
+
+def P(*stages, **extra):
+    return parse_pipeline({"id": extra.pop("id", "p"), "name": "p", "stages": list(stages), **extra})
+
+
+def S(sid, ctype="t-echo", deps=(), **config):
+    d = {"id": sid, "component_type": ctype, "config": config, "depends_on": list(deps)}
+    return d
+
+
+def run(p, inputs=None, **kw):
+    return asyncio.run(run_pipeline(p, inputs or {}, **kw))
+
+
+def test_dependencies_order_and_upstream_values(probe):
+    p = P(S("a", value="{{input.x}}"), S("b", deps=["a"], value="{{upstream.a.value}}!"),
+          S("c", deps=["b"], value="{{upstream.b.value}}?"))
+    r = run(p, {"x": "hi"})
+    assert r.status is RunStatus.COMPLETED
+    assert r.output == {"value": "hi!?", "stage": "c"}
+
+
+def test_whole_template_keeps_type_and_sinks_make_output(probe):
+    p = P(S("a", value="{{input.items}}"), S("b", value={"n": "{{len(input.items)}}", "s": "n={{len(input.items)}}"}))
+    r = run(p, {"items": [1, 2, 3]})
+    assert r.output["a"]["value"] == [1, 2, 3]
+    assert r.output["b"]["value"] == {"n": 3, "s": "n=3"}
+
+
+def test_parallel_stages_overlap_and_concurrency_limit(probe):
+    stages = [S("root")] + [S(f"s{i}", "t-sleep", deps=["root"], seconds=0.05) for i in range(10)]
+    run(P(*stages))
+    assert probe.max_running == 10
+    probe.max_running = 0
+    plan = plan_for(P(*stages, id="p2"))
+    asyncio.run(Execution(plan, {}, max_concurrency=3).execute())
+    assert probe.max_running == 3
+
+
+def test_timeout_fails_stage_and_names_it(probe, repo):
+    p = P({"id": "slow", "component_type": "t-sleep", "config": {"seconds": 5}, "timeout_ms": 50})
+    with pytest.raises(StageTimeoutError) as ei:
+        run(p, recorder=repo)
+    assert ei.value.stage == "slow" and ei.value.field == "timeout_ms"
+    runs, _ = repo.list_runs()
+    assert runs[0]["status"] == "failed"
+    assert repo.stage_results(runs[0]["id"])[0].status is StageStatus.FAILED
+
+
+def test_retries_with_backoff_then_success(probe):
+    p = P({"id": "flaky", "component_type": "t-fail", "config": {"fail_times": 2},
+           "retry_config": {"max_retries": 3, "initial_delay_ms": 1, "max_delay_ms": 5}})
+    r = run(p)
+    assert r.output == {"attempt": 3}
+    assert probe.calls["flaky"] == 3
+
+
+def test_retries_are_bounded(probe):
+    p = P({"id": "bad", "component_type": "t-fail", "config": {},
+           "retry_config": {"max_retries": 2, "initial_delay_ms": 1}})
+    with pytest.raises(StageError, match="boom"):
+        run(p)
+    assert probe.calls["bad"] == 3
+
+
+def test_failure_stops_run_and_records_error(probe, repo):
+    p = P(S("a"), S("b", "t-fail", deps=["a"], message="kaput"), S("c", deps=["b"]))
+    with pytest.raises(StageError) as ei:
+        run(p, recorder=repo)
+    assert ei.value.stage == "b" and "kaput" in str(ei.value)
+    assert probe.calls["c"] == 0
+    (summary,), _ = repo.list_runs()
+    stored = repo.get_run(summary["id"])
+    assert stored.status is RunStatus.FAILED and stored.error["stage"] == "b"
+    statuses = {s.stage_id: s.status for s in repo.stage_results(stored.id)}
+    assert statuses == {"a": StageStatus.COMPLETED, "b": StageStatus.FAILED}
+
+
+def test_on_error_continue_uses_fallback(probe):
+    p = P({"id": "b", "component_type": "t-fail", "on_error": "continue", "fallback_output": {"value": "fb"}},
+          S("c", deps=["b"], value="{{upstream.b.value}}"))
+    r = run(p)
+    assert r.status is RunStatus.COMPLETED and r.output["value"] == "fb"
+
+
+def test_on_error_skip_skips_dependents(probe):
+    p = P({"id": "b", "component_type": "t-fail", "error_handling": "skip"}, S("c", deps=["b"]), S("d"))
+    r = run(p)
+    assert r.status is RunStatus.COMPLETED
+    assert probe.calls["c"] == 0 and ("skipped", "c") in probe.events
+
+
+def test_disabled_stage_is_skipped(probe):
+    p = P({"id": "a", "component_type": "t-echo", "enabled": False}, S("b", deps=["a"]))
+    run(p)
+    assert probe.calls["a"] == 0 and probe.calls["b"] == 0
+
+
+def test_events_reach_plugins(probe):
+    run(P(S("a"), S("b", deps=["a"])))
+    assert probe.events == [("finished", "a"), ("finished", "b"), ("run", "completed")]
+
+
+def test_cancellation_records_cancelled(probe, repo):
+    p = P(S("a", "t-sleep", seconds=10))
+    plan = plan_for(p)
+
+    async def go():
+        ex = Execution(plan, {}, recorder=repo)
+        task = asyncio.ensure_future(ex.execute())
+        await asyncio.sleep(0.05)
+        ex.cancel()
+        with pytest.raises(RunCancelledError):
+            await task
+        return ex.run
+
+    r = asyncio.run(go())
+    assert r.status is RunStatus.CANCELLED
+    assert repo.get_run(r.id).status is RunStatus.CANCELLED
+
+
+def test_resume_skips_finished_stages(probe, repo):
+    p = P(S("a", value=1), S("b", "t-fail", deps=["a"], fail_times=1), S("c", deps=["b"], value="{{upstream.a.value}}"))
+    with pytest.raises(StageError):
+        run(p, recorder=repo)
+    (summary,), _ = repo.list_runs()
+    first = repo.get_run(summary["id"])
+    checkpoint = repo.checkpoint(first.id)
+    assert set(checkpoint) == {"a", "b"}
+    # resume keeps 'a' (completed) and re-runs the failed 'b'
+    checkpoint = {k: v for k, v in checkpoint.items() if v.status is StageStatus.COMPLETED}
+    r = run(p, recorder=repo, run=first, resume=checkpoint)
+    assert r.status is RunStatus.COMPLETED and r.output["value"] == 1
+    assert probe.calls["a"] == 1 and probe.calls["b"] == 2
+
+
+def test_foreach_parallel_bounded_collects_in_order(probe):
+    p = P(S("src", value=list(range(12))),
+          {"id": "loop", "component_type": "foreach", "depends_on": ["src"],
+           "config": {"items": "{{upstream.src.value}}", "item_variable": "n", "loop_stages": ["w", "e"],
+                      "parallel": True, "max_parallel": 4}},
+          S("w", "t-sleep", seconds=0.01), S("e", deps=["w"], value="{{context.n * 10}}"),
+          S("after", deps=["loop"], value="{{upstream.loop.results}}"))
+    r = run(p)
+    assert [x["value"] for x in r.output["value"]] == [n * 10 for n in range(12)]
+    assert probe.max_running <= 4 and probe.calls["w"] == 12
+
+
+def test_foreach_error_stops_unless_told(probe):
+    base = {"items": [1, 2], "loop_stages": ["f"]}
+    p = P({"id": "loop", "component_type": "foreach", "config": base}, S("f", "t-fail"))
+    with pytest.raises(StageError):
+        run(p)
+    p = P({"id": "loop", "component_type": "foreach", "config": {**base, "break_on_error": False}}, S("f", "t-fail"), id="p2")
+    r = run(p)
+    assert len(r.output["errors"]) == 2
+
+
+def test_trycatch_recovers_and_runs_finally(probe):
+    p = P({"id": "tc", "component_type": "trycatch",
+           "config": {"try_stages": ["t"], "catch_stages": ["c"], "finally_stages": ["f"]}},
+          S("t", "t-fail", message="nope"), S("c", value="{{context.error.message}}"), S("f", value="done"))
+    r = run(p)
+    assert r.output["recovered"] is True
+    assert "nope" in r.output["catch_result"]["value"]
+    assert probe.calls["f"] == 1
+
+
+def test_router_and_conditional_gate_branches(probe):
+    p = P({"id": "r", "component_type": "router", "config": {"value": "{{input.kind}}",
+           "routes": {"a": ["ra"], "b": ["rb"]}, "default_route": ["rd"]}},
+          S("ra", deps=["r"], value="A"), S("rb", deps=["r"], value="B"), S("rd", deps=["r"], value="D"),
+          S("join", deps=["ra", "rb", "rd"], value="{{upstream.ra.value or upstream.rb.value or upstream.rd.value}}"))
+    assert run(p, {"kind": "b"}).output["value"] == "B"
+    assert run(p, {"kind": "zzz"}).output["value"] == "D"
+    assert probe.calls["ra"] == 0
+
+
+def test_return_ends_run_early(probe):
+    p = P({"id": "ret", "component_type": "return", "config": {"condition": "{{input.stop}}", "return_value": "early"}},
+          S("later", deps=["ret"], value="late"))
+    assert run(p, {"stop": True}).output == "early"
+    assert probe.calls["later"] == 0
+    assert run(p, {"stop": False}).output["value"] == "late"
+
+
+def test_subpipeline_inline(probe):
+    child = {"name": "child", "stages": [S("x", value="{{input.v}}-child")]}
+    p = P({"id": "sub", "component_type": "subpipeline", "config": {"pipeline": child, "input_data": {"v": "{{input.v}}"}}})
+    assert run(p, {"v": "hi"}).output["result"]["value"] == "hi-child"
+
+
+def test_template_error_names_stage_and_field(probe):
+    p = P(S("a", value="{{nosuchroot.x}}"))
+    with pytest.raises(Exception) as ei:
+        run(p)
+    assert getattr(ei.value, "stage", None) == "a" and "nosuchroot" in str(ei.value)
+
+
+def test_missing_input_is_recorded_as_failed(probe, repo):
+    p = P(S("a"), input_schema={"type": "object", "required": ["topic"], "properties": {"topic": {"type": "string"}}})
+    with pytest.raises(Exception, match="topic"):
+        run(p, {}, recorder=repo)
+    (summary,), _ = repo.list_runs()
+    assert summary["status"] == "failed" and "topic" in summary["error"]["message"]
+    assert repo.stage_results(summary["id"]) == []
