@@ -28,6 +28,16 @@ _SUMMARY_FIELDS = ("id", "pipeline_id", "pipeline_name", "pipeline_version", "st
 _VALUE_BUDGET = MAX_ITEM_BYTES - 8 * 1024
 
 
+# The repository recording each live run, so event-hook plugins (time travel)
+# can write beside the run in the same store and tenant namespace.
+_RECORDING: dict[str, "RunRepository"] = {}
+
+
+def recording_repository(run_id: str) -> "RunRepository | None":
+    """The repository that is recording the live run ``run_id``, or None when the run is not recorded."""
+    return _RECORDING.get(run_id)
+
+
 def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
@@ -53,8 +63,10 @@ class RunRepository:
     # -- Recorder --
     def run_started(self, run: Run) -> None:
         self._write_run(run)
+        _RECORDING[run.id] = self
 
     def run_finished(self, run: Run) -> None:
+        _RECORDING.pop(run.id, None)
         self._write_run(run)
 
     def stage_recorded(self, run: Run, result: StageResult) -> None:
