@@ -8,14 +8,31 @@ the pipeline's ``metadata.default_provider`` (passed in by the caller),
 
 Interface (``Provider``): ``complete(request) -> Completion`` and
 ``stream(request) -> async iterator of text chunks, then a Completion``.
+
+Record and replay live here too, so they cover every provider, built-in
+or third-party: when a cassette is active (``FM_RECORD=path``,
+``FM_REPLAY=path``, or ``use_cassette(...)`` for ``fm test``),
+``resolve_provider`` wraps the provider in ``CassetteProvider``. A call is
+keyed by a hash of what decides the answer (provider, model, system,
+messages, temperature, max tokens, stop, schema); the stage id is kept
+beside it so parallel stages asking the same thing get their own recorded
+answers. Replay never calls the wrapped provider, so it needs no key and
+no network, and a call not in the cassette fails naming the stage and the
+request hash.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import hashlib
+import json
 import os
-from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Protocol
+import threading
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, AsyncIterator, Iterator, Protocol
 
-from .errors import ConfigError
+from .errors import ConfigError, FlowMasonError
 
 
 @dataclass
@@ -29,6 +46,31 @@ class CompletionRequest:
     json_schema: dict[str, Any] | None = None
     messages: list[dict[str, Any]] | None = None  # full conversation, overrides prompt when set
     extra: dict[str, Any] = field(default_factory=dict)
+    # where the call comes from: names the stage in errors and cassettes; not part of the request key
+    stage: str | None = None
+    pipeline: str | None = None
+
+    def conversation(self) -> list[dict[str, Any]]:
+        """The messages to send: ``messages`` if set, else the prompt as one user turn."""
+        if self.messages:
+            return self.messages
+        return [{"role": "user", "content": self.prompt}]
+
+    def key(self, provider: str) -> str:
+        """A stable hash of what decides the answer (cassette key, cache key)."""
+        body = {
+            "provider": provider,
+            "model": self.model,
+            "system": self.system,
+            "messages": self.conversation(),
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+            "stop": self.stop,
+            "json_schema": self.json_schema,
+            "extra": self.extra or None,
+        }
+        text = json.dumps(body, sort_keys=True, default=str, ensure_ascii=False, separators=(",", ":"))
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 @dataclass
@@ -59,6 +101,12 @@ class Provider(Protocol):
     def stream(self, request: CompletionRequest) -> AsyncIterator[str | Completion]: ...
 
 
+class ProviderError(FlowMasonError):
+    """A model call failed: provider down, rate limited past retries, bad answer, cassette miss."""
+
+    code = "provider"
+
+
 def resolve_provider(name: str | None, settings: dict[str, Any] | None = None) -> Provider:
     from .plugins import get_registry
 
@@ -71,4 +119,190 @@ def resolve_provider(name: str | None, settings: dict[str, Any] | None = None) -
             field="provider",
             hint="set the stage's provider to one of the known ones, or install the plugin that provides it",
         )
-    return factory(dict(settings or {}))
+    provider = factory(dict(settings or {}))
+    cassette = active_cassette()
+    if cassette is not None:
+        return CassetteProvider(provider, cassette, name)  # type: ignore[return-value]
+    return provider
+
+
+# -- record and replay --
+
+_cassette_var: contextvars.ContextVar["Cassette | None"] = contextvars.ContextVar("fm_cassette", default=None)
+_open_cassettes: dict[tuple[str, str], "Cassette"] = {}
+_open_lock = threading.Lock()
+
+
+class Cassette:
+    """A JSON file of model calls: ``{"version": 1, "interactions": [...]}``.
+
+    Modes: ``record`` starts empty and saves every call; ``replay`` answers
+    only from the file; ``update`` replays what is there and records what
+    is missing. The file is rewritten after each recorded call (atomically)
+    so a crashed run still leaves what it did.
+    """
+
+    def __init__(self, path: str | Path, mode: str = "replay") -> None:
+        if mode not in ("record", "replay", "update"):
+            raise ConfigError(f"unknown cassette mode '{mode}'", hint="use record, replay or update")
+        self.path = Path(path)
+        self.mode = mode
+        self.interactions: list[dict[str, Any]] = []
+        self._used: dict[str, int] = {}  # key -> answers handed out, for repeated identical calls
+        self._lock = threading.Lock()
+        if mode != "record":
+            self._load()
+
+    def _load(self) -> None:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            if self.mode == "replay":
+                raise ConfigError(
+                    f"cassette not found: {self.path}", field="cassette",
+                    hint="record it first (`fm run --record FILE` or `fm test --record`)",
+                ) from None
+            return
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"cannot read cassette {self.path}: {exc}", field="cassette",
+                              hint="re-record the cassette") from None
+        if not isinstance(data, dict) or not isinstance(data.get("interactions"), list):
+            raise ConfigError(f"cassette {self.path} has no 'interactions' list", field="cassette",
+                              hint="re-record the cassette")
+        self.interactions = [i for i in data["interactions"] if isinstance(i, dict) and "key" in i]
+
+    def find(self, key: str, stage: str | None) -> dict[str, Any] | None:
+        """The recorded answer for ``key``: same stage first, then in recorded order; repeats reuse the last."""
+        with self._lock:
+            same = [i for i in self.interactions if i["key"] == key]
+            if not same:
+                return None
+            mine = [i for i in same if i.get("stage") == stage] or same
+            n = self._used.get(f"{stage}|{key}", 0)
+            self._used[f"{stage}|{key}"] = n + 1
+            return mine[min(n, len(mine) - 1)]
+
+    def add(self, entry: dict[str, Any]) -> None:
+        with self._lock:
+            self.interactions.append(entry)
+            self._save()
+
+    def _save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        doc = {"version": 1, "interactions": self.interactions}
+        tmp.write_text(json.dumps(doc, indent=1, ensure_ascii=False, default=str), encoding="utf-8")
+        os.replace(tmp, self.path)
+
+
+def open_cassette(path: str | Path, mode: str) -> Cassette:
+    """One Cassette per (file, mode) per process, so several runs share and extend it."""
+    key = (str(Path(path).resolve()), mode)
+    with _open_lock:
+        cassette = _open_cassettes.get(key)
+        if cassette is None:
+            cassette = _open_cassettes[key] = Cassette(path, mode)
+        return cassette
+
+
+def close_cassettes() -> None:
+    """Forget opened cassettes (a new recording starts empty again)."""
+    with _open_lock:
+        _open_cassettes.clear()
+
+
+@contextlib.contextmanager
+def use_cassette(path: str | Path, mode: str = "replay") -> Iterator[Cassette]:
+    """Record or replay the model calls of runs started inside this block (``fm test``)."""
+    cassette = Cassette(path, mode)
+    token = _cassette_var.set(cassette)
+    try:
+        yield cassette
+    finally:
+        _cassette_var.reset(token)
+
+
+def active_cassette() -> Cassette | None:
+    """The cassette for calls made now: ``use_cassette`` first, then FM_REPLAY / FM_RECORD."""
+    current = _cassette_var.get()
+    if current is not None:
+        return current
+    replay = os.environ.get("FM_REPLAY")
+    if replay:
+        return open_cassette(replay, "replay")
+    record = os.environ.get("FM_RECORD")
+    if record:
+        return open_cassette(record, "record")
+    return None
+
+
+def _completion_from(entry: dict[str, Any]) -> Completion:
+    resp = entry.get("response") or {}
+    return Completion(
+        text=resp.get("text", ""), model=resp.get("model") or "", input_tokens=int(resp.get("input_tokens") or 0),
+        output_tokens=int(resp.get("output_tokens") or 0), cost_usd=float(resp.get("cost_usd") or 0.0),
+        stop_reason=resp.get("stop_reason"),
+    )
+
+
+class CassetteProvider:
+    """Wraps a provider: replays calls from a cassette and/or records them into it."""
+
+    def __init__(self, inner: Any, cassette: Cassette, name: str) -> None:
+        self.inner = inner
+        self.cassette = cassette
+        self.name = getattr(inner, "name", name)
+        self.default_model = getattr(inner, "default_model", "")
+
+    def __getattr__(self, item: str) -> Any:  # price tables, settings: whatever the inner provider offers
+        return getattr(self.inner, item)
+
+    def _lookup(self, request: CompletionRequest) -> tuple[str, dict[str, Any] | None]:
+        key = request.key(self.name)
+        entry = self.cassette.find(key, request.stage) if self.cassette.mode != "record" else None
+        if entry is None and self.cassette.mode == "replay":
+            raise ProviderError(
+                f"model call not in cassette {self.cassette.path} (request {key}, provider '{self.name}', "
+                f"model '{request.model}')",
+                pipeline=request.pipeline, stage=request.stage, field="cassette",
+                hint="the prompt or settings changed since recording: record the cassette again "
+                     "(`fm run --record FILE` or `fm test --record`)",
+            )
+        return key, entry
+
+    def _record(self, key: str, request: CompletionRequest, completion: Completion, chunks: list[str] | None) -> None:
+        req = asdict(request)
+        req.pop("stage", None)
+        req.pop("pipeline", None)
+        response: dict[str, Any] = {
+            "text": completion.text, "model": completion.model, "input_tokens": completion.input_tokens,
+            "output_tokens": completion.output_tokens, "cost_usd": completion.cost_usd,
+            "stop_reason": completion.stop_reason,
+        }
+        if chunks is not None:
+            response["chunks"] = chunks
+        self.cassette.add({"key": key, "stage": request.stage, "provider": self.name, "request": req, "response": response})
+
+    async def complete(self, request: CompletionRequest) -> Completion:
+        key, entry = self._lookup(request)
+        if entry is not None:
+            return _completion_from(entry)
+        completion = await self.inner.complete(request)
+        self._record(key, request, completion, None)
+        return completion
+
+    async def stream(self, request: CompletionRequest) -> AsyncIterator[str | Completion]:
+        key, entry = self._lookup(request)
+        if entry is not None:
+            completion = _completion_from(entry)
+            for chunk in (entry.get("response") or {}).get("chunks") or [completion.text]:
+                yield chunk
+            yield completion
+            return
+        chunks: list[str] = []
+        async for item in self.inner.stream(request):
+            if isinstance(item, Completion):
+                self._record(key, request, item, chunks)
+            else:
+                chunks.append(item)
+            yield item

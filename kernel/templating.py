@@ -167,10 +167,15 @@ class Expr:
         self.text = text
         self._path: tuple[str, ...] | None = None
         self._ast = None
+        path = None
         if _PATH.match(text):
             head = text.split(".", 1)[0].split("[", 1)[0]
             rest = text[len(head):]
-            self._path = (head,) + tuple(a or b for a, b in _PATH_PART.findall(rest))
+            path = (head,) + tuple(a or b for a, b in _PATH_PART.findall(rest))
+            if any(part.startswith("_") for part in path):
+                path = None  # private names go through the sandbox, which refuses them
+        if path is not None:
+            self._path = path
         else:
             source = _HYPHEN_ATTR.sub(lambda m: f"upstream[{m.group(1)!r}]", text)
             try:

@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -25,3 +29,19 @@ def fresh_plugins():
     pm = plugins.reset(os.environ.get("FM_PLUGINS"))
     yield pm
     plugins.reset()
+
+
+FIXTURE = Path(__file__).parent / "fixtures" / "fm_hello_plugin"
+
+
+@pytest.fixture(scope="session")
+def installed_plugin(tmp_path_factory):
+    """The fixture plugin package, pip-installed into a folder to put on PYTHONPATH."""
+    target = tmp_path_factory.mktemp("site")
+    src = tmp_path_factory.mktemp("build") / "src"
+    shutil.copytree(FIXTURE, src)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--target", str(target), str(src)],
+        check=True, capture_output=True,
+    )
+    return target
