@@ -20,7 +20,8 @@ when the text could be past the limit, one cached prepared statement.
 
 Versions: the first write is 1 and every write adds 1 to the stored row,
 even one over an expired item (DynamoDB cannot do otherwise in one request,
-and the backends must agree); ``if_absent`` writes version 1.
+and the backends must agree); ``if_absent`` writes version 1, and so does
+``batch_put``, a blind bulk write (see its docstring).
 """
 from __future__ import annotations
 
@@ -33,7 +34,6 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from flowmason.kernel.errors import (
-    ConditionFailedError,
     StorageError,
     StoreUnavailableError,
     TransactionError,
@@ -41,6 +41,7 @@ from flowmason.kernel.errors import (
 from flowmason.kernel.storage import MAX_ITEM_BYTES, Item, Op, Page, Store
 from flowmason.kernel.storage_codec import (
     check_item,
+    condition_failed,
     check_keys,
     check_size,
     decode_cursor,
@@ -72,10 +73,6 @@ _PUT_IF_ABSENT = (
 _PUT_IF_VERSION = (
     "UPDATE items SET data = ?, version = version + 1, expires_at = ? "
     f"WHERE pk = ? AND sk = ? AND version = ? AND {_LIVE} RETURNING version"
-)
-_PUT_BATCH = (
-    "INSERT INTO items (pk, sk, data, version, expires_at) VALUES (?, ?, ?, 1, NULL) "
-    "ON CONFLICT (pk, sk) DO UPDATE SET data = excluded.data, version = items.version + 1, expires_at = NULL"
 )
 _RESTORE = "INSERT OR REPLACE INTO items (pk, sk, data, version, expires_at) VALUES (?, ?, ?, ?, ?)"
 _DELETE = "DELETE FROM items WHERE pk = ? AND sk = ? RETURNING expires_at"
@@ -345,21 +342,8 @@ class SqliteStore(Store):
         except sqlite3.Error as exc:
             raise self._error(exc) from exc
         if row is None:
-            raise self._condition_failed("put", pk, sk, if_absent, if_version)
+            raise condition_failed(self, "put", pk, sk, if_absent, if_version)
         return row[0]
-
-    def _condition_failed(self, action: str, pk: str, sk: str, if_absent: bool, if_version: int | None) -> ConditionFailedError:
-        current = self.get(pk, sk)  # for the message only: it may have moved again since
-        if if_absent:
-            what = f"it already exists (version {current.version})" if current else "it already exists"
-        elif current is None:
-            what = f"it does not exist (expected version {if_version})"
-        else:
-            what = f"its version is {current.version}, not {if_version}"
-        return ConditionFailedError(
-            f"{action} of (pk={pk!r}, sk={sk!r}) refused: {what}",
-            hint="another writer changed it; read it again and retry",
-        )
 
     def delete(self, pk: str, sk: str, *, if_version: int | None = None) -> bool:
         conn = self._conn()
@@ -373,7 +357,7 @@ class SqliteStore(Store):
             raise self._error(exc) from exc
         if row is None:
             if if_version is not None:
-                raise self._condition_failed("delete", pk, sk, False, if_version)
+                raise condition_failed(self, "delete", pk, sk, False, if_version)
             return False
         return row[0] is None or row[0] > now  # deleting an expired item reports it absent
 
@@ -448,31 +432,30 @@ class SqliteStore(Store):
             self._end(conn, ok)
 
     def batch_put(self, items: Iterable[tuple[str, str, dict[str, Any]]]) -> None:
-        # last write of a key wins, and counts once (as in the DynamoDB backend)
-        rows = {(pk, sk): (pk, sk, check_item(pk, sk, data)) for pk, sk, data in items}
-        if not rows:
-            return
-        conn = self._write_txn()
-        ok = False
-        try:
-            conn.executemany(_PUT_BATCH, rows.values())
-            ok = True
-        except sqlite3.Error as exc:
-            raise self._error(exc) from exc
-        finally:
-            self._end(conn, ok)
+        """Blind bulk write: each item replaces what was there as a fresh item (version 1, no expiry).
+
+        DynamoDB's BatchWriteItem cannot compute a next version, and the
+        backends must agree; use put/transact where optimistic concurrency matters.
+        """
+        self.restore(Item(pk, sk, data, 1) for pk, sk, data in items)
 
     def restore(self, items: Iterable[Item]) -> int:
-        """Write items exactly as given (version and expiry included), in one transaction (import)."""
-        rows = []
+        """Write items exactly as given (version and expiry included), in one transaction (import).
+
+        A key given twice is written once, with its last value.
+        """
+        rows = {}
         for item in items:
             if type(item.version) is not int or item.version < 1:
                 raise StorageError(f"item (pk={item.pk!r}, sk={item.sk!r}) has bad version {item.version!r}")
-            rows.append((item.pk, item.sk, check_item(item.pk, item.sk, item.data), item.version, item.expires_at))
+            text = check_item(item.pk, item.sk, item.data)
+            rows[(item.pk, item.sk)] = (item.pk, item.sk, text, item.version, item.expires_at)
+        if not rows:
+            return 0
         conn = self._write_txn()
         ok = False
         try:
-            conn.executemany(_RESTORE, rows)
+            conn.executemany(_RESTORE, rows.values())
             ok = True
         except sqlite3.Error as exc:
             raise self._error(exc) from exc

@@ -1,0 +1,44 @@
+"""A real DynamoDB wire endpoint on 127.0.0.1 for tests and benchmarks: moto's server mode.
+
+``local_dynamodb()`` starts moto's threaded HTTP server on a free port with
+dummy credentials in the environment (so a developer's real AWS account is
+never touched), yields ``http://127.0.0.1:PORT``, and stops it afterwards.
+``dynamodb_url(endpoint)`` names a fresh table on it, created on first open.
+Needs the ``dev`` extra (moto[server]).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from typing import Iterator
+
+_CREDENTIAL_VARS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_REGION")
+
+
+@contextlib.contextmanager
+def local_dynamodb() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    saved = {k: os.environ.get(k) for k in _CREDENTIAL_VARS}
+    for key in _CREDENTIAL_VARS:
+        os.environ.pop(key, None)
+    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def dynamodb_url(endpoint: str, table: str | None = None) -> str:
+    """URL of ``table`` (default: a fresh random name) on ``endpoint``, created when opened."""
+    table = table or f"fm-test-{uuid.uuid4().hex[:12]}"
+    return f"dynamodb://{table}?endpoint_url={endpoint}&region=us-east-1&create=1"
