@@ -1,0 +1,403 @@
+"""Data operators: json-transform, filter, loop, schema-validate, merge, text-template.
+
+Config keys and outputs follow the earlier product's operators and the
+files written for it:
+
+- ``json-transform``: ``template`` (rendered with ``data`` in scope; the
+  output *is* the rendered template, which is how the shipped templates
+  read it: ``{{upstream.ingest.customer_name}}``), or the earlier
+  operator's ``mapping`` / ``jmespath_expression`` / ``flatten`` modes with
+  output ``{result, fields_mapped, fields_missing}``.
+- ``filter``: ``data`` + ``condition`` (a bare expression over ``data``; over
+  ``item`` in ``filter_mode: filter_array``), ``field_conditions``,
+  ``invert``, ``pass_if_missing``; output ``{passed, data, filtered_count,
+  reason}``. A condition that does not parse is a config error; one that
+  fails on this data (a missing key) does not pass, as before.
+- ``loop``: splits ``items`` into ``batches`` (it does not run stages; that
+  is ``foreach``).
+- ``schema-validate``: ``data`` + ``schema`` (or ``json_schema``), ``strict``
+  fails the stage on invalid data. fastjsonschema (the kernel's compiled
+  cache) reports the first error only, so ``errors`` has at most one entry.
+
+Expressions go through ``ctx.evaluate`` / ``ctx.render`` (the kernel's
+sandbox); nothing here calls ``eval``.
+"""
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from flowmason.kernel.errors import StageError, TemplateError
+
+from ._common import config_error, core_operator, get_path
+
+# ---------------------------------------------------------------- json-transform
+
+JSON_TRANSFORM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "data": {"description": "input data; `data` inside the template"},
+        "template": {"description": "any JSON value whose {{...}} templates are rendered with `data` in scope"},
+        "mapping": {"type": "object", "additionalProperties": {"type": "string"},
+                    "description": "output field -> dotted path in data (user.name, items[0].id)"},
+        "jmespath_expression": {"type": "string"},
+        "defaults": {"type": "object"},
+        "flatten": {"type": "boolean"},
+        "exclude_fields": {"type": "array", "items": {"type": "string"}},
+        "parse_json_strings": {"type": "boolean"},
+    },
+}
+
+_CODE_BLOCK = re.compile(r"```(?:json)?\s*([\s\S]*?)```")
+
+
+def parse_json_text(text: str) -> Any:
+    """JSON from a string as models write it: bare, in a ```json block, or embedded in prose.
+
+    Returns the string unchanged when no JSON value is found.
+    """
+    body = text.strip()
+    block = _CODE_BLOCK.search(body)
+    if block:
+        body = block.group(1).strip()
+    try:
+        return json.loads(body)
+    except ValueError:
+        pass
+    decoder = json.JSONDecoder()
+    for opener in ("{", "["):
+        start = body.find(opener)
+        if start != -1:
+            try:
+                return decoder.raw_decode(body, start)[0]
+            except ValueError:
+                continue
+    return text
+
+
+def _flatten(data: Any, prefix: str = "", out: dict[str, Any] | None = None) -> dict[str, Any]:
+    out = {} if out is None else out
+    if isinstance(data, dict):
+        for key, value in data.items():
+            _flatten(value, f"{prefix}.{key}" if prefix else str(key), out)
+    elif isinstance(data, list) and prefix:
+        for i, value in enumerate(data):
+            _flatten(value, f"{prefix}[{i}]", out)
+    else:
+        out[prefix or "value"] = data
+    return out
+
+
+@core_operator(
+    "json-transform",
+    "Reshape data: render a template with `data` in scope, or map/flatten/JMESPath-query it.",
+    JSON_TRANSFORM_SCHEMA,
+    lazy=("template",),
+)
+def json_transform(ctx: Any, cfg: dict[str, Any]) -> Any:
+    data = cfg.get("data")
+    if isinstance(data, str) and cfg.get("parse_json_strings", True):
+        data = parse_json_text(data)
+    template = ctx.lazy("template")
+    if template is not None:
+        return ctx.render(template, data=data)
+    expression = cfg.get("jmespath_expression")
+    if expression:
+        try:
+            import jmespath
+        except ImportError:  # pragma: no cover - jmespath is a core dependency
+            raise config_error(ctx, "jmespath_expression", "jmespath is not installed",
+                               hint="pip install jmespath, or use `template`") from None
+        try:
+            result = jmespath.search(expression, data)
+        except jmespath.exceptions.JMESPathError as exc:
+            raise config_error(ctx, "jmespath_expression", f"invalid JMESPath expression: {exc}",
+                               hint="see https://jmespath.org for the syntax") from None
+        return {"result": result, "fields_mapped": 1, "fields_missing": []}
+    mapping = cfg.get("mapping")
+    if mapping:
+        defaults = cfg.get("defaults") or {}
+        result: dict[str, Any] = {}
+        missing: list[str] = []
+        for out_field, path in mapping.items():
+            value = get_path(data, path)
+            if value is None and out_field in defaults:
+                value = defaults[out_field]
+                missing.append(out_field)
+            result[out_field] = value
+        for name in cfg.get("exclude_fields") or ():
+            result.pop(name, None)
+        return {"result": result, "fields_mapped": len(mapping), "fields_missing": missing}
+    if cfg.get("flatten"):
+        flat = _flatten(data)
+        return {"result": flat, "fields_mapped": len(flat), "fields_missing": []}
+    return {"result": data, "fields_mapped": 0, "fields_missing": []}
+
+
+# ---------------------------------------------------------------- filter
+
+FILTER_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "data": {},
+        "condition": {"type": "string", "description": "expression over `data` (or `item` in filter_array mode)"},
+        "field_conditions": {"type": "object", "description": "{field: expected value}, all must match"},
+        "filter_mode": {"type": "string", "enum": ["pass_fail", "filter_array"]},
+        "invert": {"type": "boolean"},
+        "pass_if_missing": {"type": "boolean"},
+    },
+}
+
+_DATA_NAME = re.compile(r"(?<![\w.'\"])data\b")
+
+
+def _condition(ctx: Any, condition: str, pass_if_missing: bool, **names: Any) -> tuple[bool, str]:
+    try:
+        value = ctx.evaluate(condition, **names)
+    except TemplateError as exc:
+        if exc.message.startswith("invalid expression"):
+            # a condition that does not parse is the author's mistake, whatever the data
+            raise config_error(ctx, "condition", exc.message, hint=exc.hint) from None
+        if pass_if_missing:
+            return True, f"expression error (pass_if_missing): {exc.message}"
+        return False, f"expression error: {exc.message}"
+    return bool(value), f"'{condition}' = {value!r}"
+
+
+def _fields(cond: dict[str, Any], value: Any, pass_if_missing: bool) -> tuple[bool, str]:
+    if not isinstance(value, dict):
+        return False, "field_conditions need an object"
+    for name, expected in cond.items():
+        if name not in value:
+            if pass_if_missing:
+                continue
+            return False, f"missing field '{name}'"
+        if value[name] != expected:
+            return False, f"field '{name}': expected {expected!r}, got {value[name]!r}"
+    return True, "all field conditions matched"
+
+
+@core_operator(
+    "filter",
+    "Pass or block data on a condition over `data`, or keep the list items whose condition over `item` holds.",
+    FILTER_SCHEMA,
+    lazy=("condition",),
+)
+def filter_data(ctx: Any, cfg: dict[str, Any]) -> dict[str, Any]:
+    data = cfg.get("data")
+    condition = ctx.lazy("condition")
+    if condition is not None and not isinstance(condition, str):
+        raise config_error(ctx, "condition", f"must be an expression string, got {type(condition).__name__}",
+                           hint="e.g. \"data.get('score', 0) > 0.8\"")
+    fields = cfg.get("field_conditions")
+    invert = bool(cfg.get("invert", False))
+    lenient = bool(cfg.get("pass_if_missing", False))
+
+    def test(**names: Any) -> tuple[bool, str]:
+        if condition:
+            return _condition(ctx, condition, lenient, **names)
+        if fields:
+            return _fields(fields, next(iter(names.values())), lenient)
+        return True, "no condition given"
+
+    if cfg.get("filter_mode") == "filter_array" and isinstance(data, list):
+        if condition and _DATA_NAME.search(condition):
+            raise config_error(ctx, "condition", "filter_array mode tests each element as `item`, not `data`",
+                               hint="write the condition per element, e.g. \"item.get('status') == 'active'\"")
+        kept = [item for item in data if test(item=item)[0] != invert]
+        dropped = len(data) - len(kept)
+        return {"passed": bool(kept), "data": kept, "filtered_count": dropped,
+                "reason": f"kept {len(kept)} of {len(data)} items"}
+    passed, reason = test(data=data)
+    if invert:
+        passed, reason = not passed, f"(inverted) {reason}"
+    return {"passed": passed, "data": data if passed else None, "filtered_count": 0, "reason": reason}
+
+
+# ---------------------------------------------------------------- loop
+
+LOOP_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["items"],
+    "properties": {
+        "items": {"type": "array"},
+        "batch_size": {"type": "integer", "minimum": 1, "maximum": 100_000},
+        "max_iterations": {"type": "integer", "minimum": 1},
+        "start_index": {"type": "integer", "minimum": 0},
+        "include_metadata": {"type": "boolean"},
+    },
+}
+
+
+@core_operator(
+    "loop",
+    "Split a list into batches (batch_size, start_index, max_iterations); foreach runs stages per item.",
+    LOOP_SCHEMA,
+)
+def loop_batches(ctx: Any, cfg: dict[str, Any]) -> dict[str, Any]:
+    items = cfg["items"]
+    size = int(cfg.get("batch_size") or 1)
+    start = int(cfg.get("start_index") or 0)
+    limit = cfg.get("max_iterations")
+    stop = len(items) if limit is None else min(len(items), start + int(limit) * size)
+    batches = [items[i:i + size] for i in range(start, stop, size)]
+    processed = min(stop, len(items)) if batches else min(start, len(items))
+    metadata = {}
+    if cfg.get("include_metadata", True):
+        metadata = {"start_index": start, "batch_size": size, "items_processed": processed,
+                    "items_remaining": len(items) - processed}
+    return {"batches": batches, "total_items": len(items), "total_batches": len(batches),
+            "has_more": processed < len(items), "metadata": metadata}
+
+
+# ---------------------------------------------------------------- schema-validate
+
+SCHEMA_VALIDATE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "data": {},
+        "schema": {"type": "object"},
+        "json_schema": {"type": "object"},
+        "strict": {"type": "boolean", "description": "fail the stage when the data is invalid (default true)"},
+        "coerce_types": {"type": "boolean"},
+        "collect_all_errors": {"type": "boolean"},
+    },
+}
+
+
+def coerce(value: Any, schema: Any) -> Any:
+    """Nudge strings/numbers towards the schema's types before validating (the earlier `coerce_types`)."""
+    if not isinstance(schema, dict):
+        return value
+    kind = schema.get("type")
+    try:
+        if kind == "string" and not isinstance(value, str) and value is not None:
+            return value if isinstance(value, (dict, list)) else str(value)
+        if kind == "integer" and isinstance(value, (str, float)) and not isinstance(value, bool):
+            as_float = float(value)
+            return int(as_float) if as_float.is_integer() else value
+        if kind == "number" and isinstance(value, str):
+            return float(value)
+        if kind == "boolean" and isinstance(value, str):
+            low = value.strip().lower()
+            return True if low in ("true", "1", "yes") else False if low in ("false", "0", "no", "") else value
+    except ValueError:
+        return value
+    if kind == "object" and isinstance(value, dict):
+        props = schema.get("properties") or {}
+        return {k: coerce(v, props[k]) if k in props else v for k, v in value.items()}
+    if kind == "array" and isinstance(value, list):
+        return [coerce(v, schema.get("items") or {}) for v in value]
+    return value
+
+
+@core_operator(
+    "schema-validate",
+    "Check data against a JSON Schema; strict (default) fails the stage on invalid data.",
+    SCHEMA_VALIDATE_SCHEMA,
+)
+def schema_validate(ctx: Any, cfg: dict[str, Any]) -> dict[str, Any]:
+    from flowmason.kernel.schemas import compile_schema
+
+    key = "schema" if cfg.get("schema") is not None else "json_schema"
+    schema = cfg.get(key)
+    if schema is None:
+        raise config_error(ctx, "schema", "missing required config 'schema' for component 'schema-validate'",
+                           hint="add \"schema\": a JSON Schema object")
+    data = cfg.get("data")
+    if cfg.get("coerce_types"):
+        data = coerce(data, schema)
+    try:
+        compiled = compile_schema(schema)
+    except ValueError as exc:
+        raise config_error(ctx, key, str(exc), hint="fix the JSON Schema (https://json-schema.org)") from None
+    err = compiled.first_error(data)
+    errors = [{"message": err}] if err else []
+    if err and cfg.get("strict", True):
+        raise StageError(f"data does not match the schema: {err}", stage=ctx.stage.id, field="config.data",
+                         hint="fix the data upstream, or set strict: false to branch on `valid`")
+    return {"valid": not errors, "data": data, "errors": errors, "error_count": len(errors)}
+
+
+# ---------------------------------------------------------------- merge
+
+MERGE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "sources": {"type": "array", "description": "objects merged left to right (later wins); nulls are skipped"},
+        "inputs": {"type": "array"},
+        "strategy": {"type": "string", "enum": ["deep", "shallow", "concat"]},
+    },
+}
+
+
+def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+@core_operator(
+    "merge",
+    "Merge objects left to right (deep or shallow), or concatenate lists; null sources (skipped branches) are ignored.",
+    MERGE_SCHEMA,
+)
+def merge(ctx: Any, cfg: dict[str, Any]) -> Any:
+    key = "sources" if cfg.get("sources") is not None else "inputs"
+    sources = [s for s in (cfg.get(key) or []) if s is not None]
+    strategy = cfg.get("strategy") or "deep"
+    if strategy == "concat":
+        out: list[Any] = []
+        for s in sources:
+            out.extend(s if isinstance(s, list) else [s])
+        return out
+    merged: dict[str, Any] = {}
+    for i, s in enumerate(sources):
+        if not isinstance(s, dict):
+            raise config_error(ctx, f"{key}[{i}]", f"cannot merge a {type(s).__name__} into an object",
+                               hint="give objects, or use strategy 'concat' for lists")
+        merged = deep_merge(merged, s) if strategy == "deep" else {**merged, **s}
+    return merged
+
+
+# ---------------------------------------------------------------- text-template
+
+TEXT_TEMPLATE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["template"],
+    "properties": {
+        "template": {"type": "string"},
+        "values": {"type": "object", "description": "names available in the template besides input/upstream/..."},
+        "strip": {"type": "boolean"},
+    },
+}
+
+
+@core_operator(
+    "text-template",
+    "Render a text template ({{...}}) with extra `values` in scope; outputs {text}.",
+    TEXT_TEMPLATE_SCHEMA,
+    lazy=("template",),
+)
+def text_template(ctx: Any, cfg: dict[str, Any]) -> dict[str, Any]:
+    template = ctx.lazy("template")
+    if not isinstance(template, str):
+        raise config_error(ctx, "template", f"must be a string, got {type(template).__name__}",
+                           hint="use json-transform to build structured values")
+    values = cfg.get("values") or {}
+    if not isinstance(values, dict):
+        raise config_error(ctx, "values", f"must be an object, got {type(values).__name__}")
+    text = ctx.render(template, **{str(k): v for k, v in values.items()})
+    if not isinstance(text, str):  # a whole-value template keeps its type; this component promises text
+        text = "" if text is None else json.dumps(text, default=str, ensure_ascii=False) if isinstance(text, (dict, list)) else str(text)
+    if cfg.get("strip"):
+        text = text.strip()
+    return {"text": text, "length": len(text)}
+
+
+COMPONENTS = (json_transform, filter_data, loop_batches, schema_validate, merge, text_template)
