@@ -34,6 +34,7 @@ class StagePlan:
     owner: str | None = None  # control-flow stage that runs this one itself
     gate: str | None = None  # control-flow stage that decides whether this one runs
     timeout_s: float | None = None
+    sync_ok: bool = False  # plain function, no retries: the executor may call it inline
 
 
 @dataclass
@@ -246,6 +247,7 @@ def compile_plan(pipeline: Pipeline, components: Mapping[str, Component]) -> Pla
         plans[st.id] = StagePlan(
             stage=st, component=comp, render=render, lazy=lazy, deps=deps.get(st.id, []),
             owner=owner.get(st.id), gate=gate.get(st.id), timeout_s=timeout,
+            sync_ok=not comp.is_async and not (st.retry_config and st.retry_config.max_retries),
         )
 
     if problems:
