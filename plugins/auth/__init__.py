@@ -1,0 +1,40 @@
+"""Identity for the HTTP API: accounts, sessions (JWT), API keys, password reset, organizations.
+
+Off by default so the laptop CLI stays single-user: set ``FM_AUTH=1`` (or
+call ``configure(AuthSettings(enabled=True), store=...)``) before the
+registry is built, and the plugin registers
+
+- the ``flowmason`` authenticator (``Authorization: Bearer <access token |
+  API key>`` or ``X-API-Key``), which the HTTP API consults on every
+  route that needs a scope; the identity it returns is
+  ``{"subject", "org_id", "roles", "scopes", "kind", ...}``;
+- the ``/auth/...`` routes (see ``routes.py``).
+
+Pieces: ``passwords`` (bcrypt + legacy upgrade + policy), ``keys``
+(signing keys, rotation), ``sessions`` (access/refresh tokens, rotation,
+reuse detection), ``apikeys``, ``reset`` + ``mail`` (password reset by
+email), ``directory`` (users, organizations, roles), ``service`` (the
+facade and the authenticator). Settings are listed in ``settings.py``.
+"""
+from __future__ import annotations
+
+from flowmason.kernel.plugins import hookimpl
+
+from .service import AuthService, Authenticator, configure, get_service, settings
+from .settings import AuthSettings
+
+__all__ = ["AuthService", "AuthSettings", "Authenticator", "configure", "get_service", "settings"]
+
+
+@hookimpl
+def fm_register_authenticators(register):
+    if settings().enabled:
+        register("flowmason", Authenticator())
+
+
+@hookimpl
+def fm_register_routes(register):
+    if settings().enabled:
+        from .routes import register_routes
+
+        register_routes(register)

@@ -1,0 +1,186 @@
+"""The identity service: one object that the routes, the authenticator and the CLI share.
+
+``get_service()`` builds it once per process from ``AuthSettings`` (the
+environment) and the store at ``FM_AUTH_STORE`` (else the default store);
+``configure(...)`` replaces it (tests, embedding, benchmarks).
+
+Login lockout: each attempt first increments a per-email counter whose
+window starts at the first failure (``FM_LOGIN_LOCKOUT`` seconds); beyond
+``FM_LOGIN_MAX_FAILURES`` the password is not even checked. Incrementing
+before checking makes the limit exact under concurrency (1,000 parallel
+guesses still get only the allowed number of checks). A success clears it.
+Unknown emails spend the same bcrypt time as known ones.
+"""
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from typing import Any
+
+from flowmason.kernel.storage import Store, open_store
+
+from .apikeys import ApiKeyService
+from .directory import ROLE_SCOPES, Directory, normalise_email
+from .errors import Forbidden, InvalidCredentials, LockedOut
+from .keys import KeyRing
+from .mail import mailer_from_url
+from .passwords import PasswordHasher, PasswordPolicy
+from .reset import ResetService
+from .sessions import SessionService, TokenPair
+from .settings import AuthSettings
+
+
+class AuthService:
+    def __init__(self, settings: AuthSettings, store: Store, *, mailer=None) -> None:
+        self.settings = settings
+        self.store = store
+        self.hasher = PasswordHasher(settings.bcrypt_rounds)
+        self.policy = PasswordPolicy(settings.password_min_length)
+        self.directory = Directory(store)
+        self.keys = KeyRing(store, settings.algorithm, keep_for=settings.refresh_ttl)
+        self.sessions = SessionService(store, self.keys, settings)
+        self.api_keys = ApiKeyService(store, self.directory)
+        self.mailer = mailer or mailer_from_url(settings.mail)
+        self.resets = ResetService(store, self.directory, self.hasher, self.policy, self.mailer,
+                                   ttl=settings.reset_ttl, public_url=settings.public_url)
+
+    # -- accounts --
+    def register(self, email: Any, password: Any, org_name: Any = None) -> dict[str, Any]:
+        email = normalise_email(email)
+        self.policy.check(password, email=email)
+        uid = self.directory.create_user(email, self.hasher.hash(password))
+        org = self.directory.create_org(org_name or f"{email.split('@')[0]}'s organization", uid)
+        return {"user_id": uid, "org_id": org, "email": email}
+
+    def _failures_pk(self, email: str) -> str:
+        # hashed so the store does not keep a list of addresses people tried
+        return "auth#login-failures#" + hashlib.sha256(email.encode()).hexdigest()
+
+    def login(self, email: Any, password: Any, org_id: Any = None) -> TokenPair:
+        email = normalise_email(email)
+        if not isinstance(password, str):
+            raise InvalidCredentials("wrong email or password")
+        s = self.settings
+        pk = self._failures_pk(email)
+        attempts = self.store.increment(pk, "n", expires_at=time.time() + s.login_lockout)
+        if attempts > s.login_max_failures:
+            item = self.store.get(pk, "n")
+            wait = int((item.expires_at or time.time()) - time.time()) + 1 if item else s.login_lockout
+            raise LockedOut("too many failed logins; try again later", retry_after=max(1, wait),
+                            hint="wait, or reset your password")
+        uid = self.directory.user_id_for(email)
+        profile = self.directory.profile(uid) if uid else None
+        if profile is None or not profile.get("password_hash"):
+            self.hasher.dummy_verify(password)
+            raise InvalidCredentials("wrong email or password")
+        ok, upgraded = self.hasher.verify(password, profile["password_hash"])
+        if not ok:
+            raise InvalidCredentials("wrong email or password")
+        self.store.delete(pk, "n")
+        if upgraded:
+            self.directory.set_password_hash(uid, upgraded, if_version=profile["version"])
+        return self.sessions.open(uid, self._pick_org(uid, org_id))
+
+    def _pick_org(self, uid: str, org_id: Any) -> str:
+        orgs = self.directory.orgs_of(uid)
+        if org_id is None:
+            if not orgs:
+                raise Forbidden("this account belongs to no organization", hint="ask an admin to add you")
+            return orgs[0]["org_id"]
+        if not any(o["org_id"] == org_id for o in orgs):
+            raise Forbidden("you are not a member of that organization")
+        return org_id
+
+    def switch_org(self, identity: dict, org_id: Any) -> TokenPair:
+        return self.sessions.open(identity["subject"], self._pick_org(identity["subject"], org_id))
+
+    def logout(self, identity: dict) -> None:
+        if identity.get("session_id"):
+            self.sessions.revoke(identity["session_id"])
+
+    def reset_password(self, token: Any, new_password: Any) -> None:
+        uid = self.resets.confirm(token, new_password)
+        self.sessions.revoke_user(uid)
+        profile = self.directory.profile(uid)
+        if profile:
+            self.store.delete(self._failures_pk(profile["email"]), "n")
+
+    # -- requests --
+    def identify(self, credential: str) -> dict[str, Any]:
+        """The identity behind a bearer credential (access token or API key), or InvalidCredentials."""
+        if credential.startswith("fmk_"):
+            return self.api_keys.authenticate(credential)
+        claims, session = self.sessions.verify_access(credential)
+        role = self.directory.role(claims["org"], claims["sub"])
+        if role is None:
+            raise InvalidCredentials("no longer a member of this organization")
+        return {"subject": claims["sub"], "org_id": claims["org"], "roles": [role],
+                "scopes": sorted(ROLE_SCOPES[role] - {"owner"}), "kind": "session", "session_id": claims["sid"]}
+
+
+class Authenticator:
+    """What the HTTP API calls: ``authenticate(request) -> identity | None``.
+
+    Reads ``Authorization: Bearer <access token | API key>`` or
+    ``X-API-Key: <key>``. Any failure is ``None`` (the API answers 401);
+    the reason is kept on ``request.state.auth_error`` for the response.
+    """
+
+    def __init__(self, service: "AuthService | None" = None) -> None:
+        self._service = service
+
+    @property
+    def service(self) -> AuthService:
+        return self._service or get_service()
+
+    def authenticate(self, request) -> dict | None:
+        header = request.headers.get("authorization", "")
+        credential = None
+        if header[:7].lower() == "bearer ":
+            credential = header[7:].strip()
+        elif request.headers.get("x-api-key"):
+            credential = request.headers["x-api-key"].strip()
+        if not credential:
+            return None
+        try:
+            return self.service.identify(credential)
+        except InvalidCredentials as exc:
+            try:
+                request.state.auth_error = exc.message
+            except AttributeError:
+                pass
+            return None
+
+
+_lock = threading.Lock()
+_service: AuthService | None = None
+_settings: AuthSettings | None = None
+
+
+def settings() -> AuthSettings:
+    global _settings
+    with _lock:
+        if _settings is None:
+            _settings = AuthSettings.from_env()
+        return _settings
+
+
+def get_service() -> AuthService:
+    global _service
+    s = settings()
+    with _lock:
+        if _service is None:
+            _service = AuthService(s, open_store(s.store_url))
+        return _service
+
+
+def configure(settings_: AuthSettings | None = None, *, store: Store | None = None, mailer=None) -> AuthService | None:
+    """Replace the process-wide settings and service (tests, embedding). ``None`` resets to the environment."""
+    global _service, _settings
+    with _lock:
+        _settings = settings_
+        _service = None
+        if settings_ is not None and (store is not None or settings_.enabled):
+            _service = AuthService(settings_, store or open_store(settings_.store_url), mailer=mailer)
+        return _service
