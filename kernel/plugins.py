@@ -31,6 +31,7 @@ ENTRY_POINT_GROUP = "flowmason"
 # short name -> module; order is registration order
 DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("control_flow", "flowmason.plugins.control_flow"),
+    ("inheritance", "flowmason.plugins.inheritance"),
     ("operators", "flowmason.plugins.operators"),
     ("sqlite_store", "flowmason.plugins.sqlite_store"),
     ("dynamodb_store", "flowmason.plugins.dynamodb_store"),
