@@ -101,25 +101,22 @@ class StageContext:
         """The raw (unrendered) value of a lazy config key."""
         return self._plan.lazy.get(key, default)
 
-    def render(self, value: Any, **extra: Any) -> Any:
-        """Render templates in ``value`` with extra names in scope (``data=...``)."""
+    def _in_scope(self, fn: Callable[[Any, Mapping[str, Any]], Any], value: Any, extra: dict[str, Any]) -> Any:
         scope = ChainMap(extra, self.scope) if extra else self.scope
         try:
-            return render_value(value, scope)
+            return fn(value, scope)
         except TemplateError as exc:
             exc.stage = self.stage.id
             exc.pipeline = self.execution.plan.name
             raise
 
+    def render(self, value: Any, **extra: Any) -> Any:
+        """Render templates in ``value`` with extra names in scope (``data=...``)."""
+        return self._in_scope(render_value, value, extra)
+
     def evaluate(self, expression: str, **extra: Any) -> Any:
         """Evaluate a bare expression such as a filter condition."""
-        scope = ChainMap(extra, self.scope) if extra else self.scope
-        try:
-            return evaluate_expr(expression, scope)
-        except TemplateError as exc:
-            exc.stage = self.stage.id
-            exc.pipeline = self.execution.plan.name
-            raise
+        return self._in_scope(evaluate_expr, expression, extra)
 
     def log(self, level: str, message: str, **data: Any) -> None:
         self.execution.emit("stage.log", self.stage, {"level": level, "message": message, "data": data})
