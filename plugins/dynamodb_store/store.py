@@ -251,6 +251,8 @@ def _set_clause(expires_at: float | None) -> tuple[str, str]:
 class DynamoStore(Store):
     """Items in one DynamoDB table. See the module docstring for the mapping."""
 
+    latest_schema_version = 1  # the item layout has one version so far
+
     def __init__(self, table: str, client: Any, *, url: str | None = None) -> None:
         self.table = table
         self.client = client
@@ -563,7 +565,7 @@ class DynamoStore(Store):
     # -- housekeeping --
 
     def schema_version(self) -> int:
-        return 1  # the layout has one version so far; the table's key schema is checked by migrate()
+        return 1  # nothing to read yet: the table's key schema is checked by migrate()
 
     def migrate(self) -> tuple[int, int]:
         """Check the table's key schema (and TTL); returns (from, to)."""

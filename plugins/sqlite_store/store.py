@@ -131,6 +131,8 @@ _QUERIES = {(lo, up, rev): _query_sql(lo, up, rev) for lo in (None, ">=", ">") f
 class SqliteStore(Store):
     """Items in one SQLite file. See the module docstring for the concurrency model."""
 
+    latest_schema_version = SCHEMA_VERSION
+
     def __init__(self, path: str | os.PathLike[str], *, timeout: float = 5.0, migrate: bool = True) -> None:
         self.path = Path(path)
         self.url = f"sqlite://{self.path}" if self.path.is_absolute() else f"sqlite:///{self.path}"
