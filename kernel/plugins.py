@@ -39,6 +39,10 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("ai_nodes", "flowmason.plugins.ai_nodes"),
     ("core_cli", "flowmason.plugins.core_cli"),
     ("store_cli", "flowmason.plugins.store_cli"),
+    ("timetravel", "flowmason.plugins.timetravel"),
+    ("animation", "flowmason.plugins.animation"),
+    ("promptdiff", "flowmason.plugins.promptdiff"),
+    ("tracing", "flowmason.plugins.tracing"),
 )
 
 _lock = threading.RLock()

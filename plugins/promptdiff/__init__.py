@@ -1,0 +1,21 @@
+"""Prompt and output diff: word-level LCS diffs between runs or snapshots.
+
+``diff.py`` holds the algorithm and renderers; ``sources.py`` picks the
+compared text out of a stored run or snapshot; ``fm diff-output A B --stage X``
+compares two runs' (or ``RUN@SEQ`` snapshots') prompt, input or output of a
+stage as coloured terminal text, plain text or HTML.
+"""
+from __future__ import annotations
+
+from flowmason.kernel.plugins import hookimpl
+
+from .diff import Diff, diff_texts, diff_values, render_html, render_rich, render_text, tokenize
+
+__all__ = ["Diff", "diff_texts", "diff_values", "render_html", "render_rich", "render_text", "tokenize"]
+
+
+@hookimpl
+def fm_register_commands(app):
+    from .cli import register_commands
+
+    register_commands(app)

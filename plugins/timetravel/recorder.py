@@ -1,0 +1,238 @@
+"""The snapshot recorder: one snapshot at every stage boundary of a recorded run.
+
+Why snapshots are pointers, not copies: the executor's recorder
+(``kernel.runs.RunRepository``) already checkpoints every ``StageResult`` —
+the stage's rendered inputs, output, error, timing and model usage — once,
+in the run's partition. A snapshot adds what that checkpoint lacks: *when*
+each boundary happened and in what order (stage started / finished / failed /
+skipped, run started / ended). The complete state at snapshot N is that
+ordered log up to N laid over the stored results (``history.Timeline``).
+Storing only the log keeps a snapshot to a few dozen bytes and the
+per-stage cost to a list append, which is how the overhead target
+(≤ 20 % over recording alone, ``bench/debug.py``) is met.
+
+Writes are batched: entries collect in memory and go to the store as one
+item per chunk (``log#<first seq>``) when the chunk is full, after a short
+interval (a timer on the run's event loop, so a long stage still shows as
+started), and when the run ends. A failing snapshot write never fails the
+run: the snapshots of that run stop and the reason is logged.
+
+Item layout (partition ``{ns}tt#{run_id}``; every item expires with the
+retention period, ``expires_at``):
+
+    sk = "head"          the run's pipeline hash, retention, replay origin
+    sk = "log#00000000"  {"first": seq, "e": [[t_ms, code, stage_id, iteration], ...]}
+    sk = "expiry"        {"snapshots_expire_at": ...} kept longer, so a read
+                         after cleanup can say "removed by retention"
+    pk = "{ns}ttpipe#{hash}", sk = "def"   the pipeline definition, once per version
+
+Codes: R run started, S stage started, F finished, X failed, K skipped,
+P restored from the replayed run, E run ended (the iteration slot holds
+the run status).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from typing import Any
+
+from flowmason.kernel.storage import Op
+
+log = logging.getLogger("flowmason.timetravel")
+
+DEFAULT_RETENTION_DAYS = 14.0
+# how long the "expiry" marker outlives the snapshots it describes
+TOMBSTONE_GRACE_S = 90 * 86400.0
+CHUNK_ENTRIES = 256
+FLUSH_INTERVAL_S = 0.5
+
+RUN_STARTED, STARTED, FINISHED, FAILED, SKIPPED, RESTORED, RUN_ENDED = "R", "S", "F", "X", "K", "P", "E"
+
+
+def retention_seconds() -> float:
+    """Snapshot retention: ``FM_SNAPSHOT_RETENTION_DAYS`` (default 14 days)."""
+    raw = os.environ.get("FM_SNAPSHOT_RETENTION_DAYS")
+    if not raw:
+        return DEFAULT_RETENTION_DAYS * 86400
+    try:
+        days = float(raw)
+    except ValueError:
+        from flowmason.kernel.errors import ConfigError
+
+        raise ConfigError(f"FM_SNAPSHOT_RETENTION_DAYS={raw!r} is not a number", field="FM_SNAPSHOT_RETENTION_DAYS",
+                          hint="set a number of days, e.g. 14 or 0.5") from None
+    return max(days, 0.0) * 86400
+
+
+def tt_pk(ns: str, run_id: str) -> str:
+    return f"{ns}tt#{run_id}"
+
+
+def pipe_pk(ns: str, digest: str) -> str:
+    return f"{ns}ttpipe#{digest}"
+
+
+def canonical_pipeline(pipeline: Any) -> tuple[dict[str, Any], str]:
+    """The pipeline as JSON data and a short hash of it (what "changed since the run" compares)."""
+    data = pipeline.model_dump(mode="json", exclude_none=True)
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return data, hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+class _RunLog:
+    """The in-memory part of one live run's snapshots."""
+
+    __slots__ = ("store", "ns", "run_id", "t0", "buf", "next_seq", "first_unflushed", "expires_at", "head",
+                 "timer", "dead", "chunks")
+
+    def __init__(self, store: Any, ns: str, run_id: str, t0: float, expires_at: float, head: dict[str, Any]) -> None:
+        self.store = store
+        self.ns = ns
+        self.run_id = run_id
+        self.t0 = t0
+        self.buf: list[list[Any]] = []
+        self.next_seq = 0
+        self.first_unflushed = 0
+        self.expires_at = expires_at
+        self.head: dict[str, Any] | None = head  # written with the first chunk
+        self.timer: Any = None
+        self.dead = False
+        self.chunks = 0
+
+
+class SnapshotRecorder:
+    """Listens to the executor's event hooks and writes snapshots beside the recorded run.
+
+    Registered as a plugin object (``__init__`` registers one by default).
+    Runs that nobody records (``recorder=None``) get no snapshots: there
+    would be no stage results for them to point at.
+    """
+
+    def __init__(self, *, retention_s: float | None = None, chunk_entries: int = CHUNK_ENTRIES,
+                 flush_interval_s: float = FLUSH_INTERVAL_S) -> None:
+        self.retention_s = retention_s
+        self.chunk_entries = chunk_entries
+        self.flush_interval_s = flush_interval_s
+        self._live: dict[str, _RunLog] = {}
+        # pipeline object id -> (pipeline, data, digest, written-at per store id)
+        self._pipelines: dict[int, tuple[Any, dict[str, Any], str, dict[int, float]]] = {}
+
+    # -- event hooks (module-level wrappers in __init__ call these) --
+    def run_started(self, run: Any, pipeline: Any) -> None:
+        from flowmason.kernel.runs import recording_repository
+
+        repo = recording_repository(run.id)
+        if repo is None:
+            return
+        retention = self.retention_s if self.retention_s is not None else retention_seconds()
+        now = time.time()
+        expires_at = now + retention
+        digest = self._pipeline_digest(repo.store, repo.ns, pipeline, expires_at)
+        head = {
+            "run_id": run.id,
+            "pipeline_id": run.pipeline_id,
+            "pipeline_hash": digest,
+            "started_at": run.started_at or now,
+            "retention_s": retention,
+            "expires_at": expires_at,
+            "replay_of": run.metadata.get("replay_of"),
+            "parent_run_id": run.metadata.get("parent_run_id"),
+        }
+        rl = _RunLog(repo.store, repo.ns, run.id, run.started_at or now, expires_at, head)
+        self._live[run.id] = rl
+        self._add(rl, RUN_STARTED, None, None)
+        replay = run.metadata.get("replay_of") or {}
+        for sid in replay.get("resumed") or ():
+            self._add(rl, RESTORED, sid, None)
+
+    def stage_started(self, run: Any, stage: Any) -> None:
+        rl = self._live.get(run.id)
+        if rl is not None:
+            self._add(rl, STARTED, stage.id, None)
+
+    def stage_settled(self, run: Any, result: Any, code: str) -> None:
+        rl = self._live.get(run.id)
+        if rl is not None:
+            self._add(rl, code, result.stage_id, result.iteration)
+
+    def run_finished(self, run: Any) -> None:
+        rl = self._live.pop(run.id, None)
+        if rl is None:
+            return
+        status = run.status.value if hasattr(run.status, "value") else str(run.status)
+        self._add(rl, RUN_ENDED, None, status, flush=False)
+        if rl.timer is not None:
+            rl.timer.cancel()
+            rl.timer = None
+        self._flush(rl)
+
+    # -- internals --
+    def _pipeline_digest(self, store: Any, ns: str, pipeline: Any, expires_at: float) -> str:
+        """Hash the pipeline once per object; store its definition once per version and store."""
+        cached = self._pipelines.get(id(pipeline))
+        if cached is None or cached[0] is not pipeline:
+            data, digest = canonical_pipeline(pipeline)
+            if len(self._pipelines) > 256:
+                self._pipelines.clear()
+            cached = (pipeline, data, digest, {})
+            self._pipelines[id(pipeline)] = cached
+        _, data, digest, written = cached
+        key = id(store)
+        now = time.time()
+        # re-put when half the retention has passed, so the definition outlives every run using it
+        if now - written.get(key, 0.0) > (expires_at - now) / 2:
+            try:
+                store.put(pipe_pk(ns, digest), "def", {"pipeline": data, "hash": digest}, expires_at=expires_at)
+                written[key] = now
+            except Exception as exc:  # noqa: BLE001 - snapshots are best effort; the run goes on
+                log.warning("time travel: cannot store pipeline definition: %s", exc)
+        return digest
+
+    def _add(self, rl: _RunLog, code: str, stage_id: str | None, extra: Any, *, flush: bool = True) -> None:
+        if rl.dead:
+            return
+        rl.buf.append([round((time.time() - rl.t0) * 1000, 2), code, stage_id, extra])
+        rl.next_seq += 1
+        if not flush:
+            return
+        if len(rl.buf) >= self.chunk_entries:
+            self._flush(rl)
+        elif rl.timer is None and self.flush_interval_s > 0:
+            import asyncio
+
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return  # no loop: the run's end flushes
+            rl.timer = loop.call_later(self.flush_interval_s, self._timed_flush, rl)
+
+    def _timed_flush(self, rl: _RunLog) -> None:
+        rl.timer = None
+        self._flush(rl)
+
+    def _flush(self, rl: _RunLog) -> None:
+        if rl.dead or not rl.buf:
+            return
+        entries, rl.buf = rl.buf, []
+        first = rl.first_unflushed
+        rl.first_unflushed = first + len(entries)
+        pk = tt_pk(rl.ns, rl.run_id)
+        chunk = {"first": first, "e": entries}
+        try:
+            if rl.head is not None:
+                rl.store.transact([
+                    Op("put", pk, "head", rl.head, expires_at=rl.expires_at),
+                    Op("put", pk, "expiry", {"snapshots_expire_at": rl.expires_at},
+                       expires_at=rl.expires_at + TOMBSTONE_GRACE_S),
+                    Op("put", pk, f"log#{first:08d}", chunk, expires_at=rl.expires_at),
+                ])
+                rl.head = None
+            else:
+                rl.store.put(pk, f"log#{first:08d}", chunk, expires_at=rl.expires_at)
+            rl.chunks += 1
+        except Exception as exc:  # noqa: BLE001 - a snapshot failure must not fail the run
+            rl.dead = True
+            log.warning("time travel: snapshots of run %s stopped: %s", rl.run_id, exc)
