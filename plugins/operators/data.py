@@ -11,7 +11,8 @@ files written for it:
 - ``filter``: ``data`` + ``condition`` (a bare expression over ``data``; over
   ``item`` in ``filter_mode: filter_array``), ``field_conditions``,
   ``invert``, ``pass_if_missing``; output ``{passed, data, filtered_count,
-  reason}``. A condition that does not parse is a config error; one that
+  reason}``; ``fail_on_reject`` (new) fails the stage instead, so that
+  what depends on it does not run. A condition that does not parse is a config error; one that
   fails on this data (a missing key) does not pass, as before.
 - ``loop``: splits ``items`` into ``batches`` (it does not run stages; that
   is ``foreach``).
@@ -146,6 +147,7 @@ FILTER_SCHEMA: dict[str, Any] = {
         "filter_mode": {"type": "string", "enum": ["pass_fail", "filter_array"]},
         "invert": {"type": "boolean"},
         "pass_if_missing": {"type": "boolean"},
+        "fail_on_reject": {"type": "boolean", "description": "fail the stage (stopping what depends on it) when data does not pass"},
     },
 }
 
@@ -212,6 +214,9 @@ def filter_data(ctx: Any, cfg: dict[str, Any]) -> dict[str, Any]:
     passed, reason = test(data=data)
     if invert:
         passed, reason = not passed, f"(inverted) {reason}"
+    if not passed and cfg.get("fail_on_reject"):
+        raise StageError(f"data did not pass the filter: {reason}", stage=ctx.stage.id, field="config.condition",
+                         hint="fix the data upstream, or drop fail_on_reject and branch on `passed`")
     return {"passed": passed, "data": data if passed else None, "filtered_count": 0, "reason": reason}
 
 
