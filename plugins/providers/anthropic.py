@@ -9,9 +9,15 @@ honouring ``retry-after`` on 429 and retrying 529 "overloaded" and other
 5xx. Streaming reads the raw server-sent events: ``message_start`` (input
 tokens), ``content_block_delta`` (text), ``message_delta`` (output tokens,
 stop reason), ``message_stop``.
+
+Temperature is sent only when the installed SDK still takes it: recent
+Messages API versions dropped sampling parameters, and sending an unknown
+field would make every call fail; the stage's temperature is then moot.
 """
 from __future__ import annotations
 
+import inspect
+from functools import lru_cache
 from typing import Any, AsyncIterator
 
 from flowmason.kernel.providers import Completion, CompletionRequest, ProviderError
@@ -49,9 +55,16 @@ def _failure(exc: Exception) -> CallFailed:
                           retry_after=retry_after_seconds(exc.response.headers))
     if isinstance(exc, anthropic.APIResponseValidationError):
         return CallFailed("malformed", str(exc)[:200])
-    if isinstance(exc, (ValueError, KeyError, TypeError)):  # a body the SDK could not decode
+    if isinstance(exc, ValueError):  # a body the SDK could not decode (json.JSONDecodeError)
         return CallFailed("malformed", f"{type(exc).__name__}: {exc}"[:200])
     raise exc
+
+
+@lru_cache(maxsize=1)
+def _sdk_params() -> frozenset[str]:
+    from anthropic.resources.messages import AsyncMessages
+
+    return frozenset(inspect.signature(AsyncMessages.create).parameters)
 
 
 class AnthropicProvider:
@@ -88,7 +101,7 @@ class AnthropicProvider:
         }
         if request.system:
             params["system"] = request.system
-        if request.temperature is not None:
+        if request.temperature is not None and "temperature" in _sdk_params():
             params["temperature"] = request.temperature
         if request.stop:
             params["stop_sequences"] = request.stop
