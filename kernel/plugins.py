@@ -39,6 +39,7 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("ai_nodes", "flowmason.plugins.ai_nodes"),
     ("core_cli", "flowmason.plugins.core_cli"),
     ("store_cli", "flowmason.plugins.store_cli"),
+    ("http_api", "flowmason.plugins.http_api"),
     ("timetravel", "flowmason.plugins.timetravel"),
     ("animation", "flowmason.plugins.animation"),
     ("promptdiff", "flowmason.plugins.promptdiff"),
