@@ -210,7 +210,8 @@ ERROR_ROUTER_SCHEMA: dict[str, Any] = {
     lazy=("destinations",),
 )
 async def error_router(ctx: Any, cfg: dict[str, Any]) -> dict[str, Any]:
-    destinations = _destinations(ctx)
+    # every destination of an error router is for errors (the earlier one skipped those not marked on_error)
+    destinations = [{**d, "on_error": d.get("on_error", True)} for d in _destinations(ctx)]
     severity = cfg.get("severity") or "error"
     error = {
         "error_type": cfg.get("error_type") or "ERROR", "error_message": cfg["error_message"],

@@ -184,7 +184,7 @@ def http_server():
     state = LocalServer(base=f"http://127.0.0.1:{httpd.server_address[1]}")
     _default_routes(state)
     httpd.state = state  # type: ignore[attr-defined]
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     yield state
     httpd.shutdown()
