@@ -1,0 +1,95 @@
+"""From settings and requests to decisions: which backend, which key, which response.
+
+``RequestLimiter.check(request, identity)`` is what the HTTP API calls
+before a route runs; ``too_many(decision)`` is the 429 answer.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from flowmason.kernel.errors import ConfigError
+
+from .backends import HybridLimiter, Limiter, MemoryLimiter, RedisLimiter, StoreLimiter
+from .window import Decision
+
+BACKENDS = ("memory", "redis", "dynamodb", "store", "hybrid")
+
+
+@dataclass(frozen=True)
+class RateLimitSettings:
+    enabled: bool = False
+    limit: int = 100
+    window: int = 60
+    backend: str = "memory"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    store_url: str | None = None
+
+    @classmethod
+    def from_env(cls, env: dict | None = None) -> "RateLimitSettings":
+        env = dict(os.environ if env is None else env)
+        spec = (env.get("FM_RATELIMIT") or "").strip()
+        backend = (env.get("FM_RATELIMIT_BACKEND") or "memory").strip().lower()
+        if backend not in BACKENDS:
+            raise ConfigError(f"unknown rate-limit backend {backend!r}", field="FM_RATELIMIT_BACKEND",
+                              hint=f"use one of {', '.join(BACKENDS)}")
+        base = cls(backend=backend, redis_url=env.get("FM_RATELIMIT_REDIS") or cls.redis_url,
+                   store_url=env.get("FM_RATELIMIT_STORE") or None)
+        if not spec or spec.lower() in ("0", "off", "false", "no"):
+            return base
+        try:
+            limit_s, _, window_s = spec.partition("/")
+            limit, window = int(limit_s), int(window_s or 60)
+            if limit < 1 or window < 1:
+                raise ValueError
+        except ValueError:
+            raise ConfigError(f"FM_RATELIMIT={spec!r} is not LIMIT/SECONDS", field="FM_RATELIMIT",
+                              hint="e.g. FM_RATELIMIT=100/60 (100 requests a minute)") from None
+        return cls(True, limit, window, backend, base.redis_url, base.store_url)
+
+
+def build_limiter(settings: RateLimitSettings, **options: Any) -> Limiter:
+    """The backend the settings name; ``options`` go to its constructor (``store=``, ``client=``...)."""
+    limit, window, b = settings.limit, settings.window, settings.backend
+    if b == "memory":
+        return MemoryLimiter(limit, window, **options)
+    if b == "redis":
+        return RedisLimiter(limit, window, url=settings.redis_url, **options)
+    if b in ("dynamodb", "store"):
+        return StoreLimiter(limit, window, url=settings.store_url, **options)
+    return HybridLimiter(limit, window, url=settings.redis_url, **options)
+
+
+def key_for(request: Any, identity: dict | None) -> str:
+    """API key, else user, else client IP."""
+    if identity:
+        if identity.get("kind") == "api_key" and identity.get("key_prefix"):
+            return f"key:{identity['key_prefix']}"
+        if identity.get("subject"):
+            return f"user:{identity['subject']}"
+    client = getattr(request, "client", None)
+    return f"ip:{client.host if client else 'unknown'}"
+
+
+class RequestLimiter:
+    """Applies one limiter to requests."""
+
+    def __init__(self, limiter: Limiter) -> None:
+        self.limiter = limiter
+
+    def check(self, request: Any, identity: dict | None = None) -> Decision:
+        return self.limiter.hit(key_for(request, identity))
+
+    @staticmethod
+    def too_many(decision: Decision):
+        from starlette.responses import JSONResponse
+
+        return JSONResponse(
+            {"error": {"code": "rate_limited", "message": "too many requests",
+                       "hint": f"retry after {decision.retry_after} seconds"}},
+            status_code=429, headers=decision.headers(),
+        )
+
+    def close(self) -> None:
+        self.limiter.close()
