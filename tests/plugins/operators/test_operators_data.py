@@ -158,6 +158,17 @@ def test_schema_validate_coerces_types(ops):
     assert out["valid"] is True and out["data"] == {"name": "12", "age": 7}
 
 
+def test_schema_validate_formats_are_annotations_unless_asked(ops):
+    schema = {"type": "object", "properties": {"url": {"type": "string", "format": "uri"},
+                                               "format": {"type": "string", "enum": ["pdf"]}}}
+    data = {"url": "ghcr.io/org/app:v2", "format": "pdf"}
+    assert ops.run_one("schema-validate", data=data, schema=schema)["valid"] is True
+    out = ops.run_one("schema-validate", data=data, schema=schema, check_formats=True, strict=False)
+    assert out["valid"] is False and "uri" in out["errors"][0]["message"]
+    # a property that happens to be called "format" is still checked
+    assert ops.run_one("schema-validate", data={"format": "doc"}, schema=schema, strict=False)["valid"] is False
+
+
 def test_schema_validate_bad_schema_names_the_field(ops):
     err, _ = ops.fails(ops.pipeline(ops.stage("v", "schema-validate", data=1, schema={"type": "nonsense"})))
     assert (err.stage, err.field) == ("v", "config.schema")
