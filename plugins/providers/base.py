@@ -35,6 +35,9 @@ from flowmason.kernel.providers import CompletionRequest, ProviderError
 
 T = TypeVar("T")
 
+# the retry pause; a module attribute so tests can see the delays chosen without waiting them out
+_sleep = asyncio.sleep
+
 # USD per million tokens (input, output), matched by longest model-name prefix. Estimates for
 # budgeting, not invoices: override with settings["prices"] or FM_PRICES (JSON text or a file path).
 PRICES: dict[str, tuple[float, float]] = {
@@ -238,7 +241,7 @@ async def with_retries(attempt: Callable[[], Awaitable[T]], policy: RetryPolicy,
                 err = fail(failure, attempts)
                 err.message += f" (the server asks to wait {delay:.0f} s, more than max_retry_wait_s={policy.max_wait_s:.0f})"
                 raise err from None
-            await asyncio.sleep(delay)
+            await _sleep(delay)
 
 
 # -- shared HTTP clients (httpx imported lazily: it is not needed to load the plugin) --

@@ -77,6 +77,8 @@ class LLMServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.AbstractServer | None = None
         self._thread: threading.Thread | None = None
+        self._stopping: asyncio.Event | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
 
     @property
     def url(self) -> str:
@@ -89,16 +91,26 @@ class LLMServer:
     def start(self) -> "LLMServer":
         ready = threading.Event()
 
-        def main() -> None:
-            loop = self._loop = asyncio.new_event_loop()
-            asyncio.set_event_loop(loop)
-            self._server = loop.run_until_complete(asyncio.start_server(self._handle, "127.0.0.1", 0, backlog=2048))
+        async def run() -> None:
+            self._stopping = asyncio.Event()
+            self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0, backlog=2048)
             self.port = self._server.sockets[0].getsockname()[1]
             ready.set()
-            loop.run_forever()
+            await self._stopping.wait()
             self._server.close()
-            loop.run_until_complete(self._server.wait_closed())
-            loop.close()
+            # end open keep-alive connections too: their handlers see EOF and return
+            for writer in list(self._writers):
+                writer.close()
+            rest = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            if rest:
+                await asyncio.wait(rest, timeout=5)
+
+        def main() -> None:
+            loop = self._loop = asyncio.new_event_loop()
+            try:
+                loop.run_until_complete(run())
+            finally:
+                loop.close()
 
         self._thread = threading.Thread(target=main, name="llm-server", daemon=True)
         self._thread.start()
@@ -107,8 +119,11 @@ class LLMServer:
         return self
 
     def stop(self) -> None:
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._loop is not None and not self._loop.is_closed():
+            try:
+                self._loop.call_soon_threadsafe(self._stopping.set)
+            except RuntimeError:  # already stopped
+                pass
         if self._thread is not None:
             self._thread.join(10)
 
@@ -129,6 +144,7 @@ class LLMServer:
 
     # -- HTTP --
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
         try:
             while True:
                 line = await reader.readline()
@@ -150,9 +166,10 @@ class LLMServer:
                 keep = await self._respond(method, path.split("?")[0], headers, raw, writer)
                 if not keep or headers.get("connection", "").lower() == "close":
                     break
-        except (ConnectionError, asyncio.IncompleteReadError):
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
             pass
         finally:
+            self._writers.discard(writer)
             try:
                 writer.close()
             except Exception:  # noqa: BLE001 - the client may be gone already
