@@ -5,26 +5,53 @@ dummy credentials in the environment (so a developer's real AWS account is
 never touched), yields ``http://127.0.0.1:PORT``, and stops it afterwards.
 ``dynamodb_url(endpoint)`` names a fresh table on it, created on first open.
 Needs the ``dev`` extra (moto[server]).
+
+Moto applies each request without a lock, so two concurrent ``UpdateItem``
+calls on one item can lose an update, which DynamoDB never does (each
+request is atomic there). The server below runs requests one at a time
+(connections stay concurrent), making moto as atomic per request as the
+real service, so the concurrency tests test our code, not moto's races.
 """
 from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import uuid
-from typing import Iterator
+from typing import Any, Iterator
 
 _CREDENTIAL_VARS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_REGION")
 
 
+def _serialized_server() -> Any:
+    from moto.moto_server import threaded_moto_server as tms
+
+    class SerializedMotoServer(tms.ThreadedMotoServer):
+        def _server_entry(self) -> None:  # moto's own, with the app behind a lock
+            app = tms.DomainDispatcherApplication(tms.create_backend_app)
+            lock = threading.Lock()
+
+            def one_at_a_time(environ: Any, start_response: Any) -> list[bytes]:
+                with lock:
+                    return list(app(environ, start_response))
+
+            self._server = tms.make_server(
+                self._ip_address, self._port, one_at_a_time, True, request_handler=tms.MotoRequestHandler
+            )
+            self._server_ready_event.set()
+            self._server.serve_forever()
+
+    return SerializedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+
+
 @contextlib.contextmanager
 def local_dynamodb() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
 
     saved = {k: os.environ.get(k) for k in _CREDENTIAL_VARS}
     for key in _CREDENTIAL_VARS:
         os.environ.pop(key, None)
     os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server = _serialized_server()
     server.start()
     try:
         host, port = server.get_host_and_port()
