@@ -40,6 +40,9 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("core_cli", "flowmason.plugins.core_cli"),
     ("store_cli", "flowmason.plugins.store_cli"),
     ("http_api", "flowmason.plugins.http_api"),
+    ("auth", "flowmason.plugins.auth"),  # inert unless FM_AUTH=1
+    ("ratelimit", "flowmason.plugins.ratelimit"),  # inert unless FM_RATELIMIT=LIMIT/SECONDS
+    ("saml", "flowmason.plugins.saml"),  # inert unless FM_SAML_CONFIG names a config file
     ("timetravel", "flowmason.plugins.timetravel"),
     ("animation", "flowmason.plugins.animation"),
     ("promptdiff", "flowmason.plugins.promptdiff"),

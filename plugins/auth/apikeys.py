@@ -29,7 +29,8 @@ from .directory import ROLE_SCOPES, Directory
 from .errors import Forbidden, InvalidCredentials, NotFound, PolicyError
 
 SCOPES = ("read", "run", "admin")
-_IMPLIED = {"read": {"read"}, "run": {"read", "run"}, "admin": {"read", "run", "admin"}}
+# "run" keys also save pipelines ("write"): a CI job deploys and runs; "admin" passes every API check
+_IMPLIED = {"read": {"read"}, "run": {"read", "write", "run"}, "admin": {"read", "write", "run", "admin"}}
 _ALPHABET = string.ascii_lowercase + string.digits
 MAX_TTL = 5 * 365 * 24 * 3600
 

@@ -9,7 +9,7 @@ Item layout:
     pk = "auth#org#{org}"          sk = "member#{uid}"  -> {role, email}
 
 Roles decide what a member may do through scopes: ``viewer`` reads,
-``member`` also runs, ``admin`` also administers (API keys, members),
+``member`` also saves pipelines and runs them, ``admin`` also administers (API keys, members),
 ``owner`` also manages owners. An organization always keeps one owner.
 Every membership change writes both sides in one transaction.
 """
@@ -25,10 +25,11 @@ from flowmason.kernel.storage import Op, Store
 from .errors import Conflict, Forbidden, NotFound, PolicyError
 
 ROLES = ("owner", "admin", "member", "viewer")
+# "write" (saving pipelines) and "run" are the HTTP API's scopes; "admin" passes every check there
 ROLE_SCOPES: dict[str, frozenset[str]] = {
-    "owner": frozenset({"read", "run", "admin", "owner"}),
-    "admin": frozenset({"read", "run", "admin"}),
-    "member": frozenset({"read", "run"}),
+    "owner": frozenset({"read", "write", "run", "admin", "owner"}),
+    "admin": frozenset({"read", "write", "run", "admin"}),
+    "member": frozenset({"read", "write", "run"}),
     "viewer": frozenset({"read"}),
 }
 _RANK = {role: i for i, role in enumerate(reversed(ROLES))}  # viewer 0 ... owner 3

@@ -120,11 +120,14 @@ class AuthService:
 
 
 class Authenticator:
-    """What the HTTP API calls: ``authenticate(request) -> identity | None``.
+    """What the HTTP API calls: ``await authenticate(request) -> identity | None``.
 
     Reads ``Authorization: Bearer <access token | API key>`` or
-    ``X-API-Key: <key>``. Any failure is ``None`` (the API answers 401);
-    the reason is kept on ``request.state.auth_error`` for the response.
+    ``X-API-Key: <key>``. A bad credential is ``None`` rather than an
+    error, so public routes (login, refresh) still work for a client that
+    sends a stale header; protected routes then answer 401. The reason is
+    kept on ``request.state.auth_error``. Store reads run in the thread
+    pool so a DynamoDB round trip never blocks the event loop.
     """
 
     def __init__(self, service: "AuthService | None" = None) -> None:
@@ -134,23 +137,29 @@ class Authenticator:
     def service(self) -> AuthService:
         return self._service or get_service()
 
-    def authenticate(self, request) -> dict | None:
+    @staticmethod
+    def credential(request) -> str | None:
         header = request.headers.get("authorization", "")
-        credential = None
         if header[:7].lower() == "bearer ":
-            credential = header[7:].strip()
-        elif request.headers.get("x-api-key"):
-            credential = request.headers["x-api-key"].strip()
+            return header[7:].strip() or None
+        return (request.headers.get("x-api-key") or "").strip() or None
+
+    def identify(self, request) -> dict | None:
+        credential = self.credential(request)
         if not credential:
             return None
         try:
             return self.service.identify(credential)
         except InvalidCredentials as exc:
-            try:
-                request.state.auth_error = exc.message
-            except AttributeError:
-                pass
+            request.state.auth_error = exc.message
             return None
+
+    async def authenticate(self, request) -> dict | None:
+        from starlette.concurrency import run_in_threadpool
+
+        if not self.credential(request):
+            return None
+        return await run_in_threadpool(self.identify, request)
 
 
 _lock = threading.Lock()

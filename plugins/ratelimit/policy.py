@@ -1,7 +1,7 @@
 """From settings and requests to decisions: which backend, which key, which response.
 
 ``RequestLimiter.check(request, identity)`` is what the HTTP API calls
-before a route runs; ``too_many(decision)`` is the 429 answer.
+after authentication and before a route runs.
 """
 from __future__ import annotations
 
@@ -73,23 +73,29 @@ def key_for(request: Any, identity: dict | None) -> str:
 
 
 class RequestLimiter:
-    """Applies one limiter to requests."""
+    """Applies one limiter to the HTTP API's requests (its ``check`` contract, ``plugins/http_api``).
+
+    ``check`` returns ``{"allowed", "retry_after", "headers"}``; the API adds
+    the headers to the response and turns a refusal into 429. Backends that
+    do network I/O (Redis, DynamoDB, a store file) run in the thread pool so
+    the event loop never waits on them.
+    """
 
     def __init__(self, limiter: Limiter) -> None:
         self.limiter = limiter
+        self._inline = isinstance(limiter, MemoryLimiter)
 
-    def check(self, request: Any, identity: dict | None = None) -> Decision:
+    def decide(self, request: Any, identity: dict | None = None) -> Decision:
         return self.limiter.hit(key_for(request, identity))
 
-    @staticmethod
-    def too_many(decision: Decision):
-        from starlette.responses import JSONResponse
+    async def check(self, request: Any, identity: dict | None = None) -> dict[str, Any]:
+        if self._inline:
+            decision = self.decide(request, identity)
+        else:
+            from starlette.concurrency import run_in_threadpool
 
-        return JSONResponse(
-            {"error": {"code": "rate_limited", "message": "too many requests",
-                       "hint": f"retry after {decision.retry_after} seconds"}},
-            status_code=429, headers=decision.headers(),
-        )
+            decision = await run_in_threadpool(self.decide, request, identity)
+        return {"allowed": decision.allowed, "retry_after": decision.retry_after, "headers": decision.headers()}
 
     def close(self) -> None:
         self.limiter.close()

@@ -1,0 +1,292 @@
+"""The ``/auth`` routes, contributed to the HTTP API through ``fm_register_routes``.
+
+Public: register, login, refresh, password reset (request, confirm).
+Authenticated: me, logout, API keys, organizations and members. The app
+wrapper (``plugins/http_api/app.py``) has already authenticated the
+request, checked the route's scope and validated the body; these
+endpoints then check what a scope cannot express: that the organization
+in the path is the caller's own (anything else is 404, the same answer
+as "absent", so tenants cannot probe each other), and role rules (only
+owners touch owners; a key never outranks its creator's role).
+
+Store work is synchronous, so endpoints are plain functions that the app
+runs in its thread pool.
+"""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from .directory import ROLE_SCOPES, outranks
+from .errors import Forbidden, NotFound, PolicyError
+from .service import get_service
+
+
+class RegisterIn(BaseModel):
+    email: str = Field(max_length=254)
+    password: str = Field(max_length=1024)
+    org_name: str | None = Field(default=None, max_length=200)
+
+
+class LoginIn(BaseModel):
+    email: str = Field(max_length=254)
+    password: str = Field(max_length=1024)
+    org_id: str | None = Field(default=None, max_length=100)
+
+
+class RefreshIn(BaseModel):
+    refresh_token: str = Field(max_length=4096)
+
+
+class TokensOut(BaseModel):
+    access_token: str
+    refresh_token: str
+    token_type: str = "Bearer"
+    expires_in: int
+
+
+class ApiKeyIn(BaseModel):
+    name: str = Field(min_length=1, max_length=100)
+    scopes: list[Literal["read", "run", "admin"]] = Field(min_length=1)
+    expires_in: int | None = Field(default=None, description="seconds; none means no expiry")
+
+
+class ResetRequestIn(BaseModel):
+    email: str = Field(max_length=254)
+
+
+class ResetConfirmIn(BaseModel):
+    token: str = Field(max_length=200)
+    password: str = Field(max_length=1024)
+
+
+class OrgIn(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+
+
+class SwitchIn(BaseModel):
+    org_id: str = Field(max_length=100)
+
+
+class MemberIn(BaseModel):
+    email: str = Field(max_length=254)
+    role: Literal["owner", "admin", "member", "viewer"] = "member"
+
+
+class RoleIn(BaseModel):
+    role: Literal["owner", "admin", "member", "viewer"]
+
+
+def _identity(request) -> dict[str, Any]:
+    return request.state.identity
+
+
+def _role(identity: dict[str, Any]) -> str:
+    roles = identity.get("roles") or []
+    return roles[0] if roles and roles[0] in ROLE_SCOPES else "viewer"
+
+
+def _session_only(identity: dict[str, Any]) -> None:
+    if identity.get("kind") != "session":
+        raise Forbidden("this needs a logged-in user, not an API key", hint="log in with email and password")
+
+
+def _own_org(request) -> tuple[dict[str, Any], str]:
+    identity = _identity(request)
+    org = request.path_params["org_id"]
+    if org != identity.get("org_id"):
+        # another tenant's organization looks exactly like a missing one
+        raise NotFound("no such organization", hint="switch to it first (POST /auth/orgs/switch)")
+    return identity, org
+
+
+# -- accounts and sessions --
+
+def register_account(request):
+    body: RegisterIn = request.state.body
+    svc = get_service()
+    account = svc.register(body.email, body.password, body.org_name)
+    tokens = svc.sessions.open(account["user_id"], account["org_id"])
+    return 201, {**account, **tokens.to_dict()}
+
+
+def login(request):
+    body: LoginIn = request.state.body
+    return get_service().login(body.email, body.password, body.org_id).to_dict()
+
+
+def refresh(request):
+    return get_service().sessions.refresh(request.state.body.refresh_token).to_dict()
+
+
+def logout(request):
+    identity = _identity(request)
+    _session_only(identity)
+    get_service().logout(identity)
+    return {"revoked": True}
+
+
+def me(request):
+    identity = _identity(request)
+    svc = get_service()
+    profile = svc.directory.profile(identity["subject"]) or {}
+    return {**{k: identity.get(k) for k in ("subject", "org_id", "roles", "scopes", "kind")},
+            "email": profile.get("email"), "orgs": svc.directory.orgs_of(identity["subject"])}
+
+
+# -- password reset --
+
+def reset_request(request):
+    from starlette.background import BackgroundTask
+    from starlette.responses import JSONResponse
+
+    body: ResetRequestIn = request.state.body
+    get_service().directory  # build the service now: configuration errors belong to this response
+    # the work (and its timing) happens after the response, which is the same whether the account exists
+    return JSONResponse({"status": "if an account uses this address, a reset link is on its way"},
+                        status_code=202, background=BackgroundTask(_send_reset, body.email))
+
+
+def _send_reset(email: str) -> None:
+    import logging
+
+    try:
+        get_service().resets.request(email)
+    except PolicyError:
+        pass  # not an address: nobody to write to
+    except Exception:  # noqa: BLE001 - a mail server failure must not surface to the requester
+        logging.getLogger("flowmason.auth").exception("password reset email failed")
+
+
+def reset_confirm(request):
+    body: ResetConfirmIn = request.state.body
+    get_service().reset_password(body.token, body.password)
+    return {"status": "password changed; log in with the new password"}
+
+
+# -- API keys --
+
+def create_api_key(request):
+    identity = _identity(request)
+    _session_only(identity)
+    body: ApiKeyIn = request.state.body
+    created = get_service().api_keys.create(identity["org_id"], identity["subject"], _role(identity),
+                                            name=body.name, scopes=list(body.scopes), expires_in=body.expires_in)
+    return 201, created
+
+
+def list_api_keys(request):
+    identity = _identity(request)
+    keys = get_service().api_keys.list(identity["org_id"])
+    if "admin" not in (identity.get("scopes") or []):
+        keys = [k for k in keys if k["user_id"] == identity["subject"]]
+    return {"items": keys}
+
+
+def revoke_api_key(request):
+    identity = _identity(request)
+    get_service().api_keys.revoke(identity["org_id"], request.path_params["prefix"], identity["subject"],
+                                  _role(identity) if identity.get("kind") == "session" else
+                                  ("admin" if "admin" in identity.get("scopes", []) else "viewer"))
+    return {"revoked": True}
+
+
+# -- organizations --
+
+def list_orgs(request):
+    return {"items": get_service().directory.orgs_of(_identity(request)["subject"])}
+
+
+def create_org(request):
+    identity = _identity(request)
+    _session_only(identity)
+    org = get_service().directory.create_org(request.state.body.name, identity["subject"])
+    return 201, {"org_id": org, "name": request.state.body.name.strip(), "role": "owner"}
+
+
+def switch_org(request):
+    identity = _identity(request)
+    _session_only(identity)
+    return get_service().switch_org(identity, request.state.body.org_id).to_dict()
+
+
+def list_members(request):
+    _, org = _own_org(request)
+    return {"items": get_service().directory.members(org)}
+
+
+def _actor_role(identity: dict[str, Any]) -> str:
+    role = _role(identity)
+    if identity.get("kind") != "session":
+        # an admin-scoped key acts as an admin at most, never as an owner
+        return "admin" if "admin" in (identity.get("scopes") or []) and outranks(role, "admin") else "viewer"
+    return role
+
+
+def add_member(request):
+    identity, org = _own_org(request)
+    body: MemberIn = request.state.body
+    svc = get_service()
+    uid = svc.directory.user_id_for(body.email)
+    if uid is None:
+        raise NotFound("no account uses this email", field="email", hint="ask them to register first")
+    if svc.directory.role(org, uid) is not None:
+        from .errors import Conflict
+
+        raise Conflict("already a member", hint="change their role with PUT .../members/{user_id}")
+    svc.directory.set_member(org, _actor_role(identity), uid, body.role)
+    return 201, {"user_id": uid, "role": body.role}
+
+
+def set_member_role(request):
+    identity, org = _own_org(request)
+    uid = request.path_params["user_id"]
+    svc = get_service()
+    if svc.directory.role(org, uid) is None:
+        raise NotFound("no such member")
+    svc.directory.set_member(org, _actor_role(identity), uid, request.state.body.role)
+    return {"user_id": uid, "role": request.state.body.role}
+
+
+def remove_member(request):
+    identity, org = _own_org(request)
+    get_service().directory.remove_member(org, _actor_role(identity), request.path_params["user_id"])
+    return {"removed": True}
+
+
+def register_routes(register) -> None:
+    tags = ["auth"]
+    r = register
+    r("POST", "/auth/register", register_account, name="auth_register", auth=None, summary="Create an account and its organization",
+      request_model=RegisterIn, status_code=201, tags=tags)
+    r("POST", "/auth/login", login, name="auth_login", auth=None, summary="Log in: access and refresh tokens",
+      request_model=LoginIn, response_model=TokensOut, tags=tags)
+    r("POST", "/auth/refresh", refresh, name="auth_refresh", auth=None, summary="Rotate a refresh token",
+      request_model=RefreshIn, response_model=TokensOut, tags=tags)
+    r("POST", "/auth/logout", logout, name="auth_logout", auth="read", summary="End this session", tags=tags)
+    r("GET", "/auth/me", me, name="auth_me", auth="read", summary="Who am I", tags=tags)
+    r("POST", "/auth/password-reset", reset_request, name="auth_reset_request", auth=None,
+      summary="Email a password reset link", request_model=ResetRequestIn, status_code=202, tags=tags)
+    r("POST", "/auth/password-reset/confirm", reset_confirm, name="auth_reset_confirm", auth=None,
+      summary="Set a new password with a reset token", request_model=ResetConfirmIn, tags=tags)
+    r("POST", "/auth/api-keys", create_api_key, name="auth_create_api_key", auth="read",
+      summary="Create an API key (the key is shown only in this response)", request_model=ApiKeyIn,
+      status_code=201, tags=tags)
+    r("GET", "/auth/api-keys", list_api_keys, name="auth_list_api_keys", auth="read",
+      summary="API keys of this organization (admins see all, others their own)", tags=tags)
+    r("DELETE", "/auth/api-keys/{prefix}", revoke_api_key, name="auth_revoke_api_key", auth="read",
+      summary="Revoke an API key", tags=tags)
+    r("GET", "/auth/orgs", list_orgs, name="auth_list_orgs", auth="read", summary="My organizations", tags=tags)
+    r("POST", "/auth/orgs", create_org, name="auth_create_org", auth="read", summary="Create an organization",
+      request_model=OrgIn, status_code=201, tags=tags)
+    r("POST", "/auth/orgs/switch", switch_org, name="auth_switch_org", auth="read",
+      summary="Tokens for another of my organizations", request_model=SwitchIn, response_model=TokensOut, tags=tags)
+    r("GET", "/auth/orgs/{org_id}/members", list_members, name="auth_list_members", auth="read",
+      summary="Members of my organization", tags=tags)
+    r("POST", "/auth/orgs/{org_id}/members", add_member, name="auth_add_member", auth="admin",
+      summary="Add a member by email", request_model=MemberIn, status_code=201, tags=tags)
+    r("PUT", "/auth/orgs/{org_id}/members/{user_id}", set_member_role, name="auth_set_member_role", auth="admin",
+      summary="Change a member's role", request_model=RoleIn, tags=tags)
+    r("DELETE", "/auth/orgs/{org_id}/members/{user_id}", remove_member, name="auth_remove_member", auth="admin",
+      summary="Remove a member", tags=tags)

@@ -1,0 +1,87 @@
+"""An HTTP API with authentication on, for tests and benchmarks.
+
+``auth_api(store_url, ...)`` configures the auth plugin (settings, store,
+a mailer), rebuilds the plugin registry so the app sees the authenticator
+and the routes (and a rate limiter when ``ratelimit`` settings are given),
+and yields a started starlette ``TestClient``; afterwards it puts the
+plugin state back. ``Account`` helpers register and log in users.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from .mail import ConsoleMailer
+from .service import configure
+from .settings import AuthSettings
+
+_RL_VARS = ("FM_RATELIMIT", "FM_RATELIMIT_BACKEND", "FM_RATELIMIT_REDIS", "FM_RATELIMIT_STORE")
+
+
+@contextlib.contextmanager
+def auth_api(store_url: str, *, settings: AuthSettings | None = None, mailer: Any = None,
+             ratelimit: dict[str, str] | None = None, env: dict[str, str] | None = None) -> Iterator[Any]:
+    from starlette.testclient import TestClient
+
+    from flowmason.kernel import plugins
+    from flowmason.kernel.storage import open_store
+    from flowmason.plugins.http_api.app import create_app
+    from flowmason.plugins.http_api.services import Services
+
+    settings = settings or AuthSettings(enabled=True, bcrypt_rounds=4)
+    mailer = mailer or ConsoleMailer(stream=open(os.devnull, "w"))
+    changes = {k: None for k in _RL_VARS}
+    changes.update(ratelimit or {})
+    changes.update(env or {})
+    saved = {k: os.environ.get(k) for k in changes}
+    for k, v in changes.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    store = open_store(store_url)
+    service = configure(settings, store=store, mailer=mailer)
+    plugins.reset()
+    try:
+        app = create_app(Services(open_store(store_url), _local_queue()))
+        with TestClient(app) as client:
+            client.service = service
+            client.mailer = mailer
+            yield client
+    finally:
+        configure(None)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        plugins.reset()
+
+
+def _local_queue():
+    from flowmason.plugins.http_api.services import LocalQueue
+
+    return LocalQueue()
+
+
+@dataclass
+class Account:
+    email: str
+    password: str
+    user_id: str
+    org_id: str
+    access: str
+    refresh: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.access}"}
+
+
+def register(client: Any, email: str, password: str = "a long enough passphrase", org_name: str | None = None) -> Account:
+    resp = client.post("/auth/register", json={"email": email, "password": password, "org_name": org_name})
+    assert resp.status_code == 201, resp.text
+    body = resp.json()
+    return Account(email, password, body["user_id"], body["org_id"], body["access_token"], body["refresh_token"])
