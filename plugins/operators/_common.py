@@ -109,3 +109,25 @@ def core_operator(
                         lazy=lazy, category="core")(run)
 
     return wrap
+
+
+def network_reason(exc: BaseException) -> str:
+    """The most telling words for a failed request: the OS error at the bottom of httpx's chain.
+
+    httpx says "All connection attempts failed"; the OSError underneath says
+    "Connection refused" or "Name or service not known", which is what a user can act on.
+    """
+    import os
+    import socket
+
+    reason = str(exc) or type(exc).__name__
+    current: BaseException | None = exc
+    for _ in range(16):  # exception chains are short; bound the walk anyway
+        if current is None:
+            break
+        if isinstance(current, socket.gaierror) and current.strerror:
+            reason = current.strerror
+        elif isinstance(current, OSError) and current.errno and current.errno > 0:
+            reason = os.strerror(current.errno)
+        current = current.__cause__ or current.__context__
+    return reason

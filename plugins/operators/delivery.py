@@ -26,7 +26,7 @@ from typing import Any
 
 from flowmason.kernel.errors import StageError
 
-from ._common import config_error, core_operator, safe_url
+from ._common import config_error, core_operator, network_reason, safe_url
 from .http import TooLarge, send
 
 DESTINATION_SCHEMA: dict[str, Any] = {
@@ -85,7 +85,7 @@ async def _webhook(dest: dict[str, Any], payload: Any) -> dict[str, Any]:
         except httpx.HTTPError as exc:
             if attempt + 1 >= attempts:
                 raise ConnectionError(f"{method} {safe_url(url)} failed after {attempts} attempt(s): "
-                                      f"{type(exc).__name__}: {str(exc).replace(url, safe_url(url))}") from None
+                                      f"{type(exc).__name__}: {network_reason(exc).replace(url, safe_url(url))}") from None
             await asyncio.sleep(pause * 2 ** attempt)
     raise AssertionError("unreachable")  # pragma: no cover
 

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from flowmason.kernel.errors import StageError
 
-from ._common import config_error, core_operator, safe_url
+from ._common import config_error, core_operator, network_reason, safe_url
 
 DEFAULT_MAX_RESPONSE_BYTES = 10 * 1024 * 1024
 DEFAULT_TIMEOUT_S = 30.0
@@ -239,8 +239,8 @@ async def http_request(ctx: Any, cfg: dict[str, Any]) -> dict[str, Any]:
     except httpx.InvalidURL:
         raise config_error(ctx, "url", f"'{safe_url(url)}' is not a valid URL", hint="check the host and port") from None
     except httpx.HTTPError as exc:
-        # httpx messages name the OS error ("Connection refused"); the URL is ours, without credentials
-        reason = str(exc).replace(url, safe_url(url)) or type(exc).__name__
+        # the URL in the message is ours, without credentials or query
+        reason = network_reason(exc).replace(url, safe_url(url))
         raise StageError(
             f"{where} failed: {type(exc).__name__}: {reason}", stage=ctx.stage.id, field="config.url",
             hint="check the URL and that the server is reachable; set retry_config to retry",

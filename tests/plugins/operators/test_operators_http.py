@@ -110,7 +110,7 @@ def test_connection_refused_names_url_without_secrets(ops, closed_port):
     p = ops.pipeline(ops.stage("call", "http-request", url=url, headers={"Authorization": "Bearer hdr-secret"}))
     err, run = ops.fails(p)
     assert err.stage == "call" and err.field == "config.url"
-    assert f"GET http://127.0.0.1:{closed_port}/hook failed: ConnectError" in err.message
+    assert f"GET http://127.0.0.1:{closed_port}/hook failed: ConnectError: Connection refused" in err.message
     for secret in ("pa55word", "abc123", "hdr-secret"):
         assert secret not in str(err) and secret not in str(run.error)
 
