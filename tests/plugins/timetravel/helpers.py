@@ -85,6 +85,16 @@ def record(repo: Any, pipeline_obj: Any, inputs: dict[str, Any] | None = None, *
 
     ex = Execution(plan_for(pipeline_obj), inputs or {}, recorder=repo, **kw)
     try:
-        return asyncio.run(ex.execute())
+        asyncio.get_running_loop()
+    except RuntimeError:
+        runner = asyncio.run
+    else:  # inside a running loop (playwright's sync API keeps one): run in a thread of its own
+        from concurrent.futures import ThreadPoolExecutor
+
+        def runner(coro):
+            with ThreadPoolExecutor(1) as pool:
+                return pool.submit(asyncio.run, coro).result()
+    try:
+        return runner(ex.execute())
     except FlowMasonError:
         return ex.run

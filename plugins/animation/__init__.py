@@ -1,0 +1,26 @@
+"""Animated execution: frames of a run, a player, exporters, and the terminal run view.
+
+``frames`` (tracks, frames, ``FrameRecorder`` listener, ``Player``),
+``render`` (layout, SVG, Mermaid, Markdown, JSON), ``html`` (the
+self-contained animated page), ``exporters`` (registered through
+``fm_register_exporters``), ``view`` (terminal table, ``fm watch``), ``cli``
+(``fm export``, ``fm play``, ``fm watch``).
+"""
+from __future__ import annotations
+
+from flowmason.kernel.plugins import hookimpl
+
+
+@hookimpl
+def fm_register_exporters(register):
+    from .exporters import EXPORTERS
+
+    for name, fn in EXPORTERS.items():
+        register(name, fn)
+
+
+@hookimpl
+def fm_register_commands(app):
+    from .cli import register_commands
+
+    register_commands(app)
