@@ -19,6 +19,13 @@ and timeouts with a message naming the method and URL (never credentials,
 query strings or headers). Bodies larger than ``max_response_bytes``
 (default 10 MiB) are cut off while streaming, with an error saying so.
 
+On a shared server, ``FM_HTTP_DENY_PRIVATE=1`` refuses requests (and
+redirects) to hosts that resolve to loopback, private, link-local (cloud
+metadata at 169.254.169.254) or other non-public addresses, so a pipeline
+cannot probe the server's own network. The check resolves the name before
+httpx connects; a DNS answer that changes between the two (rebinding) is
+not covered, so pair it with network egress rules where that matters.
+
 httpx is imported on the first call, so loading the plugin (every ``fm``
 start) stays cheap; SSL contexts are built once per process (loading the CA
 bundle costs milliseconds, which a foreach over hundreds of URLs would pay
@@ -27,6 +34,7 @@ each time).
 from __future__ import annotations
 
 import json
+import os
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -155,7 +163,9 @@ async def send(
     import httpx
 
     t0 = time.perf_counter()
-    async with httpx.AsyncClient(timeout=timeout_s, follow_redirects=follow_redirects, verify=ssl_context(verify)) as client:
+    hooks = {"request": [_public_only]} if deny_private() else None
+    async with httpx.AsyncClient(timeout=timeout_s, follow_redirects=follow_redirects, verify=ssl_context(verify),
+                                 event_hooks=hooks) as client:
         kwargs: dict[str, Any] = {"headers": headers, "params": params}
         if content is not None:
             kwargs["content"] = content
@@ -179,6 +189,39 @@ class TooLarge(Exception):
     def __init__(self, size: int) -> None:
         super().__init__(size)
         self.size = size
+
+
+class Blocked(Exception):
+    """A request to a non-public address while FM_HTTP_DENY_PRIVATE is set."""
+
+    def __init__(self, host: str, address: str) -> None:
+        super().__init__(f"{host} resolves to non-public address {address}")
+        self.host = host
+        self.address = address
+
+
+def deny_private() -> bool:
+    return os.environ.get("FM_HTTP_DENY_PRIVATE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+async def _public_only(request: Any) -> None:
+    """httpx request hook (runs for redirects too): refuse hosts with a non-public address."""
+    import asyncio
+    import ipaddress
+    import socket
+
+    host = request.url.host
+    port = request.url.port or (443 if request.url.scheme == "https" else 80)
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        return  # httpx reports the unknown name itself
+    for info in infos:
+        addr = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
+        if addr.version == 6 and addr.ipv4_mapped is not None:
+            addr = addr.ipv4_mapped
+        if not addr.is_global:
+            raise Blocked(host, str(addr))
 
 
 def _request_parts(ctx: Any, cfg: dict[str, Any]) -> tuple[dict[str, str], Any, bytes | None]:
@@ -230,6 +273,11 @@ async def http_request(ctx: Any, cfg: dict[str, Any]) -> dict[str, Any]:
             f"{where}: response body is larger than max_response_bytes ({max_bytes} bytes; got at least {exc.size})",
             stage=ctx.stage.id, field="config.max_response_bytes",
             hint="raise max_response_bytes or ask the server for less (paging, filters)",
+        ) from None
+    except Blocked as exc:
+        raise StageError(
+            f"{where} refused: {exc}", stage=ctx.stage.id, field="config.url",
+            hint="this server sets FM_HTTP_DENY_PRIVATE: only public addresses may be requested",
         ) from None
     except httpx.TimeoutException:
         raise StageError(
