@@ -85,3 +85,32 @@ def register(client: Any, email: str, password: str = "a long enough passphrase"
     assert resp.status_code == 201, resp.text
     body = resp.json()
     return Account(email, password, body["user_id"], body["org_id"], body["access_token"], body["refresh_token"])
+
+
+class _Inbox:
+    """aiosmtpd handler that keeps every message it receives."""
+
+    def __init__(self) -> None:
+        self.messages: list[Any] = []
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's hook name
+        from email import message_from_bytes, policy
+
+        self.messages.append(message_from_bytes(envelope.content, policy=policy.default))
+        return "250 Message accepted for delivery"
+
+
+@contextlib.contextmanager
+def local_smtp() -> Iterator[tuple[str, int, list[Any]]]:
+    """A real SMTP server (aiosmtpd) on 127.0.0.1: yields (host, port, received messages)."""
+    from aiosmtpd.controller import Controller
+
+    from flowmason.plugins.ratelimit.testing import free_port
+
+    inbox = _Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        yield "127.0.0.1", controller.port, inbox.messages
+    finally:
+        controller.stop()
