@@ -156,8 +156,12 @@ _DATA_NAME = re.compile(r"(?<![\w.'\"])data\b")
 
 
 def _condition(ctx: Any, condition: str, pass_if_missing: bool, **names: Any) -> tuple[bool, str]:
+    text = condition.strip()
     try:
-        value = ctx.evaluate(condition, **names)
+        if "{{" in text and not (text.startswith("{{") and text.endswith("}}") and text.count("{{") == 1):
+            # `{{upstream.a.n}} > 3`: the earlier engine filled templates in before evaluating
+            text = str(ctx.render(text, **names))
+        value = ctx.evaluate(text, **names)
     except TemplateError as exc:
         if exc.message.startswith("invalid expression"):
             # a condition that does not parse is the author's mistake, whatever the data

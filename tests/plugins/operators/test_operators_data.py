@@ -71,6 +71,14 @@ def test_filter_condition_from_the_cicd_template(ops):
     assert ops.run_one("filter", data={"status": "success"}, condition=cond)["passed"] is False
 
 
+def test_filter_condition_with_templates_inside(ops):
+    p = ops.pipeline(ops.stage("n", "json-transform", template={"count": "{{input.count}}"}),
+                     ops.stage("f", "filter", ["n"], data="{{input}}", condition="{{upstream.n.count}} > 3 and data['ok']"))
+    assert ops.run(p, {"count": 5, "ok": True}).output["passed"] is True
+    assert ops.run(p, {"count": 2, "ok": True}).output["passed"] is False
+    assert ops.run_one("filter", data=4, condition="{{data > 3}}")["passed"] is True
+
+
 def test_filter_invert_and_field_conditions(ops):
     assert ops.run_one("filter", data={"a": 1}, condition="data['a'] == 1", invert=True)["passed"] is False
     assert ops.run_one("filter", data={"s": "on", "n": 2}, field_conditions={"s": "on", "n": 2})["passed"] is True
