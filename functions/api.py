@@ -1,0 +1,16 @@
+"""The API Lambda: the FlowMason ASGI app behind API Gateway (HTTP API, payload v2) through mangum.
+
+The app is built once per container, at import (Lambda's init phase):
+routes from the loaded plugins, the store from ``FM_STORE``, the run queue
+from ``FM_QUEUE_URL``. Only starlette, pydantic and the kernel load here;
+boto3 loads when the store or queue first talks to AWS.
+"""
+from __future__ import annotations
+
+from mangum import Mangum
+
+from flowmason.plugins.http_api.app import create_app
+from flowmason.plugins.http_api.services import Services
+
+app = create_app(Services.from_env())
+handler = Mangum(app, lifespan="off", api_gateway_base_path="/")

@@ -1,0 +1,97 @@
+"""The worker Lambda: SQS messages → ``jobs.Jobs.handle``, with partial batch failure reporting.
+
+``handler`` is the run queue's consumer (event source mapping with
+``ReportBatchItemFailures``): each record is one run, continuation or
+fan-out chunk; a record that raises is reported in ``batchItemFailures`` so
+only it comes back, after the visibility timeout, and after
+``maxReceiveCount`` deliveries SQS moves it to the dead-letter queue.
+``dead_letter_handler`` consumes that queue and marks the run failed with
+the last error the worker recorded.
+
+Each record gets a deadline: the invocation's remaining time
+(``context.get_remaining_time_in_millis()``) minus a margin
+(``FM_DEADLINE_MARGIN_MS``, default 10 s, at most a fifth of what is left),
+so a long run stops cleanly and re-enqueues itself instead of being killed.
+
+Configuration (environment): ``FM_STORE`` (``dynamodb://TABLE?region=...``),
+``FM_QUEUE_URL``, ``FM_FANOUT_MIN_ITEMS`` (default 1000), ``FM_FANOUT_CHUNK_SIZE``
+(default 100). Logs are JSON and metrics EMF, through aws-lambda-powertools.
+boto3 loads on the first message, not at import.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+
+logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "flowmason-worker"))
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "FlowMason"))
+_state: dict[str, Any] = {}
+
+
+def configure(jobs: Any) -> None:
+    """Use this ``Jobs`` instead of one built from the environment (local stack, tests)."""
+    _state["jobs"] = jobs
+
+
+def get_jobs() -> Any:
+    jobs = _state.get("jobs")
+    if jobs is None:
+        from flowmason.kernel.storage import open_store
+
+        from .jobs import Jobs
+        from .sqs import SqsQueue
+
+        jobs = Jobs(
+            open_store(os.environ["FM_STORE"]), SqsQueue(os.environ["FM_QUEUE_URL"]),
+            fanout_min_items=int(os.environ.get("FM_FANOUT_MIN_ITEMS", "1000")),
+            chunk_size=int(os.environ.get("FM_FANOUT_CHUNK_SIZE", "100")),
+        )
+        _state["jobs"] = jobs
+    return jobs
+
+
+def _deadline(context: Any) -> float | None:
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if remaining is None:
+        return None
+    left_ms = float(remaining())
+    margin_ms = min(float(os.environ.get("FM_DEADLINE_MARGIN_MS", "10000")), left_ms / 5)
+    return time.monotonic() + (left_ms - margin_ms) / 1000
+
+
+def record_handler(record: Any, lambda_context: Any = None) -> str:
+    body = json.loads(record.body)
+    receive_count = int(record.attributes.approximate_receive_count or 1)
+    logger.append_keys(run_id=body.get("run_id"), message_kind=body.get("kind", "run"))
+    outcome = asyncio.run(get_jobs().handle(body, deadline=_deadline(lambda_context), receive_count=receive_count))
+    logger.info("message handled", extra={"outcome": outcome, "receive_count": receive_count})
+    metrics.add_metric(name=f"Message_{outcome.replace('-', '_')}", unit=MetricUnit.Count, value=1)
+    return outcome
+
+
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    # a processor per invocation: it holds the batch's state (and the local stack invokes from several threads)
+    return process_partial_response(event=event, record_handler=record_handler,
+                                    processor=BatchProcessor(event_type=EventType.SQS), context=context)
+
+
+def _dead_record(record: Any) -> str:
+    body = json.loads(record.body)
+    outcome = get_jobs().dead_letter(body)
+    logger.warning("dead-lettered message", extra={"run_id": body.get("run_id"), "outcome": outcome})
+    metrics.add_metric(name="RunsDeadLettered", unit=MetricUnit.Count, value=1 if outcome == "failed" else 0)
+    return outcome
+
+
+@metrics.log_metrics
+def dead_letter_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return process_partial_response(event=event, record_handler=_dead_record,
+                                    processor=BatchProcessor(event_type=EventType.SQS), context=context)

@@ -1,0 +1,274 @@
+"""The pipelines and runs routes, contributed through ``fm_register_routes`` like any plugin's.
+
+Endpoints are plain functions of the request; the app wrapper has already
+set ``request.state.identity`` and, for routes with a request model,
+``request.state.body`` (the validated model) and ``request.state.json``
+(the raw object). Store work is synchronous, so these run in starlette's
+thread pool; only the event stream is async.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from typing import Any, AsyncIterator
+
+from starlette.requests import Request
+from starlette.responses import StreamingResponse
+
+from flowmason.kernel.errors import FlowMasonError, PipelineValidationError
+from flowmason.kernel.model import RunStatus, parse_pipeline
+
+from .app import ApiError
+from .schemas import (
+    PipelineIn,
+    PipelineList,
+    PipelineOut,
+    RunIn,
+    RunList,
+    RunOut,
+    RunResult,
+    ValidationOut,
+)
+
+SSE_MAX_S = float(os.environ.get("FM_SSE_MAX_SECONDS", "900"))
+_TERMINAL = {RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED}
+
+
+def _svc(request: Request) -> Any:
+    return request.app.state.fm
+
+
+def _subject(request: Request) -> str | None:
+    return (request.state.identity or {}).get("subject")
+
+
+def _int_param(request: Request, name: str, default: int | None, *, low: int, high: int) -> int | None:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = None
+    if value is None or not low <= value <= high:
+        raise ApiError(422, "validation", f"'{name}' must be a whole number from {low} to {high}", field=name)
+    return value
+
+
+def _page(request: Request) -> tuple[int, str | None]:
+    return _int_param(request, "limit", 50, low=1, high=200) or 50, request.query_params.get("cursor") or None
+
+
+def _compile(pipeline: Any) -> Any:
+    from flowmason.kernel.plan import compile_plan
+    from flowmason.kernel.plugins import get_registry
+
+    return compile_plan(pipeline, get_registry().components)
+
+
+# -- pipelines --
+
+
+def create_pipeline(request: Request) -> Any:
+    definition = request.state.json
+    _compile(parse_pipeline(definition))
+    return 201, _svc(request).pipelines(request.state.identity).create(definition, created_by=_subject(request))
+
+
+def add_version(request: Request) -> Any:
+    definition = request.state.json
+    pid = request.path_params["pipeline_id"]
+    _compile(parse_pipeline({**definition, "id": pid}))
+    return 201, _svc(request).pipelines(request.state.identity).add_version(pid, definition, created_by=_subject(request))
+
+
+def list_pipelines(request: Request) -> Any:
+    limit, cursor = _page(request)
+    items, cursor = _svc(request).pipelines(request.state.identity).list(limit=limit, cursor=cursor)
+    return {"items": items, "cursor": cursor}
+
+
+def get_pipeline(request: Request) -> Any:
+    version = _int_param(request, "version", None, low=1, high=10**9)
+    return _svc(request).pipelines(request.state.identity).get(request.path_params["pipeline_id"], version)
+
+
+def list_versions(request: Request) -> Any:
+    limit, cursor = _page(request)
+    repo = _svc(request).pipelines(request.state.identity)
+    items, cursor = repo.versions(request.path_params["pipeline_id"], limit=limit, cursor=cursor)
+    return {"items": items, "cursor": cursor}
+
+
+def validate_pipeline(request: Request) -> Any:
+    """Problems are the answer here, not an error: 200 with ``valid`` false."""
+    problems: list[dict[str, Any]] = []
+    stages = 0
+    try:
+        pipeline = parse_pipeline(request.state.json)
+        stages = len(pipeline.stages)
+        _compile(pipeline)
+    except PipelineValidationError as exc:
+        problems = [p.to_dict() for p in exc.problems]
+    except FlowMasonError as exc:
+        problems = [exc.to_dict()]
+    return {"valid": not problems, "problems": problems, "stages": stages}
+
+
+# -- runs --
+
+
+def start_run(request: Request) -> Any:
+    from flowmason.functions.jobs import create_run, run_message
+
+    body: RunIn = request.state.body
+    svc = _svc(request)
+    identity = request.state.identity
+    if (body.pipeline_id is None) == (body.pipeline is None):
+        raise ApiError(422, "validation", "give either 'pipeline_id' (a saved pipeline) or 'pipeline' (inline)",
+                       field="pipeline_id", hint="POST /pipelines saves a pipeline first")
+    version = None
+    if body.pipeline_id is not None:
+        record = svc.pipelines(identity).get(body.pipeline_id, body.version)
+        definition, version = record["definition"], record["version"]
+    else:
+        definition = body.pipeline
+    pipeline = parse_pipeline(definition)
+    _compile(pipeline)
+    org = svc.org(identity)
+    run = create_run(svc.store, org, pipeline, definition, body.inputs, version=version, created_by=_subject(request))
+    try:
+        svc.queue.send(run_message(org, run.id))
+    except Exception as exc:
+        # a run nobody will ever pick up must not stay pending
+        run.status = RunStatus.FAILED
+        run.error = {"code": "enqueue_failed", "message": f"the run could not be queued: {type(exc).__name__}"}
+        run.finished_at = time.time()
+        svc.runs(identity).run_finished(run)
+        raise ApiError(503, "store_unavailable", "the run queue is unavailable", hint="retry in a moment") from None
+    return 202, run.model_dump(mode="json")
+
+
+def get_run(request: Request) -> Any:
+    return _svc(request).runs(request.state.identity).get_run(request.path_params["run_id"]).model_dump(mode="json")
+
+
+def run_result(request: Request) -> Any:
+    run = _svc(request).runs(request.state.identity).get_run(request.path_params["run_id"])
+    finished = run.status in _TERMINAL
+    body = {"run_id": run.id, "status": run.status.value, "finished": finished, "output": run.output, "error": run.error}
+    return (200 if finished else 202), body
+
+
+def run_stages(request: Request) -> Any:
+    results = _svc(request).runs(request.state.identity).stage_results(request.path_params["run_id"])
+    return {"items": [r.model_dump(mode="json") for r in results]}
+
+
+def cancel_run(request: Request) -> Any:
+    from flowmason.functions.jobs import request_cancel
+
+    svc = _svc(request)
+    run = request_cancel(svc.store, svc.org(request.state.identity), request.path_params["run_id"])
+    return 202, run.model_dump(mode="json")
+
+
+def list_runs(request: Request) -> Any:
+    limit, cursor = _page(request)
+    status = request.query_params.get("status") or None
+    if status is not None and status not in {s.value for s in RunStatus}:
+        raise ApiError(422, "validation", f"unknown status '{status}'", field="status",
+                       hint="one of " + ", ".join(s.value for s in RunStatus))
+    items, cursor = _svc(request).runs(request.state.identity).list_runs(
+        limit=limit, cursor=cursor, pipeline_id=request.query_params.get("pipeline_id") or None, status=status)
+    return {"items": items, "cursor": cursor}
+
+
+def _sse(event_id: int, event: str, data: Any) -> bytes:
+    return f"id: {event_id}\nevent: {event}\ndata: {json.dumps(data, default=str)}\n\n".encode()
+
+
+async def run_events(request: Request) -> Any:
+    """Server-sent events: each stage as it settles, then the run's final status.
+
+    Read from the store, so it works whichever process runs the run (the
+    worker Lambda, the local stack, this server). Ends when the run ends or
+    after FM_SSE_MAX_SECONDS.
+    """
+    repo = _svc(request).runs(request.state.identity)
+    run_id = request.path_params["run_id"]
+    await asyncio.to_thread(repo.get_run, run_id)  # unknown id: 404 before the stream starts
+    raw = request.query_params.get("interval")
+    try:
+        interval = min(10.0, max(0.05, float(raw))) if raw else 0.5
+    except ValueError:
+        raise ApiError(422, "validation", "'interval' must be a number of seconds", field="interval") from None
+
+    async def stream() -> AsyncIterator[bytes]:
+        seen: dict[str, tuple[Any, ...]] = {}
+        n = 0
+        last_status = None
+        deadline = time.monotonic() + SSE_MAX_S
+        while time.monotonic() < deadline:
+            run = await asyncio.to_thread(repo.get_run, run_id)
+            results = await asyncio.to_thread(repo.stage_results, run_id)
+            for r in results:
+                key = f"{r.stage_id}#{r.iteration or ''}"
+                sig = (r.status, r.finished_at)
+                if seen.get(key) != sig:
+                    seen[key] = sig
+                    n += 1
+                    yield _sse(n, f"stage.{r.status.value}", {
+                        "run_id": run_id, "stage_id": r.stage_id, "iteration": r.iteration, "status": r.status.value,
+                        "duration_ms": r.duration_ms, "error": r.error})
+            if run.status != last_status:
+                last_status = run.status
+                n += 1
+                yield _sse(n, f"run.{run.status.value}", {"run_id": run_id, "status": run.status.value,
+                                                          "error": run.error})
+            if run.status in _TERMINAL:
+                return
+            await asyncio.sleep(interval)
+        yield _sse(n + 1, "stream.timeout", {"run_id": run_id, "hint": "reconnect to keep following the run"})
+
+    return StreamingResponse(stream(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+def health(request: Request) -> Any:
+    return {"status": "ok"}
+
+
+def register_routes(register: Any) -> None:
+    r = register
+    r("GET", "/health", health, name="health", auth=None, summary="Liveness check", tags=["meta"])
+    r("POST", "/pipelines", create_pipeline, name="create_pipeline", auth="write", summary="Save a new pipeline (version 1)",
+      request_model=PipelineIn, response_model=PipelineOut, status_code=201, tags=["pipelines"])
+    r("GET", "/pipelines", list_pipelines, name="list_pipelines", auth="read", summary="List saved pipelines",
+      response_model=PipelineList, tags=["pipelines"])
+    r("POST", "/pipelines/validate", validate_pipeline, name="validate_pipeline", auth="read",
+      summary="Check a pipeline without saving it", request_model=PipelineIn, response_model=ValidationOut,
+      tags=["pipelines"])
+    r("GET", "/pipelines/{pipeline_id}", get_pipeline, name="get_pipeline", auth="read",
+      summary="A saved pipeline (latest, or ?version=N)", response_model=PipelineOut, tags=["pipelines"])
+    r("POST", "/pipelines/{pipeline_id}/versions", add_version, name="add_pipeline_version", auth="write",
+      summary="Save a new version", request_model=PipelineIn, response_model=PipelineOut, status_code=201,
+      tags=["pipelines"])
+    r("GET", "/pipelines/{pipeline_id}/versions", list_versions, name="list_pipeline_versions", auth="read",
+      summary="Versions of a pipeline, newest first", response_model=PipelineList, tags=["pipelines"])
+    r("POST", "/runs", start_run, name="start_run", auth="run", summary="Start a run (queued; 202)",
+      request_model=RunIn, response_model=RunOut, status_code=202, tags=["runs"])
+    r("GET", "/runs", list_runs, name="list_runs", auth="read",
+      summary="Runs, newest first (?status=, ?pipeline_id=, ?limit=, ?cursor=)", response_model=RunList, tags=["runs"])
+    r("GET", "/runs/{run_id}", get_run, name="get_run", auth="read", summary="A run's status", response_model=RunOut,
+      tags=["runs"])
+    r("GET", "/runs/{run_id}/result", run_result, name="run_result", auth="read",
+      summary="A run's output (202 while it is still going)", response_model=RunResult, tags=["runs"])
+    r("GET", "/runs/{run_id}/stages", run_stages, name="run_stages", auth="read", summary="A run's stage results",
+      tags=["runs"])
+    r("POST", "/runs/{run_id}/cancel", cancel_run, name="cancel_run", auth="run", summary="Cancel a run",
+      response_model=RunOut, status_code=202, tags=["runs"])
+    r("GET", "/runs/{run_id}/events", run_events, name="run_events", auth="read",
+      summary="Server-sent events of a run's stages", tags=["runs"])

@@ -1,0 +1,45 @@
+"""``fm serve``: the HTTP API under uvicorn on this machine.
+
+Default: the embedded store (``--store`` / ``FM_STORE``) and runs executed
+in the server process. ``--aws-local``: start the local AWS stack (moto on
+127.0.0.1 with the table and queues of template.yaml, and a poller that
+feeds the worker Lambda handler), and serve the API exactly as the Lambda
+API runs it: DynamoDB store, runs queued on SQS.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+
+def add_serve_command(app: Any) -> None:
+    import typer
+
+    @app.command("serve")
+    def serve(
+        host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind (127.0.0.1 keeps it private)."),
+        port: int = typer.Option(8000, "--port", help="Port to listen on (0 picks a free one)."),
+        store: str = typer.Option(None, "--store", help="Store URL or SQLite path (default: FM_STORE or the user data folder)."),
+        aws_local: bool = typer.Option(False, "--aws-local", help="Run against the local AWS stack (moto: DynamoDB + SQS + worker)."),
+        template: str = typer.Option(None, "--template", help="template.yaml for --aws-local (default: the repository's)."),
+    ) -> None:
+        """Serve the HTTP API (OpenAPI at /openapi.json)."""
+        import uvicorn
+
+        from .app import create_app
+        from .services import Services
+
+        stack = None
+        if aws_local:
+            from flowmason.functions.local_stack import LocalStack
+
+            stack = LocalStack(template=template)
+            stack.start()
+            services = stack.api_services()
+            typer.echo(f"local AWS stack on {stack.endpoint} (table {stack.table}, queue {stack.queue_url})")
+        else:
+            services = Services.local(store)
+        try:
+            uvicorn.run(create_app(services), host=host, port=port, log_level="info")
+        finally:
+            if stack is not None:
+                stack.stop()
