@@ -212,9 +212,12 @@ def close_cassettes() -> None:
 
 
 @contextlib.contextmanager
-def use_cassette(path: str | Path, mode: str = "replay") -> Iterator[Cassette]:
-    """Record or replay the model calls of runs started inside this block (``fm test``)."""
-    cassette = Cassette(path, mode)
+def use_cassette(path: "str | Path | Cassette", mode: str = "replay") -> Iterator[Cassette]:
+    """Record or replay the model calls of runs started inside this block (``fm test``).
+
+    Pass a ``Cassette`` instead of a path to share one recording between several runs.
+    """
+    cassette = path if isinstance(path, Cassette) else Cassette(path, mode)
     token = _cassette_var.set(cassette)
     try:
         yield cassette
