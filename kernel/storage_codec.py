@@ -33,9 +33,15 @@ MAX_PK_BYTES = 2048
 MAX_SK_BYTES = 1024
 MAX_TRANSACT_OPS = 100  # DynamoDB's TransactWriteItems limit
 
+# allow_nan=False: DynamoDB cannot hold NaN/inf, so no backend accepts them.
 _encoder = json.JSONEncoder(
-    ensure_ascii=False, separators=(",", ":"), default=lambda o: _default(o), check_circular=False
+    ensure_ascii=False, separators=(",", ":"), default=lambda o: _default(o), check_circular=False, allow_nan=False
 ).encode
+
+
+class UnstorableValueError(StorageError, TypeError):
+    """A value JSON (and DynamoDB) cannot hold. Also a TypeError, so callers that
+    already fall back to a JSON-safe copy on TypeError (the run recorder) keep working."""
 
 
 def _default(obj: Any) -> Any:
@@ -54,8 +60,8 @@ def dumps(data: Any) -> str:
     """Compact JSON text of ``data`` with bytes as ``{"__bytes__": base64}``."""
     try:
         return _encoder(data)
-    except (TypeError, ValueError) as exc:
-        raise StorageError(f"item data is not storable: {exc}", hint="store JSON-like values and bytes only") from exc
+    except (TypeError, ValueError, RecursionError) as exc:  # RecursionError: a cycle (check_circular is off)
+        raise UnstorableValueError(f"item data is not storable: {exc}", hint="store JSON-like values and bytes only") from exc
 
 
 def _revive(obj: dict[str, Any]) -> Any:

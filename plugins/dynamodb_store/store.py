@@ -63,6 +63,7 @@ from flowmason.kernel.storage_codec import (
     op_problem,
     transaction_error,
     validate_ops,
+    UnstorableValueError,
 )
 
 _NAMES = {"#d": "data", "#v": "version", "#e": "expires_at"}
@@ -90,7 +91,7 @@ def to_attr(value: Any) -> dict[str, Any]:
         return {"N": str(value)}
     if t is float:
         if not math.isfinite(value):
-            raise StorageError(f"DynamoDB cannot store the number {value!r}", hint="store it as a string")
+            raise UnstorableValueError(f"DynamoDB cannot store the number {value!r}", hint="store it as a string")
         return {"N": repr(value)}
     if value is None:
         return {"NULL": True}
@@ -102,7 +103,7 @@ def to_attr(value: Any) -> dict[str, Any]:
         return {"B": bytes(value)}
     if isinstance(value, (int, float)):  # int/float subclasses (enums, numpy scalars that subclass)
         return to_attr(int(value) if isinstance(value, int) else float(value))
-    raise StorageError(f"value of type {type(value).__name__} cannot be stored")
+    raise UnstorableValueError(f"value of type {type(value).__name__} cannot be stored")
 
 
 def from_attr(attr: dict[str, Any]) -> Any:

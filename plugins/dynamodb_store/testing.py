@@ -15,6 +15,7 @@ real service, so the concurrency tests test our code, not moto's races.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 import uuid
@@ -51,6 +52,9 @@ def local_dynamodb() -> Iterator[str]:
     for key in _CREDENTIAL_VARS:
         os.environ.pop(key, None)
     os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
+    werkzeug_log = logging.getLogger("werkzeug")  # one line per request otherwise
+    saved_level = werkzeug_log.level
+    werkzeug_log.setLevel(logging.WARNING)
     server = _serialized_server()
     server.start()
     try:
@@ -58,6 +62,7 @@ def local_dynamodb() -> Iterator[str]:
         yield f"http://{host}:{port}"
     finally:
         server.stop()
+        werkzeug_log.setLevel(saved_level)
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)

@@ -327,7 +327,7 @@ class SqliteStore(Store):
         else:
             try:
                 text = _dumps(data)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, RecursionError):
                 text = check_item(pk, sk, data)  # raises the clear error
             if (len(pk) + len(sk) + len(text)) * 4 > MAX_ITEM_BYTES:
                 check_size(pk, sk, text)

@@ -66,8 +66,12 @@ def test_bad_keys_and_data_are_refused(store):
     for pk, sk in (("", "a"), ("p", ""), (None, "a"), ("p", 3)):
         with pytest.raises(StorageError, match="non-empty strings"):
             store.put(pk, sk, {"x": 1})
-    with pytest.raises(StorageError, match="cannot be stored"):
+    with pytest.raises(StorageError, match="cannot be stored") as info:
         store.put("p", "a", {"x": object()})
+    assert isinstance(info.value, TypeError)  # the run recorder falls back to a JSON-safe copy on TypeError
+    for number in (float("nan"), float("inf")):
+        with pytest.raises(StorageError, match="not storable|cannot store"):
+            store.put("p", "a", {"x": [number]})
     assert store.get("p", "a") is None
 
 
