@@ -190,7 +190,6 @@ def bench_dynamodb(writes: int = WRITES, queries: int = QUERIES) -> dict[str, An
 
 def run_storage_bench(dynamodb_scale: float = 0.1, repeat: int = 3) -> dict[str, Any]:
     """The storage suite for bench/run.py --all: SQLite vs the raw floor, then DynamoDB on moto."""
-    os.environ.setdefault("FM_PLUGINS", "sqlite_store,dynamodb_store")  # nothing else needs loading
     results: dict[str, Any] = bench_sqlite(repeat=repeat)
     results["target"] = f"sqlite within {TARGET_RATIO}x of raw sqlite3 (writes and queries)"
     results["met"] = results["write_ratio"] <= TARGET_RATIO and results["query_ratio"] <= TARGET_RATIO

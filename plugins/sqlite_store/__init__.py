@@ -7,7 +7,10 @@ upgrading it, for ``fm store migrate --check``). The default store
 (``flowmason.kernel.storage.default_store_url``) is such a file in the
 user's data folder.
 
-The store itself is in ``store.py``; its schema and migrations in ``schema.py``.
+The store itself is in ``store.py``; its schema and migrations in
+``schema.py``. Both load on first open, not with the plugin: ``sqlite3``
+and the store module cost ~20 ms, which commands that never touch the
+store (``fm validate``, ``fm --help``) should not pay.
 """
 from __future__ import annotations
 
@@ -16,13 +19,22 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from flowmason.kernel.errors import ConfigError
 from flowmason.kernel.plugins import hookimpl
 
-from .schema import SCHEMA_VERSION
-from .store import SqliteStore
-
 __all__ = ["SqliteStore", "SCHEMA_VERSION", "open_sqlite"]
 
 
-def open_sqlite(url: str) -> SqliteStore:
+def __getattr__(name: str):
+    if name == "SqliteStore":
+        from .store import SqliteStore
+
+        return SqliteStore
+    if name == "SCHEMA_VERSION":
+        from .schema import SCHEMA_VERSION
+
+        return SCHEMA_VERSION
+    raise AttributeError(name)
+
+
+def open_sqlite(url: str):
     """Open (creating or upgrading) the SQLite store named by ``url``."""
     parts = urlsplit(url)
     path = unquote(parts.path)
@@ -42,6 +54,8 @@ def open_sqlite(url: str) -> SqliteStore:
     except ValueError:
         raise ConfigError(f"bad timeout in store URL {url!r}", field="store", hint="timeout=SECONDS") from None
     migrate = query.get("migrate", "1").lower() not in ("0", "false", "no")
+    from .store import SqliteStore
+
     return SqliteStore(path, timeout=timeout, migrate=migrate)
 
 
