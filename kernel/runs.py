@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import json
+import weakref
 from typing import Any, Iterator
 
 from .errors import ItemTooLargeError, NotFoundError
@@ -29,8 +30,9 @@ _VALUE_BUDGET = MAX_ITEM_BYTES - 8 * 1024
 
 
 # The repository recording each live run, so event-hook plugins (time travel)
-# can write beside the run in the same store and tenant namespace.
-_RECORDING: dict[str, "RunRepository"] = {}
+# can write beside the run in the same store and tenant namespace. Weak: a
+# repository made only to write a pending run (the API) does not stay here.
+_RECORDING: "weakref.WeakValueDictionary[str, RunRepository]" = weakref.WeakValueDictionary()
 
 
 def recording_repository(run_id: str) -> "RunRepository | None":

@@ -106,6 +106,9 @@ class Timeline:
         usage: dict[str, float] = {}
         run_status = "running"
         for s in self.snapshots[: seq + 1]:
+            if s.kind == RUN_STARTED:  # also a resumed invocation after a pause
+                run_status = "running"
+                continue
             if s.kind == RUN_ENDED:
                 run_status = s.iteration or "finished"
                 continue

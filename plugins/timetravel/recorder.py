@@ -142,8 +142,17 @@ class SnapshotRecorder:
             "parent_run_id": run.metadata.get("parent_run_id"),
         }
         rl = _RunLog(repo.store, repo.ns, run.id, run.started_at or now, expires_at, head)
+        # a run resumed by another invocation (the worker's checkpoints) continues its log
+        try:
+            last = repo.store.query(tt_pk(repo.ns, run.id), prefix="log#", reverse=True, limit=1).items
+        except Exception as exc:  # noqa: BLE001 - snapshots are best effort; the run goes on
+            log.warning("time travel: no snapshots for run %s: %s", run.id, exc)
+            return
+        if last:
+            rl.next_seq = rl.first_unflushed = int(last[0].data["first"]) + len(last[0].data["e"])
+            rl.head = None  # the first invocation wrote it
         self._live[run.id] = rl
-        self._add(rl, RUN_STARTED, None, None)
+        self._add(rl, RUN_STARTED, None, "resumed" if last else None)
         replay = run.metadata.get("replay_of") or {}
         for sid in replay.get("resumed") or ():
             self._add(rl, RESTORED, sid, None)

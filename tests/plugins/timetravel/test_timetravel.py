@@ -277,3 +277,28 @@ def test_parallel_stages_and_chunked_log(repo, monkeypatch):
     assert len(repo.store.query(tt_pk("", run.id), prefix="log#").items) >= 5
     assert tl.state(tl.last)["counts"] == {"completed": 41}
     assert {r.status for r in repo.stage_results(run.id)} == {StageStatus.COMPLETED}
+
+
+def test_a_resumed_run_continues_its_timeline(repo):
+    import asyncio
+
+    from flowmason.kernel.executor import Execution, plan_for
+    from flowmason.kernel.model import RunStatus
+
+    p = pipeline(stage("a"), stage("b", "tt-fail", ("a",), fail_times=1), pid="resumable")
+    first = record(repo, p)
+    assert first.status is RunStatus.FAILED
+    # another invocation picks the run up from its checkpoint (as the worker does after a pause)
+    run = repo.get_run(first.id)
+    run.status, run.error = RunStatus.PENDING, None
+    done = {k: v for k, v in repo.checkpoint(run.id).items() if v.status is StageStatus.COMPLETED}
+    asyncio.run(Execution(plan_for(p), run=run, recorder=repo, resume=done).execute())
+    tl = load_timeline(repo, run.id)
+    kinds = [(s.describe()["kind"], s.stage_id) for s in tl.snapshots]
+    assert kinds == [("run.started", None), ("stage.started", "a"), ("stage.finished", "a"),
+                     ("stage.started", "b"), ("stage.failed", "b"), ("run.finished", None),
+                     ("run.started", None), ("stage.started", "b"), ("stage.finished", "b"), ("run.finished", None)]
+    assert [s.seq for s in tl.snapshots] == list(range(10))
+    assert tl.state(5)["run"]["status"] == "failed"
+    assert tl.state(7)["run"]["status"] == "running"
+    assert tl.state(9)["stages"]["b"]["status"] == "completed"
