@@ -433,8 +433,10 @@ def text_template(ctx: Any, cfg: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(values, dict):
         raise config_error(ctx, "values", f"must be an object, got {type(values).__name__}")
     text = ctx.render(template, **{str(k): v for k, v in values.items()})
-    if not isinstance(text, str):  # a whole-value template keeps its type; this component promises text
-        text = "" if text is None else json.dumps(text, default=str, ensure_ascii=False) if isinstance(text, (dict, list)) else str(text)
+    if isinstance(text, (dict, list, bool)):  # a whole-value template keeps its type; render it as text does
+        text = json.dumps(text, default=str, ensure_ascii=False)
+    elif not isinstance(text, str):
+        text = "" if text is None else str(text)
     if cfg.get("strip"):
         text = text.strip()
     return {"text": text, "length": len(text)}

@@ -204,6 +204,7 @@ def test_text_template_with_values(ops):
                       values={"n": 2, "items": ["a", "b"]}, strip=True)
     assert out == {"text": 'Hi Ada, 2 items: ["a", "b"]', "length": 27}
     assert ops.run_one("text-template", template="{{n}}", values={"n": 5})["text"] == "5"
+    assert ops.run_one("text-template", template="{{b}}", values={"b": True})["text"] == "true"
 
 
 def test_text_template_unknown_name_names_the_stage(ops):
