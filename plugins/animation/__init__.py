@@ -24,3 +24,10 @@ def fm_register_commands(app):
     from .cli import register_commands
 
     register_commands(app)
+
+
+@hookimpl
+def fm_register_routes(register):
+    from .routes import register_routes
+
+    register_routes(register)

@@ -34,10 +34,12 @@ class SnapshotExpiredError(NotFoundError):
     """The snapshots existed but retention removed them."""
 
     code = "snapshot_expired"
+    http_status = 410
 
 
 class NoSnapshotsError(NotFoundError):
     code = "no_snapshots"
+    http_status = 404
 
 
 @dataclass(frozen=True)

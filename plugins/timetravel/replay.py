@@ -37,6 +37,7 @@ class PipelineChangedError(FlowMasonError):
     """The pipeline differs from the one the run used."""
 
     code = "pipeline_changed"
+    http_status = 409
 
     def __init__(self, message: str, changes: list[str], **kw: Any) -> None:
         super().__init__(message + ":\n" + "\n".join(f"  - {c}" for c in changes), **kw)
@@ -208,15 +209,22 @@ def plan_replay(repo: Any, run_ref: str, seq: int, *, inputs: dict[str, Any] | N
     return ReplayPlan(tl, seq, pipeline, new_inputs, resume, rerun, changed_inputs, sorted(stage_changes or {}))
 
 
+def copy_resumed(repo: Any, plan: ReplayPlan, run: Run) -> None:
+    """Write the kept stage results into the new run: it is complete on its own, and a
+    worker that picks it up from the queue resumes from them (``RunRepository.checkpoint``)."""
+    run.metadata["replay_of"] = plan.origin()
+    for r in plan.resume.values():
+        repo.stage_recorded(run, r)
+
+
 async def run_replay(repo: Any, plan: ReplayPlan, *, loader: Any = None) -> Run:
-    """Run a planned replay; returns the new run (failed runs are recorded and returned too)."""
+    """Run a planned replay in this process; returns the new run (failed runs are recorded and returned too)."""
     from flowmason.kernel.executor import run_pipeline
 
     src = plan.source.run
     run = Run(pipeline_id=src.pipeline_id, pipeline_name=src.pipeline_name, pipeline_version=src.pipeline_version,
-              inputs=plan.inputs, metadata={"replay_of": plan.origin()})
-    for r in plan.resume.values():  # the new run is complete on its own
-        repo.stage_recorded(run, r)
+              inputs=plan.inputs)
+    copy_resumed(repo, plan, run)
     try:
         return await run_pipeline(plan.pipeline, plan.inputs, recorder=repo, run=run, resume=plan.resume, loader=loader)
     except FlowMasonError:
