@@ -18,7 +18,6 @@ the ones that already succeeded.
 """
 from __future__ import annotations
 
-import asyncio
 import datetime as _dt
 import json
 import time
@@ -60,6 +59,7 @@ OUTPUT_ROUTER_SCHEMA: dict[str, Any] = {
 
 
 async def _webhook(dest: dict[str, Any], payload: Any) -> dict[str, Any]:
+    import asyncio
     import httpx
 
     cfg = dest.get("config") or {}
@@ -118,6 +118,8 @@ async def _deliver(ctx: Any, dest: dict[str, Any], payload: dict[str, Any]) -> d
 async def route(ctx: Any, destinations: list[dict[str, Any]], payload: dict[str, Any], *, is_error: bool,
                 parallel: bool) -> tuple[list[dict[str, Any]], int]:
     """Deliver ``payload`` to the active destinations; returns (results, skipped)."""
+    import asyncio
+
     active = []
     for dest in destinations:
         wanted = dest.get("on_error", False) if is_error else dest.get("on_success", True)

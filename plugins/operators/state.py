@@ -15,7 +15,6 @@ it set), which the templates read as
 """
 from __future__ import annotations
 
-import asyncio
 import datetime as _dt
 import re
 import uuid
@@ -179,6 +178,8 @@ DELAY_SCHEMA: dict[str, Any] = {
     DELAY_SCHEMA,
 )
 async def delay(ctx: Any, cfg: dict[str, Any]) -> dict[str, Any]:
+    import asyncio
+
     if cfg.get("seconds") is not None:
         ms = float(cfg["seconds"]) * 1000
     else:
