@@ -38,6 +38,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import threading
 import time
 from typing import Any, Iterable, Iterator
 
@@ -165,15 +166,34 @@ def table_definition(table: str) -> dict[str, Any]:
     }
 
 
+_clients: dict[tuple[int, str, str | None], Any] = {}
+_clients_lock = threading.Lock()
+
+
 def make_client(*, region: str | None = None, endpoint_url: str | None = None) -> Any:
-    """A low-level DynamoDB client with adaptive retries (backoff on throttling)."""
+    """A low-level DynamoDB client with adaptive retries (backoff on throttling).
+
+    Clients are shared per process, region and endpoint: making one loads
+    botocore's service model (~50-100 ms), and a client is thread-safe. The
+    process id is part of the key so a forked child never reuses its
+    parent's connection pool.
+    """
+    region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    key = (os.getpid(), region, endpoint_url)
+    with _clients_lock:
+        client = _clients.get(key)
+        if client is None:
+            client = _clients[key] = _new_client(region, endpoint_url)
+        return client
+
+
+def _new_client(region: str, endpoint_url: str | None) -> Any:
     config = Config(
         retries={"max_attempts": 10, "mode": "adaptive"},
         connect_timeout=5,
         read_timeout=20,
         max_pool_connections=50,  # several threads share one client
     )
-    region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
     return boto3.session.Session().client("dynamodb", region_name=region, endpoint_url=endpoint_url, config=config)
 
 
