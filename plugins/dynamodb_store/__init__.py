@@ -1,8 +1,9 @@
 """The AWS storage backend: DynamoDB, registered as the ``dynamodb`` URL scheme.
 
 URL: ``dynamodb://TABLE`` with optional query parameters ``region``,
-``endpoint_url`` (a local endpoint such as moto's server or DynamoDB Local)
-and ``create=1`` (create the table, with TTL on ``expires_at``, if missing).
+``endpoint_url`` (a local endpoint such as moto's server or DynamoDB Local),
+``create=1`` (create the table, with TTL on ``expires_at``, if missing) and
+``attempts=N`` (tries per request, with adaptive backoff; default 10).
 Credentials come from the usual AWS chain (environment, profile, role).
 
 boto3 is imported inside the factory, never when this plugin is loaded, so
@@ -28,20 +29,26 @@ def open_dynamodb(url: str):
             hint="write dynamodb://TABLE?region=REGION (and endpoint_url=http://HOST:PORT for a local endpoint)",
         )
     query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-    unknown = set(query) - {"region", "endpoint_url", "create"}
+    unknown = set(query) - {"region", "endpoint_url", "create", "attempts"}
     if unknown:
         raise ConfigError(
             f"unknown parameter(s) {', '.join(sorted(unknown))} in store URL {url!r}",
             field="store",
-            hint="known parameters: region, endpoint_url, create",
+            hint="known parameters: region, endpoint_url, create, attempts",
         )
+    try:
+        attempts = int(query.get("attempts", 10))
+        if attempts < 1:
+            raise ValueError
+    except ValueError:
+        raise ConfigError(f"bad attempts in store URL {url!r}", field="store", hint="attempts=N, N >= 1") from None
     try:
         from .store import DynamoStore, create_table, make_client
     except ImportError as exc:
         raise ConfigError(
             f"the DynamoDB store needs boto3 ({exc})", field="store", hint="pip install 'flowmason[aws]'"
         ) from exc
-    client = make_client(region=query.get("region"), endpoint_url=query.get("endpoint_url"))
+    client = make_client(region=query.get("region"), endpoint_url=query.get("endpoint_url"), attempts=attempts)
     if query.get("create", "0").lower() in ("1", "true", "yes"):
         create_table(client, table)
     return DynamoStore(table, client, url=url)

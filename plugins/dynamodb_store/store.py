@@ -166,11 +166,11 @@ def table_definition(table: str) -> dict[str, Any]:
     }
 
 
-_clients: dict[tuple[int, str, str | None], Any] = {}
+_clients: dict[tuple[int, str, str | None, int], Any] = {}
 _clients_lock = threading.Lock()
 
 
-def make_client(*, region: str | None = None, endpoint_url: str | None = None) -> Any:
+def make_client(*, region: str | None = None, endpoint_url: str | None = None, attempts: int = 10) -> Any:
     """A low-level DynamoDB client with adaptive retries (backoff on throttling).
 
     Clients are shared per process, region and endpoint: making one loads
@@ -179,17 +179,17 @@ def make_client(*, region: str | None = None, endpoint_url: str | None = None) -
     parent's connection pool.
     """
     region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    key = (os.getpid(), region, endpoint_url)
+    key = (os.getpid(), region, endpoint_url, attempts)
     with _clients_lock:
         client = _clients.get(key)
         if client is None:
-            client = _clients[key] = _new_client(region, endpoint_url)
+            client = _clients[key] = _new_client(region, endpoint_url, attempts)
         return client
 
 
-def _new_client(region: str, endpoint_url: str | None) -> Any:
+def _new_client(region: str, endpoint_url: str | None, attempts: int) -> Any:
     config = Config(
-        retries={"max_attempts": 10, "mode": "adaptive"},
+        retries={"total_max_attempts": attempts, "mode": "adaptive"},  # total tries, first included
         connect_timeout=5,
         read_timeout=20,
         max_pool_connections=50,  # several threads share one client
