@@ -153,3 +153,62 @@ def sp_config(idp: TestIdp, org_id: str, *, base_url: str = "http://testserver",
         "sp": {"entity_id": f"{base_url}/saml", "base_url": base_url, "key": key, "cert": cert, **sp_overrides},
         "idps": {"test": idp.config(org_id)},
     })
+
+
+@dataclass
+class SamlHarness:
+    """What ``saml_api`` yields: the API client, the IdP, the SP config and the IdP's organization."""
+
+    client: Any
+    idp: TestIdp
+    config: Any
+    org_id: str
+
+    def start_login(self) -> str:
+        """Begin a login at the SP; returns the AuthnRequest ID the IdP must answer."""
+        from lxml import etree
+
+        from .xmltools import decode_post
+
+        resp = self.client.get("/auth/saml/test/login?format=json")
+        assert resp.status_code == 200, resp.text
+        return etree.fromstring(decode_post(resp.json()["SAMLRequest"])).get("ID")
+
+    def response_for(self, request_id: str | None, email: str = "sso@corp.test", **kw: Any) -> str:
+        return self.idp.login_response(email=email, sp_entity_id=self.config.sp.entity_id,
+                                       acs_url=self.config.sp.acs_url("test"), in_response_to=request_id, **kw)
+
+    def acs(self, saml_response: str):
+        return self.client.post("/auth/saml/test/acs", data={"SAMLResponse": saml_response})
+
+    def login(self, email: str = "sso@corp.test", **kw: Any):
+        return self.acs(self.response_for(self.start_login(), email, **kw))
+
+
+def saml_api(store_url: str, **sp_overrides: Any):
+    """The HTTP API with auth and SAML on, trusting a fresh ``TestIdp``; yields a ``SamlHarness``."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def run():
+        from flowmason.kernel.storage import open_store
+        from flowmason.plugins.auth.service import AuthService
+        from flowmason.plugins.auth.settings import AuthSettings
+        from flowmason.plugins.auth.testing import auth_api
+
+        from .service import configure
+
+        store = open_store(store_url)
+        owner = AuthService(AuthSettings(bcrypt_rounds=4), store).register("owner@corp.test", "a fine passphrase",
+                                                                            "Corp")
+        idp = TestIdp()
+        config = sp_config(idp, owner["org_id"], **sp_overrides)
+        configure(config)
+        try:
+            with auth_api(store_url) as client:
+                yield SamlHarness(client, idp, config, owner["org_id"])
+        finally:
+            configure(None)
+            store.close()
+
+    return run()
