@@ -2,7 +2,8 @@
 
 ``auth_api(store_url, ...)`` configures the auth plugin (settings, store,
 a mailer), rebuilds the plugin registry so the app sees the authenticator
-and the routes (and a rate limiter when ``ratelimit`` settings are given),
+and the routes (and a rate limiter when ``ratelimit`` settings or
+``extra_plugins`` implementing ``fm_register_rate_limiters`` are given),
 and yields a started starlette ``TestClient``; afterwards it puts the
 plugin state back. ``Account`` helpers register and log in users.
 """
@@ -22,7 +23,8 @@ _RL_VARS = ("FM_RATELIMIT", "FM_RATELIMIT_BACKEND", "FM_RATELIMIT_REDIS", "FM_RA
 
 @contextlib.contextmanager
 def auth_api(store_url: str, *, settings: AuthSettings | None = None, mailer: Any = None,
-             ratelimit: dict[str, str] | None = None, env: dict[str, str] | None = None) -> Iterator[Any]:
+             ratelimit: dict[str, str] | None = None, env: dict[str, str] | None = None,
+             extra_plugins: list[Any] | None = None) -> Iterator[Any]:
     from starlette.testclient import TestClient
 
     from flowmason.kernel import plugins
@@ -43,7 +45,7 @@ def auth_api(store_url: str, *, settings: AuthSettings | None = None, mailer: An
             os.environ[k] = v
     store = open_store(store_url)
     service = configure(settings, store=store, mailer=mailer)
-    plugins.reset()
+    plugins.reset(extra=extra_plugins)
     try:
         app = create_app(Services(open_store(store_url), _local_queue()))
         with TestClient(app) as client:
