@@ -221,7 +221,7 @@ class Jobs:
         except NotFoundError:
             log.warning("dropping a message for unknown run %s", run_id)
             return "dropped"
-        except Exception as exc:
+        except BaseException as exc:  # a crash too: the invocation dies and the message comes back
             # remembered so the dead-letter handler can say why the run kept failing
             try:
                 self.store.put(_pk(org, run_id), "worker_error", {

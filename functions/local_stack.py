@@ -114,6 +114,7 @@ class LocalStack:
         self.chunk_size = chunk_size
         self.poll_interval_s = poll_interval_s
         self.run_worker = run_worker
+        self.suffix = f"-{uuid.uuid4().hex[:8]}"
         self.endpoint = ""
         self.table = ""
         self.queue_url = ""
@@ -208,7 +209,8 @@ class LocalStack:
         ddb = self.client("dynamodb")
         for name, res in self._resources("AWS::DynamoDB::Table").items():
             props = self._resolve({k: v for k, v in res["Properties"].items() if k != "DeletionProtectionEnabled"})
-            table = props["TableName"]
+            # moto keeps one backend per process: a suffix keeps two stacks (two tests) apart
+            table = props["TableName"] = f"{props['TableName']}{self.suffix}"
             args = {k: props[k] for k in ("TableName", "AttributeDefinitions", "KeySchema", "BillingMode",
                                            "GlobalSecondaryIndexes", "LocalSecondaryIndexes") if k in props}
             desc = ddb.create_table(**args)["TableDescription"]
@@ -237,7 +239,7 @@ class LocalStack:
                 attrs["RedrivePolicy"] = json.dumps(policy)
                 if self.overrides["visibility_timeout"] is not None:
                     attrs["VisibilityTimeout"] = str(self.overrides["visibility_timeout"])
-            qname = props.get("QueueName") or name
+            qname = f"{props.get('QueueName') or name}{self.suffix}"
             url = sqs.create_queue(QueueName=qname, Attributes=attrs)["QueueUrl"]
             arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
             self._resolve.physical[name] = {"Ref": url, "Arn": arn, "QueueName": qname, "QueueUrl": url}

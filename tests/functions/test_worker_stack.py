@@ -1,0 +1,128 @@
+"""The Lambda API and worker handlers end to end on the local stack (moto's DynamoDB + SQS on 127.0.0.1).
+
+Messages really cross SQS, the worker really checkpoints in DynamoDB, and
+redelivery really comes from SQS's visibility timeout and redrive policy.
+"""
+from __future__ import annotations
+
+from collections import Counter
+
+from flowmason.kernel.model import StageStatus
+from flowmason.kernel.runs import RunRepository
+from flowmason.kernel.storage import open_store
+
+from .components import chain
+from .conftest import call, finished_result, wait_for
+
+
+def _stages(stack, run_id: str) -> dict[str, str]:
+    repo = RunRepository(open_store(stack.store_url), "org#default#")
+    return {r.stage_id: r.status.value for r in repo.stage_results(run_id) if r.iteration is None}
+
+
+def test_api_event_starts_a_run_that_the_worker_finishes_through_sqs_and_dynamodb(make_stack, api_handler, tally_plugin):
+    stack = make_stack()
+    handler = api_handler()
+    status, saved = call(handler, "POST", "/pipelines", chain("three", 3))
+    assert status == 201 and saved["version"] == 1
+    status, run = call(handler, "POST", "/runs", {"pipeline_id": "three", "inputs": {"x": "hello"}})
+    assert status == 202 and run["status"] == "pending"
+
+    result = finished_result(handler, run["id"])
+    assert result["status"] == "completed"
+    assert result["output"] == {"stage": "s3", "value": "hello-3"}
+    # the checkpoints are in DynamoDB, one per stage, each stage ran once
+    assert _stages(stack, run["id"]) == {"s1": "completed", "s2": "completed", "s3": "completed"}
+    assert tally_plugin.DONE == Counter({"s1": 1, "s2": 1, "s3": 1})
+    assert stack.invocations >= 1
+    status, listed = call(handler, "GET", "/runs", query="status=completed")
+    assert [r["id"] for r in listed["items"]] == [run["id"]]
+
+
+def test_a_worker_killed_after_stage_k_is_redelivered_and_resumes_without_rerunning_finished_stages(
+        make_stack, api_handler, tally_plugin):
+    stack = make_stack(visibility_timeout=2, worker_timeout_s=60)
+    handler = api_handler()
+    tally_plugin.CRASH_ONCE.add("s3")  # dies inside stage 3, after s1 and s2 were checkpointed
+    _, run = call(handler, "POST", "/runs", {"pipeline": chain("five", 5), "inputs": {"x": 1}})
+
+    result = finished_result(handler, run["id"], timeout=90)
+    assert result["status"] == "completed"
+    assert stack.crashes >= 1
+    # finished stages ran exactly once; the stage in flight at the crash ran again
+    assert tally_plugin.DONE == Counter({f"s{i}": 1 for i in range(1, 6)})
+    assert tally_plugin.CALLS["s1"] == 1 and tally_plugin.CALLS["s2"] == 1
+    assert tally_plugin.CALLS["s3"] == 2
+
+
+def test_a_run_longer_than_the_time_limit_continues_in_later_invocations(make_stack, api_handler, tally_plugin):
+    # 3 s invocations with a 0.6 s margin; four 0.8 s stages need at least two invocations
+    stack = make_stack(worker_timeout_s=3, visibility_timeout=30)
+    handler = api_handler()
+    _, run = call(handler, "POST", "/runs", {"pipeline": chain("slow", 4, sleep=0.8), "inputs": {"x": 0}})
+
+    result = finished_result(handler, run["id"], timeout=90)
+    assert result["status"] == "completed"
+    assert stack.invocations >= 2
+    assert tally_plugin.DONE == Counter({f"s{i}": 1 for i in range(1, 5)})
+    _, got = call(handler, "GET", f"/runs/{run['id']}")
+    assert got["status"] == "completed"
+
+
+def test_a_run_that_keeps_crashing_ends_in_the_dead_letter_queue_marked_failed(make_stack, api_handler, tally_plugin):
+    stack = make_stack(visibility_timeout=1, max_receive_count=2)
+    handler = api_handler()
+    tally_plugin.CRASH_ALWAYS.add("s2")
+    _, run = call(handler, "POST", "/runs", {"pipeline": chain("doomed", 3), "inputs": {"x": 0}})
+
+    result = finished_result(handler, run["id"], timeout=90)
+    assert result["status"] == "failed"
+    assert result["error"]["code"] == "dead_letter"
+    assert "worker killed in s2" in result["error"]["message"]
+    assert tally_plugin.DONE["s1"] == 1 and tally_plugin.DONE["s3"] == 0
+    assert stack.crashes >= 2
+
+
+def test_cancelling_a_running_run_stops_it(make_stack, api_handler, tally_plugin, monkeypatch):
+    monkeypatch.setattr("flowmason.functions.jobs.CANCEL_POLL_S", 0.1)
+    make_stack()
+    handler = api_handler()
+    _, run = call(handler, "POST", "/runs", {"pipeline": chain("long", 2, sleep=30), "inputs": {"x": 0}})
+    wait_for(lambda: tally_plugin.CALLS["s1"] == 1, timeout=30)
+    status, _ = call(handler, "POST", f"/runs/{run['id']}/cancel")
+    assert status == 202
+    result = finished_result(handler, run["id"], timeout=30)
+    assert result["status"] == "cancelled"
+    assert tally_plugin.DONE["s1"] == 0 and tally_plugin.CALLS["s2"] == 0
+
+
+def test_a_foreach_over_2000_items_fans_out_across_invocations_and_runs_every_item_once(
+        make_stack, api_handler, tally_plugin):
+    stack = make_stack(fanout_min_items=1000, chunk_size=250, batch_size=2, concurrency=4)
+    handler = api_handler()
+    pipeline = {
+        "id": "fan", "name": "fan",
+        "stages": [
+            {"id": "start", "type": "tally"},
+            {"id": "each", "type": "foreach", "depends_on": ["start"],
+             "config": {"items": "{{input.items}}", "loop_stages": ["work"], "item_variable": "item",
+                        "parallel": True, "max_parallel": 20}},
+            {"id": "work", "type": "tally", "config": {"index": "{{context.index}}", "value": "{{context.item}}"}},
+            {"id": "end", "type": "tally", "depends_on": ["each"]},
+        ],
+        "output_stage_id": "each",
+    }
+    items = [f"item-{i}" for i in range(2000)]
+    _, run = call(handler, "POST", "/runs", {"pipeline": pipeline, "inputs": {"items": items}})
+
+    result = finished_result(handler, run["id"], timeout=240)
+    assert result["status"] == "completed", result["error"]
+    out = result["output"]
+    assert out["chunks"] == 8 and out["total_items"] == 2000 and out["processed_items"] == 2000
+    assert [r["value"] for r in out["results"]] == items
+    work = {k: v for k, v in tally_plugin.DONE.items() if k.startswith("work[")}
+    assert len(work) == 2000 and set(work.values()) == {1}
+    assert tally_plugin.DONE["start"] == 1 and tally_plugin.DONE["end"] == 1
+    # the 8 chunks, the first pass and the join can't fit in fewer than 5 invocations of 2 messages
+    assert stack.invocations >= 5
+    assert _stages(stack, run["id"])["each"] == StageStatus.COMPLETED.value
