@@ -23,6 +23,7 @@ from collections import ChainMap, deque
 from typing import Any, Callable, Iterable, Mapping, Protocol
 
 from .errors import (
+    ConfigError,
     FlowMasonError,
     InputError,
     RunCancelledError,
@@ -332,6 +333,7 @@ class Execution:
         self._task: asyncio.Task | None = None
         self.usage: dict[str, float] = {}
         self._hooks = hooks if hooks is not None else _event_hooks()
+        self._graph_scope: dict[str, Any] | None = None
 
     # -- events --
     def emit(self, kind: str, stage: Stage | None, data: Any) -> None:
@@ -404,11 +406,25 @@ class Execution:
             exc.field = exc.field or "config"
             exc.started = (started, t0)  # type: ignore[attr-defined]
             raise
-        if self.listeners:
-            self.emit("stage.started", stage, config)
-        if self._hooks:
-            self._hook("fm_stage_started", run=self.run, stage=stage, inputs=config)
+        if self.listeners or self._hooks:
+            shown = self._public(sp, graph, config)
+            if self.listeners:
+                self.emit("stage.started", stage, shown)
+            self._hook("fm_stage_started", run=self.run, stage=stage, inputs=shown)
         return StageContext(self, sp, config, graph.scope, graph), started, t0
+
+    def _seen_secrets(self) -> set[str]:
+        env = self._graph_scope.get("env") if self._graph_scope else None
+        return getattr(env, "seen", set())
+
+    def _public(self, sp: StagePlan, graph: _Graph, config: Any) -> Any:
+        """The config as records and events may show it (secrets masked)."""
+        if not sp.redact:
+            return config
+        from .redaction import redact
+
+        env = graph.scope.get("env")
+        return redact(config, getattr(env, "seen", ()))
 
     def _fail(self, sp: StagePlan, graph: _Graph, exc: BaseException, ctx: StageContext | None,
               started: float, t0: float, attempts: int) -> tuple[str, StageStatus]:
@@ -480,7 +496,7 @@ class Execution:
                         f"timed out after {timeout * 1000:.0f} ms", pipeline=self.plan.name, stage=sid,
                         field="timeout_ms", hint="raise the stage's timeout_ms or make the work smaller",
                     )
-                except (TemplateError, InputError) as exc:  # not worth retrying
+                except (TemplateError, InputError, ConfigError) as exc:  # retrying cannot help
                     raise exc
                 except asyncio.CancelledError:
                     raise
@@ -512,6 +528,12 @@ class Execution:
                     self.usage[k] = self.usage.get(k, 0) + v
         if self.recorder is None and not self.listeners and not self._hooks:
             return  # nobody is looking: skip building the record
+        if sp.redact:
+            config = self._public(sp, graph, config)
+            from .redaction import mask_strings
+
+            output = mask_strings(output, self._seen_secrets())
+            error = mask_strings(error, self._seen_secrets())
         result = _stage_result({
             "stage_id": sp.stage.id, "component_type": sp.stage.component_type, "status": status, "input": config,
             "output": output, "error": error, "started_at": started, "finished_at": time.time(),
@@ -577,6 +599,7 @@ class Execution:
         try:
             self._check_inputs()
             scope = self._scope()
+            self._graph_scope = scope
             graph = _Graph(self, self.plan.main, scope, scope["upstream"])
             self._graph = graph
             done = None
@@ -618,6 +641,11 @@ class Execution:
             run.usage = dict(self.usage)
         if self.recorder is not None:
             try:
+                seen = self._seen_secrets()
+                if seen:
+                    from .redaction import mask_strings
+
+                    run = run.model_copy(update={"output": mask_strings(run.output, seen), "error": mask_strings(run.error, seen)})
                 self.recorder.run_finished(run)
             except Exception:  # noqa: BLE001 - never mask the run's own error with a recording one
                 if run.status is RunStatus.COMPLETED:

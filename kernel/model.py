@@ -32,7 +32,7 @@ def _normalise_type(name: str) -> str:
 class RetryConfig(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    max_retries: int = Field(default=0, ge=0, le=20)
+    max_retries: int = Field(default=0, ge=0, le=100)
     initial_delay_ms: int = Field(default=200, ge=0)
     max_delay_ms: int = Field(default=30_000, ge=0)
     backoff_multiplier: float = Field(default=2.0, ge=1.0, le=10.0)
@@ -75,6 +75,15 @@ class Stage(BaseModel):
                 data["component_type"] = data["type"]
             if data.get("on_error") is None and data.get("error_handling") is not None:
                 data["on_error"] = data["error_handling"]
+            policy = data.get("on_error")
+            if isinstance(policy, dict) and str(policy.get("on_error") or policy.get("action") or "").lower() == "retry":
+                # earlier files: {"on_error": "retry", "max_retries": N, "retry_delay": ms}
+                if not data.get("retry_config"):
+                    data["retry_config"] = {
+                        "max_retries": int(policy.get("max_retries", 3)),
+                        "initial_delay_ms": int(policy.get("retry_delay", policy.get("retry_delay_ms", 1000))),
+                    }
+                data["on_error"] = policy.get("then") or "fail"
             if data.get("depends_on") is None:
                 data["depends_on"] = []
             if data.get("config") is None:
@@ -99,7 +108,10 @@ class Stage(BaseModel):
             policy = policy.get("action") or policy.get("strategy") or policy.get("on_error")
         if not policy:
             return "fallback" if self.fallback_output is not None else "fail"
-        return str(policy).lower().replace("_", "-")
+        policy = str(policy).lower().replace("_", "-")
+        if policy in ("retry", "abort", "stop", "raise"):
+            return "fail"  # retries come from retry_config; after them the stage fails
+        return policy
 
     def settings(self) -> dict[str, Any]:
         """Component settings: `config` with `input_mapping` laid over it."""

@@ -21,6 +21,7 @@ from .errors import (
     TemplateError,
 )
 from .model import Pipeline, Stage
+from .redaction import needs_redaction
 from .templating import compile_value, references
 
 
@@ -35,6 +36,7 @@ class StagePlan:
     gate: str | None = None  # control-flow stage that decides whether this one runs
     timeout_s: float | None = None
     sync_ok: bool = False  # plain function, no retries: the executor may call it inline
+    redact: bool = False  # config holds secrets: mask it in records and events
 
 
 @dataclass
@@ -248,6 +250,7 @@ def compile_plan(pipeline: Pipeline, components: Mapping[str, Component]) -> Pla
             stage=st, component=comp, render=render, lazy=lazy, deps=deps.get(st.id, []),
             owner=owner.get(st.id), gate=gate.get(st.id), timeout_s=timeout,
             sync_ok=not comp.is_async and not (st.retry_config and st.retry_config.max_retries),
+            redact=needs_redaction(st.settings()),
         )
 
     if problems:

@@ -27,7 +27,8 @@ from typing import Any, Callable, Mapping
 
 from .errors import TemplateError
 
-_TEMPLATE = re.compile(r"\{\{\s*(.*?)\s*\}\}", re.S)
+# `(?!\})`: in `{{input.x or {'a': 1}}}` the template ends at the last of the braces
+_TEMPLATE = re.compile(r"\{\{\s*(.*?)\s*\}\}(?!\})", re.S)
 _PATH = re.compile(r"^[A-Za-z_][\w\-]*(?:\.[\w\-]+|\[\d+\])*$")
 _PATH_PART = re.compile(r"\.([\w\-]+)|\[(\d+)\]")
 # `upstream.fetch-data.body` is not Python: quote hyphenated names after a dot
@@ -50,6 +51,7 @@ class EnvView(Mapping[str, str]):
 
     def __init__(self, allow: frozenset[str] | None = None) -> None:
         self._allow = env_allowlist() if allow is None else allow
+        self.seen: set[str] = set()  # values handed out, so records can mask them
 
     def __getitem__(self, name: str) -> str:
         if name not in self._allow:
@@ -61,6 +63,7 @@ class EnvView(Mapping[str, str]):
         value = os.environ.get(name)
         if value is None:
             raise TemplateError(f"environment variable '{name}' is not set", field=f"env.{name}")
+        self.seen.add(value)
         return value
 
     def __getattr__(self, name: str) -> str:

@@ -18,7 +18,7 @@ files written for it:
   is ``foreach``).
 - ``schema-validate``: ``data`` + ``schema`` (or ``json_schema``), ``strict``
   fails the stage on invalid data; ``format`` is an annotation unless
-  ``check_formats`` is set (as the earlier validator read it). fastjsonschema (the kernel's compiled
+  ``check_formats`` is set (as the earlier validator read it; the kernel's schema cache does this). fastjsonschema (the kernel's compiled
   cache) reports the first error only, so ``errors`` has at most one entry.
 
 Expressions go through ``ctx.evaluate`` / ``ctx.render`` (the kernel's
@@ -276,36 +276,6 @@ SCHEMA_VALIDATE_SCHEMA: dict[str, Any] = {
     },
 }
 
-# keywords whose value is a map of name -> subschema, or one subschema, or a list of subschemas
-_SCHEMA_MAPS = ("properties", "patternProperties", "definitions", "$defs", "dependentSchemas")
-_SCHEMA_ONE = ("additionalProperties", "additionalItems", "items", "contains", "propertyNames", "if", "then",
-               "else", "not", "unevaluatedItems", "unevaluatedProperties")
-_SCHEMA_LIST = ("allOf", "anyOf", "oneOf", "prefixItems", "items")
-
-
-def without_formats(schema: Any) -> Any:
-    """The schema with its ``format`` keywords dropped (annotations only, as the earlier validator read them).
-
-    The earlier product validated with jsonschema's Draft7Validator without a
-    format checker, so its own example inputs (``"artifact_url":
-    "ghcr.io/org/app:v2"`` under ``"format": "uri"``) passed; fastjsonschema
-    asserts formats, so they are removed unless ``check_formats`` is set.
-    """
-    if not isinstance(schema, dict):
-        return schema
-    out = {k: v for k, v in schema.items() if not (k == "format" and isinstance(v, str))}
-    for key in _SCHEMA_MAPS:
-        if isinstance(out.get(key), dict):
-            out[key] = {name: without_formats(sub) for name, sub in out[key].items()}
-    for key in _SCHEMA_ONE:
-        if isinstance(out.get(key), dict):
-            out[key] = without_formats(out[key])
-    for key in _SCHEMA_LIST:
-        if isinstance(out.get(key), list):
-            out[key] = [without_formats(sub) for sub in out[key]]
-    return out
-
-
 def coerce(value: Any, schema: Any) -> Any:
     """Nudge strings/numbers towards the schema's types before validating (the earlier `coerce_types`)."""
     if not isinstance(schema, dict):
@@ -349,7 +319,7 @@ def schema_validate(ctx: Any, cfg: dict[str, Any]) -> dict[str, Any]:
     if cfg.get("coerce_types"):
         data = coerce(data, schema)
     try:
-        compiled = compile_schema(schema if cfg.get("check_formats") else without_formats(schema))
+        compiled = compile_schema(schema, assert_formats=bool(cfg.get("check_formats")))
     except ValueError as exc:
         raise config_error(ctx, key, str(exc), hint="fix the JSON Schema (https://json-schema.org)") from None
     err = compiled.first_error(data)

@@ -235,3 +235,27 @@ def test_missing_input_is_recorded_as_failed(probe, repo):
     (summary,), _ = repo.list_runs()
     assert summary["status"] == "failed" and "topic" in summary["error"]["message"]
     assert repo.stage_results(summary["id"]) == []
+
+
+def test_secrets_never_reach_the_record(probe, repo, monkeypatch):
+    monkeypatch.setenv("FM_ENV_ALLOWLIST", "SVC_TOKEN")
+    monkeypatch.setenv("SVC_TOKEN", "tok-123456789")
+    p = P(S("a", value="Bearer {{env.SVC_TOKEN}}", headers={"Authorization": "Bearer x", "Accept": "json"}))
+    r = run(p, recorder=repo)
+    assert r.output["value"] == "Bearer tok-123456789"  # the component saw the real value
+    (stage,) = repo.stage_results(r.id)
+    assert stage.input == {"value": "Bearer ***", "headers": {"Authorization": "***", "Accept": "json"}}
+    assert "tok-123456789" not in repo.get_run(r.id).model_dump_json()
+
+
+def test_legacy_retry_policy_retries(probe):
+    p = P({"id": "flaky", "component_type": "t-fail", "config": {"fail_times": 1},
+           "error_handling": {"on_error": "retry", "max_retries": 2, "retry_delay": 1}})
+    assert run(p).output == {"attempt": 2}
+
+
+def test_large_fan_out_completes_every_stage(probe):
+    stages = [S("root")] + [S(f"s{i}", "t-sleep", deps=["root"], seconds=0.001) for i in range(2000)]
+    stages.append(S("join", deps=[f"s{i}" for i in range(2000)], value="done"))
+    r = run(P(*stages))
+    assert r.output["value"] == "done" and sum(probe.calls.values()) == 2002
