@@ -1,4 +1,5 @@
-"""Control flow as components: conditional, router, foreach, trycatch, subpipeline, return.
+"""Control flow as components: conditional, router, foreach, trycatch, subpipeline, return,
+break-loop and continue-loop.
 
 They use only the public ``StageContext`` steering calls (``run_stages``,
 ``skip``, ``finish``, ``run_pipeline``), the same API a third-party plugin
@@ -146,12 +147,19 @@ async def foreach(ctx) -> dict[str, Any]:
     results: list[Any] = [None] * len(selected)
     errors: list[dict[str, Any]] = []
     cursor = iter(range(len(selected)))
+    stage_types = {s.id: s.component_type for s in ctx.pipeline.stages}
+    breakers = [sid for sid in loop_ids if stage_types.get(sid) == "break-loop"]
+    broken: list[dict[str, Any]] = []
 
     async def one(slot: int) -> None:
         i, item = selected[slot]
         try:
             outs = await ctx.run_stages(loop_ids, context={item_var: item, index_var: i}, label=str(i))
             results[slot] = outs.get(last)
+            for sid in breakers:
+                out = outs.get(sid)
+                if isinstance(out, dict) and out.get("broken"):
+                    broken.append({"index": i, "result": out.get("result")})
         except FlowMasonError as exc:
             if break_on_error:
                 raise
@@ -159,10 +167,18 @@ async def foreach(ctx) -> dict[str, Any]:
 
     async def worker() -> None:
         for slot in cursor:  # workers share one iterator: at most `width` iterations in flight
+            if broken:
+                return  # a break-loop fired: start no further iterations
             await one(slot)
 
     await asyncio.gather(*(worker() for _ in range(min(width, len(selected)) or 0)))
+    if broken:
+        first = min(broken, key=lambda b: b["index"])
+        done = [r for (i, _), r in zip(selected, results) if i <= first["index"]]
+        results = done
     return {
+        "broken": bool(broken),
+        "break_result": min(broken, key=lambda b: b["index"])["result"] if broken else None,
         "results": results if collect else [],
         "total_items": len(items),
         "processed_items": len(selected) - len(errors),
@@ -260,7 +276,37 @@ def return_early(ctx) -> dict[str, Any]:
     return {"should_return": False, "return_value": None, "message": cfg.get("message"), "status": "continued"}
 
 
+def _skip_rest_of_iteration(ctx) -> None:
+    """Skip the stages of this loop body that have not run yet."""
+    graph = ctx.graph
+    ctx.skip(sid for sid in graph.ids if sid not in graph.status and sid != ctx.stage.id)
+
+
+@control_flow(
+    "break-loop",
+    description="Inside a foreach body: stop the loop (no further items) when the condition holds.",
+    lazy=("condition_expression",),
+)
+def break_loop(ctx) -> dict[str, Any]:
+    if _truthy(ctx, "condition", "condition_expression"):
+        _skip_rest_of_iteration(ctx)
+        return {"broken": True, "result": ctx.config.get("result"), "message": ctx.config.get("message")}
+    return {"broken": False, "result": None, "message": None}
+
+
+@control_flow(
+    "continue-loop",
+    description="Inside a foreach body: skip the rest of this item's stages when the condition holds.",
+    lazy=("condition_expression",),
+)
+def continue_loop(ctx) -> dict[str, Any]:
+    if _truthy(ctx, "condition", "condition_expression"):
+        _skip_rest_of_iteration(ctx)
+        return {"continued": True, "message": ctx.config.get("message")}
+    return {"continued": False, "message": None}
+
+
 @hookimpl
 def fm_register_components(register):
-    for comp in (conditional, router, foreach, trycatch, subpipeline, return_early):
+    for comp in (conditional, router, foreach, trycatch, subpipeline, return_early, break_loop, continue_loop):
         register(comp)
