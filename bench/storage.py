@@ -16,8 +16,9 @@ not AWS; by default it gets a tenth of the workload (1,000 writes, 100
 queries), because moto takes ~7 ms per write and a query's cost grows with
 the table (~60 ms at 1,000 items), which would make the full run take minutes.
 
-Each SQLite measurement is the best of ``repeat`` runs on a fresh file, the
-backend and the floor interleaved so that machine noise hits both.
+The backend and the floor run side by side on two files, alternating
+blocks of 500 writes (50 queries), and each reports its median block, so
+machine noise hits both alike; the best of ``repeat`` such rounds counts.
 """
 from __future__ import annotations
 
@@ -25,11 +26,12 @@ import argparse
 import json
 import os
 import sqlite3
+import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -69,109 +71,128 @@ def workload(writes: int) -> list[tuple[str, str, dict[str, Any]]]:
     return [stage_result(i // STAGES_PER_RUN, i % STAGES_PER_RUN) for i in range(writes)]
 
 
-def page_walk(query_page: Callable[[str, str | None], tuple[int, Any]], runs: int, queries: int) -> int:
-    """Run ``queries`` page queries walking run after run with the cursor; returns items read."""
-    run, cursor, total = 0, None, 0
-    for _ in range(queries):
-        count, cursor = query_page(f"run#bench-{run:04d}", cursor)
-        total += count
+class RawSqlite:
+    """The floor: plain sqlite3 on the same layout, running the backend's own statements."""
+
+    def __init__(self, path: Path) -> None:
+        from flowmason.plugins.sqlite_store.schema import apply_migrations
+        from flowmason.plugins.sqlite_store.store import _PUT, _QUERIES
+
+        self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, cached_statements=128)
+        self.conn.execute("PRAGMA journal_mode = WAL")
+        self.conn.execute("PRAGMA synchronous = NORMAL")
+        apply_migrations(self.conn)
+        self.put_sql, self.first_sql, self.after_sql = _PUT, _QUERIES[(">=", "<", False)], _QUERIES[(">", "<", False)]
+
+    def write(self, items) -> None:
+        execute, sql, dumps = self.conn.execute, self.put_sql, json.dumps
+        for pk, sk, data in items:
+            execute(sql, (pk, sk, dumps(data), None)).fetchone()
+
+    def page(self, pk: str, cursor: str | None) -> str | None:
         if cursor is None:
-            run = (run + 1) % runs
-    return total
-
-
-# -- the floor: raw sqlite3, same file layout and statements --
-
-
-def raw_sqlite(path: Path, items, queries: int, runs: int) -> dict[str, float]:
-    from flowmason.plugins.sqlite_store.schema import apply_migrations
-    from flowmason.plugins.sqlite_store.store import _PUT, _QUERIES
-
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, cached_statements=128)
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = NORMAL")
-    apply_migrations(conn)
-    dumps, loads = json.dumps, json.loads
-    execute = conn.execute
-    t0 = time.perf_counter()
-    for pk, sk, data in items:
-        execute(_PUT, (pk, sk, dumps(data), None)).fetchone()
-    write_s = time.perf_counter() - t0
-
-    first, after = _QUERIES[(">=", "<", False)], _QUERIES[(">", "<", False)]
-
-    def page(pk: str, cursor: str | None) -> tuple[int, Any]:
-        if cursor is None:
-            rows = execute(first, (pk, "stage#", "stage$", time.time(), PAGE + 1)).fetchall()
+            rows = self.conn.execute(self.first_sql, (pk, "stage#", "stage$", time.time(), PAGE + 1)).fetchall()
         else:
-            rows = execute(after, (pk, cursor, "stage$", time.time(), PAGE + 1)).fetchall()
+            rows = self.conn.execute(self.after_sql, (pk, cursor, "stage$", time.time(), PAGE + 1)).fetchall()
         more = len(rows) > PAGE
-        rows = rows[:PAGE]
+        del rows[PAGE:]
+        loads = json.loads
         [(r[0], loads(r[1]), r[2], r[3]) for r in rows]
-        return len(rows), (rows[-1][0] if more else None)
+        return rows[-1][0] if more else None
 
-    t0 = time.perf_counter()
-    page_walk(page, runs, queries)
-    query_s = time.perf_counter() - t0
-    conn.close()
-    return {"write_s": write_s, "query_s": query_s}
+    def close(self) -> None:
+        self.conn.close()
 
 
-# -- the backends, through the contract --
+class ThroughStore:
+    """The same work through the storage contract."""
+
+    def __init__(self, store) -> None:
+        self.store = store
+
+    def write(self, items) -> None:
+        put = self.store.put
+        for pk, sk, data in items:
+            put(pk, sk, data)
+
+    def page(self, pk: str, cursor: str | None) -> str | None:
+        return self.store.query(pk, prefix="stage#", limit=PAGE, cursor=cursor).cursor
+
+    def close(self) -> None:
+        self.store.close()
 
 
-def through_store(store, items, queries: int, runs: int) -> dict[str, float]:
-    put = store.put
-    t0 = time.perf_counter()
-    for pk, sk, data in items:
-        put(pk, sk, data)
-    write_s = time.perf_counter() - t0
+def measure(targets: dict[str, Any], items, queries: int, block: int) -> dict[str, dict[str, float]]:
+    """Writes then page queries, in blocks that alternate between the targets.
 
-    def page(pk: str, cursor: str | None) -> tuple[int, Any]:
-        p = store.query(pk, prefix="stage#", limit=PAGE, cursor=cursor)
-        return len(p.items), p.cursor
+    Alternating blocks expose every target to the same machine noise; the
+    median block filters out spikes. Each block is timed twice: wall clock
+    (what a user waits) and this process's CPU time (user + system), which
+    other processes on a busy machine cannot inflate; on a quiet machine the
+    two agree, because with WAL and synchronous=NORMAL a commit does not wait
+    for the disk. Returns µs per write and per query, both ways.
+    """
+    runs = max(1, len(items) // STAGES_PER_RUN)
+    times: dict[tuple[str, str, str], list[float]] = {}
 
-    t0 = time.perf_counter()
-    page_walk(page, runs, queries)
-    query_s = time.perf_counter() - t0
-    return {"write_s": write_s, "query_s": query_s}
+    def timed(name: str, what: str, n: int, fn) -> None:
+        w0, c0 = time.perf_counter(), time.process_time()
+        fn()
+        c1, w1 = time.process_time(), time.perf_counter()
+        times.setdefault((name, what, "wall"), []).append((w1 - w0) / n)
+        times.setdefault((name, what, "cpu"), []).append((c1 - c0) / n)
 
+    for start in range(0, len(items), block):
+        chunk = items[start : start + block]
+        for name, target in targets.items():
+            timed(name, "write", len(chunk), lambda: target.write(chunk))
+    walks = {name: [0, None] for name in targets}  # run index, cursor
 
-def _per_op(result: dict[str, float], writes: int, queries: int) -> dict[str, float]:
-    return {
-        **result,
-        "write_us": result["write_s"] / writes * 1e6,
-        "query_us": result["query_s"] / queries * 1e6,
-        "writes": writes,
-        "queries": queries,
-    }
+    def walk_pages(target: Any, walk: list[Any], n: int) -> None:
+        for _ in range(n):
+            walk[1] = target.page(f"run#bench-{walk[0]:04d}", walk[1])
+            if walk[1] is None:
+                walk[0] = (walk[0] + 1) % runs
+
+    qblock = max(1, block // 10)
+    for start in range(0, queries, qblock):
+        n = min(qblock, queries - start)
+        for name, target in targets.items():
+            timed(name, "query", n, lambda: walk_pages(target, walks[name], n))
+    out: dict[str, dict[str, float]] = {}
+    for name in targets:
+        out[name] = {"writes": len(items), "queries": queries}
+        for what in ("write", "query"):
+            out[name][f"{what}_us"] = statistics.median(times[(name, what, "wall")]) * 1e6
+            out[name][f"{what}_cpu_us"] = statistics.median(times[(name, what, "cpu")]) * 1e6
+    return out
 
 
 def bench_sqlite(writes: int = WRITES, queries: int = QUERIES, repeat: int = 3) -> dict[str, Any]:
+    """Best (lowest median) of ``repeat`` rounds on fresh files."""
     from flowmason.kernel.storage import open_store
 
     items = workload(writes)
-    runs = max(1, writes // STAGES_PER_RUN)
     best: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="fm-bench-") as tmp:
         for i in range(repeat):
-            for name in ("raw", "backend"):  # interleaved: noise hits both
-                path = Path(tmp) / f"{name}-{i}.db"
-                if name == "raw":
-                    result = raw_sqlite(path, items, queries, runs)
-                else:
-                    store = open_store(f"sqlite://{path}")
-                    result = through_store(store, items, queries, runs)
-                    store.close()
+            targets = {
+                "raw_sqlite3": RawSqlite(Path(tmp) / f"raw-{i}.db"),
+                "sqlite": ThroughStore(open_store(f"sqlite://{Path(tmp) / f'store-{i}.db'}")),
+            }
+            for name, result in measure(targets, items, queries, block=500).items():
                 prev = best.get(name)
-                best[name] = {k: min(v, prev[k]) if prev else v for k, v in result.items()}
-    raw = _per_op(best["raw"], writes, queries)
-    backend = _per_op(best["backend"], writes, queries)
+                best[name] = {k: min(v, prev[k]) for k, v in result.items()} if prev else result
+            for target in targets.values():
+                target.close()
+    ours, floor = best["sqlite"], best["raw_sqlite3"]
     return {
-        "raw_sqlite3": raw,
-        "sqlite": backend,
-        "write_ratio": backend["write_s"] / raw["write_s"],
-        "query_ratio": backend["query_s"] / raw["query_s"],
+        **best,
+        # the target is judged on CPU time (see measure); the wall-clock ratios are beside it
+        "write_ratio": ours["write_cpu_us"] / floor["write_cpu_us"],
+        "query_ratio": ours["query_cpu_us"] / floor["query_cpu_us"],
+        "write_ratio_wall": ours["write_us"] / floor["write_us"],
+        "query_ratio_wall": ours["query_us"] / floor["query_us"],
     }
 
 
@@ -179,13 +200,10 @@ def bench_dynamodb(writes: int = WRITES, queries: int = QUERIES) -> dict[str, An
     from flowmason.kernel.storage import open_store
     from flowmason.plugins.dynamodb_store.testing import dynamodb_url, local_dynamodb
 
-    items = workload(writes)
-    runs = max(1, writes // STAGES_PER_RUN)
     with local_dynamodb() as endpoint:
         store = open_store(dynamodb_url(endpoint, "fm-bench"))
         store.put("warm", "up", {})  # connection set-up is not part of the workload
-        result = through_store(store, items, queries, runs)
-    return _per_op(result, writes, queries)
+        return measure({"dynamodb_moto": ThroughStore(store)}, workload(writes), queries, block=100)["dynamodb_moto"]
 
 
 def run_storage_bench(dynamodb_scale: float = 0.1, repeat: int = 3) -> dict[str, Any]:
@@ -204,18 +222,22 @@ def run_storage_bench(dynamodb_scale: float = 0.1, repeat: int = 3) -> dict[str,
 
 
 def table(results: dict[str, Any]) -> str:
-    lines = [f"{'store':<16} {'writes':>7} {'µs/write':>10} {'queries':>8} {'µs/query (20 items)':>20}"]
+    lines = [f"{'store':<14} {'writes':>7} {'µs/write':>9} {'(cpu)':>7} {'queries':>8} {'µs/query of 20':>15} {'(cpu)':>7}"]
     for name in ("raw_sqlite3", "sqlite", "dynamodb_moto"):
         r = results.get(name)
         if not r:
             continue
         if "error" in r:
-            lines.append(f"{name:<16} {r['error']}")
+            lines.append(f"{name:<14} {r['error']}")
             continue
-        lines.append(f"{name:<16} {r['writes']:>7} {r['write_us']:>10.1f} {r['queries']:>8} {r['query_us']:>20.1f}")
+        lines.append(
+            f"{name:<14} {r['writes']:>7} {r['write_us']:>9.1f} {r['write_cpu_us']:>7.1f} "
+            f"{r['queries']:>8} {r['query_us']:>15.1f} {r['query_cpu_us']:>7.1f}"
+        )
     lines.append(
-        f"sqlite / raw: writes {results['write_ratio']:.2f}x, queries {results['query_ratio']:.2f}x "
-        f"(target ≤ {TARGET_RATIO}x: {'met' if results['met'] else 'NOT met'})"
+        f"sqlite / raw (cpu): writes {results['write_ratio']:.2f}x, queries {results['query_ratio']:.2f}x "
+        f"(wall: {results['write_ratio_wall']:.2f}x, {results['query_ratio_wall']:.2f}x); "
+        f"target ≤ {TARGET_RATIO}x: {'met' if results['met'] else 'NOT met'}"
     )
     return "\n".join(lines)
 

@@ -259,7 +259,10 @@ def _error(exc: Exception, table: str) -> StorageError:
         return StoreUnavailableError(
             f"cannot reach DynamoDB for table {table}: {exc}", hint="check the endpoint_url/region and the network"
         )
-    return StorageError(f"DynamoDB table {table}: {exc}")
+    return StorageError(
+        f"DynamoDB request on table {table} failed: {type(exc).__name__}: {exc}",
+        hint="the endpoint answered something botocore could not read; check endpoint_url, or report a bug",
+    )
 
 
 def _set_clause(expires_at: float | None) -> tuple[str, str]:
@@ -279,11 +282,19 @@ class DynamoStore(Store):
         self.client = client
         self.url = url or f"dynamodb://{table}"
 
-    def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
+    def _request(self, operation: str, **kwargs: Any) -> dict[str, Any]:
+        """One client call; every failure becomes a StorageError except a cancelled transaction."""
         try:
-            return getattr(self.client, operation)(TableName=self.table, **kwargs)
-        except (ClientError, BotoCoreError) as exc:
+            return getattr(self.client, operation)(**kwargs)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "TransactionCanceledException":
+                raise  # transact() reads the cancellation reasons
             raise _error(exc, self.table) from exc
+        except Exception as exc:  # noqa: BLE001 - botocore errors, and parser crashes on odd endpoint replies
+            raise _error(exc, self.table) from exc
+
+    def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
+        return self._request(operation, TableName=self.table, **kwargs)
 
     # -- reads --
 
@@ -516,13 +527,9 @@ class DynamoStore(Store):
             return
         items = [self._transact_item(op) for op in ops]
         try:
-            self.client.transact_write_items(TransactItems=items)
+            self._request("transact_write_items", TransactItems=items)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
-                raise _error(exc, self.table) from exc
             raise self._cancelled(ops, exc) from exc
-        except BotoCoreError as exc:
-            raise _error(exc, self.table) from exc
 
     def _cancelled(self, ops: list[Op], exc: ClientError) -> TransactionError:
         reasons = exc.response.get("CancellationReasons") or []
@@ -568,10 +575,7 @@ class DynamoStore(Store):
         for i in range(0, len(puts), 25):
             pending = {self.table: puts[i : i + 25]}
             for attempt in range(12):
-                try:
-                    pending = self.client.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
-                except (ClientError, BotoCoreError) as exc:
-                    raise _error(exc, self.table) from exc
+                pending = self._request("batch_write_item", RequestItems=pending).get("UnprocessedItems") or {}
                 if not pending:
                     break
                 time.sleep(min(2.0, 0.05 * 2**attempt) * random.random())  # full-jitter backoff

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from json import loads as _json_loads
 import threading
 import time
 import weakref
@@ -52,6 +53,7 @@ from flowmason.kernel.storage_codec import (
     transaction_error,
     validate_ops,
 )
+from flowmason.kernel.storage_codec import _BYTES_MARK
 from flowmason.kernel.storage_codec import _encoder as _dumps  # the bare C encoder; put wraps errors itself
 
 from .schema import SCHEMA_VERSION, apply_migrations, read_version
@@ -94,6 +96,9 @@ _set = object.__setattr__
 
 # Stores alive in this process, so a forked child can drop inherited connections.
 _STORES: "weakref.WeakSet[SqliteStore]" = weakref.WeakSet()
+# Connections a forked child inherited: held (never used, never closed) for the
+# child's lifetime, because closing them could checkpoint or unlock the parent's file.
+_INHERITED: list[sqlite3.Connection] = []
 
 
 def _after_fork_in_child() -> None:
@@ -105,11 +110,23 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+class _Connection(sqlite3.Connection):
+    """A connection that can be weakly referenced (the C type cannot).
+
+    The store tracks its connections in a WeakSet: when a thread ends, its
+    ``threading.local`` drops the last strong reference and the connection
+    closes, so a server that starts a thread per request does not pile up
+    open files.
+    """
+
+
 def _make_item(pk: str, sk: str, data: str, version: int, expires_at: float | None) -> Item:
     # Item is a frozen dataclass; filling its fields directly skips the
     # frozen __init__'s per-field object.__setattr__ dance (3x faster on a page of results).
     item = _new_item(Item)
-    _set(item, "__dict__", {"pk": pk, "sk": sk, "data": loads(data), "version": version, "expires_at": expires_at})
+    # json.loads straight away unless the text holds bytes markers (rare): saves a call per row
+    value = _json_loads(data) if _BYTES_MARK not in data else loads(data)
+    _set(item, "__dict__", {"pk": pk, "sk": sk, "data": value, "version": version, "expires_at": expires_at})
     return item
 
 
@@ -138,7 +155,7 @@ class SqliteStore(Store):
         self.url = f"sqlite://{self.path}" if self.path.is_absolute() else f"sqlite:///{self.path}"
         self.timeout = timeout
         self._local = threading.local()
-        self._conns: list[sqlite3.Connection] = []
+        self._conns: "weakref.WeakSet[_Connection]" = weakref.WeakSet()
         self._conns_lock = threading.Lock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -178,7 +195,12 @@ class SqliteStore(Store):
         try:
             # isolation_level=None: autocommit; transactions are explicit (BEGIN IMMEDIATE).
             conn = sqlite3.connect(
-                self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False, cached_statements=128
+                self.path,
+                timeout=self.timeout,
+                isolation_level=None,
+                check_same_thread=False,
+                cached_statements=128,
+                factory=_Connection,
             )
         except sqlite3.Error as exc:
             raise self._error(exc) from exc
@@ -191,18 +213,19 @@ class SqliteStore(Store):
             raise self._error(exc) from exc
         self._local.conn = conn
         with self._conns_lock:
-            self._conns.append(conn)
+            self._conns.add(conn)
         return conn
 
     def _forget_connections(self) -> None:
         # in a forked child: the parent's connections must not be used (or closed) here
+        _INHERITED.extend(self._conns)
         self._local = threading.local()
-        self._conns = []
+        self._conns = weakref.WeakSet()
         self._conns_lock = threading.Lock()
 
     def close(self) -> None:
         with self._conns_lock:
-            conns, self._conns = self._conns, []
+            conns, self._conns = list(self._conns), weakref.WeakSet()
         self._local = threading.local()
         for conn in conns:
             try:

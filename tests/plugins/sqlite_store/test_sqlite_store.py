@@ -4,6 +4,7 @@ The contract itself is tested for every backend in tests/conformance/.
 """
 from __future__ import annotations
 
+import gc
 import hashlib
 import sqlite3
 import threading
@@ -128,6 +129,8 @@ def test_threads_get_their_own_connections(tmp_path):
     [t.join() for t in threads]
     assert len(set(seen)) == 4
     assert len(store.query("t").items) == 4
+    gc.collect()
+    assert len(store._conns) == 1  # the threads' connections closed with their threads
     store.close()
     assert store.get("t", "x") is None  # reopens after close
 
