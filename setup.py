@@ -5,6 +5,8 @@ because setuptools cannot discover sub-packages under a `package-dir` mapping
 by itself. `operator/` becomes `flowmason.operator` (a top-level `operator`
 would shadow the standard library).
 """
+import os
+
 from setuptools import find_packages, setup
 
 ROOTS = {
@@ -18,6 +20,8 @@ ROOTS = {
 
 packages, package_dir = [], {}
 for name, folder in ROOTS.items():
+    if not os.path.isfile(os.path.join(folder, "__init__.py")):
+        continue  # a top-level folder not filled yet
     package_dir[name] = folder
     packages.append(name)
     packages += [f"{name}.{sub}" for sub in find_packages(folder)]
