@@ -1,10 +1,9 @@
 """The run view in the terminal: a table of stages with status, progress and time; `fm watch`.
 
 ``watch`` follows a live run by polling the store: the run record and its
-stage results (written by the executor's recorder after each stage) and,
-when time travel is on, the snapshot log, which also shows the stages that
-are running now. On a terminal it redraws a rich table; piped, it prints
-one line per stage as it settles and one for the run's end.
+stage results, which the executor's recorder writes as each stage settles.
+On a terminal it redraws a rich table; piped, it prints one line per stage
+as it settles and one for the run's end.
 """
 from __future__ import annotations
 
@@ -36,30 +35,9 @@ def run_table(anim: Animation, frame: dict[str, Any]) -> Any:
     return table
 
 
-def _running(repo: Any, run_id: str) -> set[str]:
-    """Stages started and not yet settled, from the time-travel log (empty when it is not there yet)."""
-    try:
-        from flowmason.plugins.timetravel.history import load_timeline
-    except ImportError:
-        return set()
-    try:
-        tl = load_timeline(repo, run_id)
-    except FlowMasonError:
-        return set()
-    running: set[str] = set()
-    for s in tl.snapshots:
-        if s.stage_id is None:
-            continue
-        if s.describe()["kind"] == "stage.started":
-            running.add(s.stage_id)
-        else:
-            running.discard(s.stage_id)
-    return running
-
-
-def poll(repo: Any, run_id: str) -> tuple[Any, list[Any], set[str]]:
+def poll(repo: Any, run_id: str) -> tuple[Any, list[Any]]:
     run = repo.get_run(run_id)
-    return run, repo.stage_results(run.id), _running(repo, run.id) if run.status.value == "running" else set()
+    return run, repo.stage_results(run.id)
 
 
 def watch(repo: Any, run_ref: str, *, interval: float = 0.5, timeout: float | None = None,
@@ -79,9 +57,9 @@ def watch(repo: Any, run_ref: str, *, interval: float = 0.5, timeout: float | No
         live.start()
     try:
         for _ in range(10_000_000):  # bounded; ends with the run or the timeout
-            run, stages, running = poll(repo, run.id)
+            run, stages = poll(repo, run.id)
             if live is not None:
-                live.update(_live_table(run, stages, running))
+                live.update(_live_table(run, stages))
             else:
                 for r in stages:
                     key = f"{r.stage_id}[{r.iteration}]" if r.iteration else r.stage_id
@@ -106,13 +84,10 @@ def watch(repo: Any, run_ref: str, *, interval: float = 0.5, timeout: float | No
     return run.status.value
 
 
-def _live_table(run: Any, stages: list[Any], running: set[str]) -> Any:
-    from .frames import Track, tracks_from_results
+def _live_table(run: Any, stages: list[Any]) -> Any:
+    from .frames import tracks_from_results
 
     anim = tracks_from_results(run, stages, None)
     now = (time.time() - (run.started_at or time.time())) * 1000
-    known = {t.stage_id for t in anim.tracks}
-    for sid in sorted(running - known):
-        anim.tracks.append(Track(sid, start_ms=max(now - 1, 0), status="running"))
     anim.duration_ms = max(anim.duration_ms, now)
     return run_table(anim, anim.frame_at(now))

@@ -4,7 +4,9 @@ The event hooks below feed ``recorder.SnapshotRecorder`` (one per
 process, ``RECORDER``); ``history`` reads snapshots back; ``replay`` reruns
 from a snapshot; ``cli`` adds ``fm debug ...``; ``routes`` adds the HTTP API.
 Only runs that are recorded in a store get snapshots, written beside them
-in the same store and tenant namespace.
+in the same store and tenant namespace. There is deliberately no
+``fm_stage_started`` hook: a stage's start boundary is read back from its
+stored result (see ``history``), which halves the per-stage hook cost.
 """
 from __future__ import annotations
 
@@ -18,11 +20,6 @@ RECORDER = SnapshotRecorder()
 @hookimpl
 def fm_run_started(run, pipeline):
     RECORDER.run_started(run, pipeline)
-
-
-@hookimpl
-def fm_stage_started(run, stage, inputs):
-    RECORDER.stage_started(run, stage)
 
 
 @hookimpl

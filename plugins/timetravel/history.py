@@ -117,9 +117,9 @@ class Timeline:
             if s.stage_id is None:
                 continue
             if s.kind == STARTED:
-                entry = stages.setdefault(s.stage_id, {})
+                entry = stages.setdefault(s.key or s.stage_id, {})
                 entry["status"] = "running"
-                r = self.results.get(s.stage_id)
+                r = self.results.get(s.key or s.stage_id)
                 entry["input"] = r.input if r is not None else None
                 entry["started_ms"] = s.t_ms
                 continue
@@ -178,8 +178,9 @@ def load_timeline(repo: Any, run_ref: str) -> Timeline:
     run = repo.find_run(run_ref)
     store, ns = repo.store, repo.ns
     pk = tt_pk(ns, run.id)
-    head_item = store.get(pk, "head")
-    if head_item is None:
+    chunks = _query_all(store, pk, "log#")
+    heads = [c.data["head"] for c in chunks if "head" in c.data]
+    if not heads:
         marker = store.get(pk, "expiry")
         if marker is not None and marker.data.get("snapshots_expire_at", 0) <= time.time():
             when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(marker.data["snapshots_expire_at"]))
@@ -192,20 +193,34 @@ def load_timeline(repo: Any, run_ref: str) -> Timeline:
             f"run '{run.id}' has no snapshots (time travel was not on when it ran, or it is still starting)",
             field="run_id", hint="runs recorded with the timetravel plugin loaded get snapshots",
         )
-    head = head_item.data
-    snapshots: list[Snapshot] = []
-    for item in _query_all(store, pk, "log#"):
-        first = int(item.data.get("first", len(snapshots)))
-        for i, e in enumerate(item.data.get("e") or ()):
-            snapshots.append(Snapshot(first + i, float(e[0]), e[1], e[2], e[3] if len(e) > 3 else None))
-    snapshots.sort(key=lambda s: s.seq)
+    head = heads[0]  # the first invocation's; a resumed one repeats it
+    logged = [e for c in chunks for e in c.data.get("e") or ()]  # chunks come in time order
     results = {result_key(r): r for r in repo.stage_results(run.id)}
+    snapshots = _with_starts(logged, results, float(head.get("started_at") or run.started_at or 0.0))
     pipeline = None
     pdef = store.get(pipe_pk(ns, head.get("pipeline_hash", "")), "def")
     if pdef is not None:
         pipeline = Pipeline.model_validate(pdef.data["pipeline"])
     stage_ids = [s.id for s in pipeline.stages] if pipeline is not None else sorted({r.stage_id for r in results.values()})
     return Timeline(run=run, head=head, snapshots=snapshots, results=results, pipeline=pipeline, stage_ids=stage_ids)
+
+
+def _with_starts(logged: list[list[Any]], results: dict[str, StageResult], t0: float) -> list[Snapshot]:
+    """The log with each settled stage's start snapshot put back (from its stored result), numbered in time order.
+
+    A start never goes after its own settle: when the stored result is a later
+    attempt (a resumed run re-ran the stage), the start sits just before it.
+    """
+    ranked: list[tuple[float, float, str, str | None, Any]] = []
+    for rank, e in enumerate(logged):
+        t, code, sid, extra = float(e[0]), e[1], e[2], e[3] if len(e) > 3 else None
+        ranked.append((t, rank, code, sid, extra))
+        if code in (FINISHED, FAILED) and sid is not None:
+            r = results.get(sid if not extra else f"{sid}#{extra}")
+            start = (r.started_at - t0) * 1000 if r is not None and r.started_at else t
+            ranked.append((min(round(start, 2), t), rank - 0.5, STARTED, sid, extra))
+    ranked.sort(key=lambda x: (x[0], x[1]))
+    return [Snapshot(i, t, code, sid, extra) for i, (t, _, code, sid, extra) in enumerate(ranked)]
 
 
 def parse_ref(ref: str, default_run: str | None = None) -> tuple[str, int]:

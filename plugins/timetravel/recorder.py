@@ -8,11 +8,16 @@ each boundary happened and in what order (stage started / finished / failed /
 skipped, run started / ended). The complete state at snapshot N is that
 ordered log up to N laid over the stored results (``history.Timeline``).
 Storing only the log keeps a snapshot to a few dozen bytes and the
-per-stage cost to a list append, which is how the overhead target
-(≤ 20 % over recording alone, ``bench/debug.py``) is met.
+per-stage cost to a few list appends, which is how the overhead target
+(≤ 20 % over recording alone, ``bench/debug.py``) is met. For the same
+reason a stage's *start* boundary is not logged: a pluggy call per stage
+costs more than the rest of the snapshot; the start time is in the stored
+result, and ``history`` puts the start snapshot back in its place when it
+reads the log. (The price: a stage that is running right now appears in the
+timeline when it settles.)
 
 Writes are batched: entries collect in memory and go to the store as one
-item per chunk (``log#<first seq>``) when the chunk is full, after a short
+item per chunk when the chunk is full, after a short
 interval (a timer on the run's event loop, so a long stage still shows as
 started), and when the run ends. A failing snapshot write never fails the
 run: the snapshots of that run stop and the reason is logged.
@@ -20,13 +25,17 @@ run: the snapshots of that run stop and the reason is logged.
 Item layout (partition ``{ns}tt#{run_id}``; every item expires with the
 retention period, ``expires_at``):
 
-    sk = "head"          the run's pipeline hash, retention, replay origin
-    sk = "log#00000000"  {"first": seq, "e": [[t_ms, code, stage_id, iteration], ...]}
+    sk = "log#<µs>#<n>"  {"e": [[t_ms, code, stage_id, iteration], ...]}, one chunk; µs: its
+                         first entry's time from the run's start, so chunks sort in time order
+                         and a run resumed by another invocation (the worker) adds chunks
+                         without reading the earlier ones; snapshot numbers are given at read
+                         time. An invocation's first chunk also has "head": {pipeline hash,
+                         retention, replay origin}.
     sk = "expiry"        {"snapshots_expire_at": ...} kept longer, so a read
                          after cleanup can say "removed by retention"
     pk = "{ns}ttpipe#{hash}", sk = "def"   the pipeline definition, once per version
 
-Codes: R run started, S stage started, F finished, X failed, K skipped,
+Codes: R run started, S stage started (made by ``history``), F finished, X failed, K skipped,
 P restored from the replayed run, E run ended (the iteration slot holds
 the run status).
 """
@@ -46,7 +55,7 @@ log = logging.getLogger("flowmason.timetravel")
 DEFAULT_RETENTION_DAYS = 14.0
 # how long the "expiry" marker outlives the snapshots it describes
 TOMBSTONE_GRACE_S = 90 * 86400.0
-CHUNK_ENTRIES = 256
+CHUNK_ENTRIES = 1000  # ~25 KB of JSON: one write per chunk, far under the 400 KB item limit
 FLUSH_INTERVAL_S = 0.5
 
 RUN_STARTED, STARTED, FINISHED, FAILED, SKIPPED, RESTORED, RUN_ENDED = "R", "S", "F", "X", "K", "P", "E"
@@ -85,22 +94,26 @@ def canonical_pipeline(pipeline: Any) -> tuple[dict[str, Any], str]:
 class _RunLog:
     """The in-memory part of one live run's snapshots."""
 
-    __slots__ = ("store", "ns", "run_id", "t0", "buf", "next_seq", "first_unflushed", "expires_at", "head",
-                 "timer", "dead", "chunks")
+    __slots__ = ("store", "ns", "run_id", "t0", "times", "codes", "stages", "extras", "expires_at", "head",
+                 "timer", "dead", "chunks", "nonce")
 
     def __init__(self, store: Any, ns: str, run_id: str, t0: float, expires_at: float, head: dict[str, Any]) -> None:
         self.store = store
         self.ns = ns
         self.run_id = run_id
         self.t0 = t0
-        self.buf: list[list[Any]] = []
-        self.next_seq = 0
-        self.first_unflushed = 0
+        # parallel columns of atoms, not a list per entry: no container objects for the
+        # garbage collector to track on the hot path (per-entry lists cost more in GC than to build)
+        self.times: list[float] = []
+        self.codes: list[str] = []
+        self.stages: list[str | None] = []
+        self.extras: list[Any] = []
         self.expires_at = expires_at
         self.head: dict[str, Any] | None = head  # written with the first chunk
         self.timer: Any = None
         self.dead = False
         self.chunks = 0
+        self.nonce = os.urandom(3).hex()  # tells two invocations' chunks apart should their clocks tie
 
 
 class SnapshotRecorder:
@@ -142,25 +155,11 @@ class SnapshotRecorder:
             "parent_run_id": run.metadata.get("parent_run_id"),
         }
         rl = _RunLog(repo.store, repo.ns, run.id, run.started_at or now, expires_at, head)
-        # a run resumed by another invocation (the worker's checkpoints) continues its log
-        try:
-            last = repo.store.query(tt_pk(repo.ns, run.id), prefix="log#", reverse=True, limit=1).items
-        except Exception as exc:  # noqa: BLE001 - snapshots are best effort; the run goes on
-            log.warning("time travel: no snapshots for run %s: %s", run.id, exc)
-            return
-        if last:
-            rl.next_seq = rl.first_unflushed = int(last[0].data["first"]) + len(last[0].data["e"])
-            rl.head = None  # the first invocation wrote it
         self._live[run.id] = rl
-        self._add(rl, RUN_STARTED, None, "resumed" if last else None)
+        self._add(rl, RUN_STARTED, None, None)
         replay = run.metadata.get("replay_of") or {}
         for sid in replay.get("resumed") or ():
             self._add(rl, RESTORED, sid, None)
-
-    def stage_started(self, run: Any, stage: Any) -> None:
-        rl = self._live.get(run.id)
-        if rl is not None:
-            self._add(rl, STARTED, stage.id, None)
 
     def stage_settled(self, run: Any, result: Any, code: str) -> None:
         rl = self._live.get(run.id)
@@ -203,11 +202,13 @@ class SnapshotRecorder:
     def _add(self, rl: _RunLog, code: str, stage_id: str | None, extra: Any, *, flush: bool = True) -> None:
         if rl.dead:
             return
-        rl.buf.append([round((time.time() - rl.t0) * 1000, 2), code, stage_id, extra])
-        rl.next_seq += 1
+        rl.times.append(time.time())
+        rl.codes.append(code)
+        rl.stages.append(stage_id)
+        rl.extras.append(extra)
         if not flush:
             return
-        if len(rl.buf) >= self.chunk_entries:
+        if len(rl.times) >= self.chunk_entries:
             self._flush(rl)
         elif rl.timer is None and self.flush_interval_s > 0:
             import asyncio
@@ -223,24 +224,25 @@ class SnapshotRecorder:
         self._flush(rl)
 
     def _flush(self, rl: _RunLog) -> None:
-        if rl.dead or not rl.buf:
+        if rl.dead or not rl.times:
             return
-        entries, rl.buf = rl.buf, []
-        first = rl.first_unflushed
-        rl.first_unflushed = first + len(entries)
+        t0 = rl.t0
+        entries = [[round((t - t0) * 1000, 2), c, s, x] for t, c, s, x in zip(rl.times, rl.codes, rl.stages, rl.extras)]
+        rl.times, rl.codes, rl.stages, rl.extras = [], [], [], []
         pk = tt_pk(rl.ns, rl.run_id)
-        chunk = {"first": first, "e": entries}
+        sk = f"log#{int(max(entries[0][0], 0.0) * 1000):015d}#{rl.nonce}{rl.chunks:04d}"
+        chunk: dict[str, Any] = {"e": entries}
         try:
-            if rl.head is not None:
+            if rl.head is not None:  # the first chunk carries the head: one write transaction per short run
+                chunk["head"] = rl.head
                 rl.store.transact([
-                    Op("put", pk, "head", rl.head, expires_at=rl.expires_at),
                     Op("put", pk, "expiry", {"snapshots_expire_at": rl.expires_at},
                        expires_at=rl.expires_at + TOMBSTONE_GRACE_S),
-                    Op("put", pk, f"log#{first:08d}", chunk, expires_at=rl.expires_at),
+                    Op("put", pk, sk, chunk, expires_at=rl.expires_at),
                 ])
                 rl.head = None
             else:
-                rl.store.put(pk, f"log#{first:08d}", chunk, expires_at=rl.expires_at)
+                rl.store.put(pk, sk, chunk, expires_at=rl.expires_at)
             rl.chunks += 1
         except Exception as exc:  # noqa: BLE001 - a snapshot failure must not fail the run
             rl.dead = True

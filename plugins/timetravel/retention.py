@@ -26,8 +26,8 @@ def set_retention(repo: Any, run_ref: str, seconds: float) -> float:
             store.put(pk, "expiry", {"snapshots_expire_at": expires}, expires_at=expires + TOMBSTONE_GRACE_S)
             continue
         data = dict(item.data)
-        if item.sk == "head":
-            data["expires_at"] = expires
+        if "head" in data:
+            data["head"] = {**data["head"], "expires_at": expires}
         store.put(pk, item.sk, data, expires_at=expires)
     digest = tl.head.get("pipeline_hash")
     pdef = store.get(pipe_pk(ns, digest), "def") if digest else None
