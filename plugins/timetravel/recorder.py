@@ -62,17 +62,20 @@ RUN_STARTED, STARTED, FINISHED, FAILED, SKIPPED, RESTORED, RUN_ENDED = "R", "S",
 
 
 def retention_seconds() -> float:
-    """Snapshot retention: ``FM_SNAPSHOT_RETENTION_DAYS`` (default 14 days)."""
+    """Snapshot retention: ``FM_SNAPSHOT_RETENTION_DAYS`` (default 14 days).
+
+    A value that is not a number is logged and the default used: a debugging
+    aid's setting must not stop runs.
+    """
     raw = os.environ.get("FM_SNAPSHOT_RETENTION_DAYS")
     if not raw:
         return DEFAULT_RETENTION_DAYS * 86400
     try:
         days = float(raw)
     except ValueError:
-        from flowmason.kernel.errors import ConfigError
-
-        raise ConfigError(f"FM_SNAPSHOT_RETENTION_DAYS={raw!r} is not a number", field="FM_SNAPSHOT_RETENTION_DAYS",
-                          hint="set a number of days, e.g. 14 or 0.5") from None
+        log.warning("time travel: FM_SNAPSHOT_RETENTION_DAYS=%r is not a number of days; keeping snapshots %g days",
+                    raw, DEFAULT_RETENTION_DAYS)
+        return DEFAULT_RETENTION_DAYS * 86400
     return max(days, 0.0) * 86400
 
 
@@ -140,6 +143,12 @@ class SnapshotRecorder:
         repo = recording_repository(run.id)
         if repo is None:
             return
+        try:
+            self._start(repo, run, pipeline)
+        except Exception as exc:  # noqa: BLE001 - a snapshot failure must not fail the run
+            log.warning("time travel: no snapshots for run %s: %s", run.id, exc)
+
+    def _start(self, repo: Any, run: Any, pipeline: Any) -> None:
         retention = self.retention_s if self.retention_s is not None else retention_seconds()
         now = time.time()
         expires_at = now + retention
