@@ -38,3 +38,10 @@ def fm_register_routes(register):
         from .routes import register_routes
 
         register_routes(register)
+
+
+@hookimpl
+def fm_register_commands(app):
+    from .cli import add_auth_commands
+
+    add_auth_commands(app)

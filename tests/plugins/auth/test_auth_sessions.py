@@ -127,3 +127,33 @@ def test_refresh_and_logout_over_http(api):
     assert api.post("/auth/logout", headers=h).status_code == 200
     assert api.get("/auth/me", headers=h).status_code == 401
     assert api.post("/auth/refresh", json={"refresh_token": fresh["refresh_token"]}).status_code == 401
+
+
+def test_cli_rotates_keys_and_creates_users(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from flowmason.kernel import plugins
+    from flowmason.kernel.cli import build_app
+    from flowmason.kernel.storage import open_store
+
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    monkeypatch.setenv("FM_BCRYPT_ROUNDS", "4")
+    plugins.reset()
+    try:
+        app = build_app()
+        runner = CliRunner()
+        made = runner.invoke(app, ["auth", "create-user", "cli@example.com", "--org", "Ops", "--store", url],
+                             input="a fine passphrase\na fine passphrase\n")
+        assert made.exit_code == 0, made.output
+        assert "owns organization" in made.output
+        weak = runner.invoke(app, ["auth", "create-user", "weak@example.com", "--store", url], input="short\nshort\n")
+        assert weak.exit_code == 2 and "shorter than" in weak.output
+        first = runner.invoke(app, ["auth", "rotate-keys", "--store", url])
+        second = runner.invoke(app, ["auth", "rotate-keys", "--store", url])
+        assert first.exit_code == 0 and second.exit_code == 0
+        listing = runner.invoke(app, ["auth", "keys", "--store", url]).output.splitlines()
+        assert len(listing) == 2 and sum("signing" in line for line in listing) == 1
+        assert "a fine passphrase" not in made.output
+        assert open_store(url).get("auth#email#cli@example.com", "user") is not None
+    finally:
+        plugins.reset()

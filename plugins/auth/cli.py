@@ -1,0 +1,59 @@
+"""``fm auth ...``: signing-key rotation and account bootstrap for a server's operator.
+
+These act on the auth store (``FM_AUTH_STORE``, else the default store)
+whether or not ``FM_AUTH`` is set, so an operator can prepare a server
+before switching authentication on.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+
+def add_auth_commands(app: Any) -> None:
+    import typer
+
+    from flowmason.kernel.storage import open_store
+
+    from .service import AuthService
+    from .settings import AuthSettings
+
+    auth_app = typer.Typer(help="Users and signing keys of the HTTP API (FM_AUTH=1).", no_args_is_help=True)
+    app.add_typer(auth_app, name="auth")
+
+    def service(store_url: str | None) -> AuthService:
+        settings = AuthSettings.from_env()
+        return AuthService(settings, open_store(store_url or settings.store_url))
+
+    store_opt = typer.Option(None, "--store", help="Store URL (default: FM_AUTH_STORE, FM_STORE or the data folder).")
+
+    @auth_app.command("rotate-keys")
+    def rotate_keys(store: str = store_opt) -> None:
+        """Start signing tokens with a new key; older keys keep verifying until their tokens expire."""
+        key = service(store).keys.rotate()
+        typer.echo(f"new signing key {key.kid} ({key.alg}); previous keys now only verify")
+
+    @auth_app.command("keys")
+    def keys(store: str = store_opt) -> None:
+        """List signing key ids (never the key material)."""
+        ring = service(store).keys
+        for kid in ring.kids():
+            key = ring.verifying_key(kid)
+            state = "retired" if key and key.retired_at else "signing"
+            typer.echo(f"{kid}  {key.alg if key else '?'}  {state}")
+
+    @auth_app.command("create-user")
+    def create_user(
+        email: str = typer.Argument(..., help="The new user's email."),
+        org_name: str = typer.Option(None, "--org", help="Name of the organization they will own."),
+        store: str = store_opt,
+    ) -> None:
+        """Create a user and their organization; the password is asked for, never passed as an argument."""
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+        from flowmason.kernel.errors import FlowMasonError
+
+        try:
+            made = service(store).register(email, password, org_name)
+        except FlowMasonError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+        typer.echo(f"user {made['user_id']} owns organization {made['org_id']}")
