@@ -26,6 +26,7 @@ from .base import (
     CallFailed,
     RetryPolicy,
     api_key,
+    client_shards,
     cost_usd,
     load_prices,
     provider_error,
@@ -78,6 +79,8 @@ class AnthropicProvider:
         self.timeout_s = float(setting(settings, "timeout_s", "FM_LLM_TIMEOUT_S", 120.0))
         self.retry = RetryPolicy.from_settings(settings)
         self.prices = load_prices(settings)
+        self.max_connections = int(setting(settings, "max_connections", "FM_LLM_MAX_CONNECTIONS", 1000))
+        self.shards = client_shards(settings)
 
     def client(self, request: CompletionRequest) -> Any:
         key = api_key(self.settings, KEY_ENV, self.name, request)
@@ -86,12 +89,14 @@ class AnthropicProvider:
             import anthropic
             import httpx2
 
-            return anthropic.AsyncAnthropic(
-                api_key=key, base_url=self.base_url, max_retries=0,
-                timeout=httpx2.Timeout(self.timeout_s, connect=min(self.timeout_s, 10.0)),
-            )
+            timeout = httpx2.Timeout(self.timeout_s, connect=min(self.timeout_s, 10.0))
+            per_shard = max(1, self.max_connections // self.shards)
+            http = anthropic.DefaultAsyncHttpxClient(
+                timeout=timeout, limits=httpx2.Limits(max_connections=per_shard, max_keepalive_connections=per_shard))
+            return anthropic.AsyncAnthropic(api_key=key, base_url=self.base_url, max_retries=0, timeout=timeout,
+                                            http_client=http)
 
-        return shared_client(("anthropic", self.base_url, key, self.timeout_s), make)
+        return shared_client(("anthropic", self.base_url, key, self.timeout_s, self.max_connections), make, self.shards)
 
     def params(self, request: CompletionRequest) -> dict[str, Any]:
         params: dict[str, Any] = {

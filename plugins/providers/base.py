@@ -17,7 +17,10 @@ than hang. A stream is retried only before its first token.
 
 HTTP clients are shared per event loop and per (base URL, key, limits):
 runs in one process reuse connections, and a client never crosses event
-loops (``asyncio.run`` per test or per CLI call).
+loops (``asyncio.run`` per test or per CLI call). The connection limit
+(``FM_LLM_MAX_CONNECTIONS``, default 1000) is split over several small
+pools (``FM_LLM_CLIENT_SHARDS``, default 16) used in turn; see
+``shared_client`` for why (bench/llm.py measures it).
 """
 from __future__ import annotations
 
@@ -249,16 +252,28 @@ async def with_retries(attempt: Callable[[], Awaitable[T]], policy: RetryPolicy,
 _clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple, Any]]" = weakref.WeakKeyDictionary()
 
 
-def shared_client(key: tuple, make: Callable[[], Any]) -> Any:
-    """One client per event loop and ``key``; made on first use inside that loop."""
+def shared_client(key: tuple, make: Callable[[], Any], shards: int = 1) -> Any:
+    """A client for ``key`` in the running event loop, made on first use there.
+
+    With ``shards`` > 1 there are that many clients, handed out in turn:
+    httpcore's pool does bookkeeping over all of its connections on every
+    request and response, so one pool of 1,000 connections slows down
+    quadratically under a wide fan-out; several small pools do not.
+    """
     loop = asyncio.get_running_loop()
     per_loop = _clients.get(loop)
     if per_loop is None:
         per_loop = _clients[loop] = {}
-    client = per_loop.get(key)
-    if client is None:
-        client = per_loop[key] = make()
-    return client
+    entry = per_loop.get(key)
+    if entry is None:
+        entry = per_loop[key] = [[make() for _ in range(max(1, shards))], 0]
+    clients, turn = entry
+    entry[1] = (turn + 1) % len(clients)
+    return clients[turn]
+
+
+def client_shards(settings: dict[str, Any]) -> int:
+    return max(1, min(int(setting(settings, "client_shards", "FM_LLM_CLIENT_SHARDS", 16)), 256))
 
 
 class HttpProvider:
@@ -277,6 +292,7 @@ class HttpProvider:
         self.default_model = str(setting(settings, "default_model", None, self.default_model))
         self.timeout_s = float(setting(settings, "timeout_s", "FM_LLM_TIMEOUT_S", 120.0))
         self.max_connections = int(setting(settings, "max_connections", "FM_LLM_MAX_CONNECTIONS", 1000))
+        self.shards = client_shards(settings)
         self.retry = RetryPolicy.from_settings(settings)
         self.prices = load_prices(settings)
 
@@ -285,13 +301,14 @@ class HttpProvider:
             import httpx
 
             headers = {"authorization": f"Bearer {key}"} if key else {}
+            per_shard = max(1, self.max_connections // self.shards)
             return httpx.AsyncClient(
                 base_url=self.base_url, headers=headers,
                 timeout=httpx.Timeout(self.timeout_s, connect=min(self.timeout_s, 10.0)),
-                limits=httpx.Limits(max_connections=self.max_connections, max_keepalive_connections=min(self.max_connections, 500)),
+                limits=httpx.Limits(max_connections=per_shard, max_keepalive_connections=per_shard),
             )
 
-        return shared_client(("httpx", self.base_url, key, self.timeout_s, self.max_connections), make)
+        return shared_client(("httpx", self.base_url, key, self.timeout_s, self.max_connections), make, self.shards)
 
     def key(self, request: CompletionRequest) -> str | None:
         if not self.key_env:
