@@ -121,3 +121,39 @@ def test_missing_or_broken_cassette(tmp_path):
     with pytest.raises(ConfigError, match="cannot read cassette"):
         with use_cassette(bad, "replay"):
             pass
+
+
+def test_fm_run_record_then_replay(llm_env, monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    from flowmason.kernel import plugins
+    from flowmason.kernel.cli import build_app
+
+    # `fm run --record/--replay` set FM_RECORD / FM_REPLAY in the process: let monkeypatch undo them
+    monkeypatch.setenv("FM_RECORD", "")
+    monkeypatch.setenv("FM_REPLAY", "")
+    pipeline = tmp_path / "hello.pipeline.json"
+    pipeline.write_text(json.dumps({"name": "hello", "stages": [
+        {"id": "greet", "component_type": "generator", "config": {"prompt": "Say hi to {{input.name}}"}}]}))
+    cassette = tmp_path / "hello.cassette.json"
+    plugins.reset()
+    runner = CliRunner()
+    result = runner.invoke(build_app(), ["run", str(pipeline), "--input", '{"name": "Ada"}', "--record", str(cassette),
+                                         "--quiet", "--no-record-run"])
+    assert result.exit_code == 0, result.output
+    assert "Echo: Say hi to Ada" in result.output and cassette.exists()
+
+    llm_env.stop()
+    monkeypatch.delenv("ANTHROPIC_API_KEY")
+    monkeypatch.setenv("FM_RECORD", "")
+    close_cassettes()
+    result = runner.invoke(build_app(), ["run", str(pipeline), "--input", '{"name": "Ada"}', "--replay", str(cassette),
+                                         "--quiet", "--no-record-run"])
+    assert result.exit_code == 0, result.output
+    assert "Echo: Say hi to Ada" in result.output
+
+
+def test_dropped_connection_is_retried(llm_env, retry_delays):
+    llm_env.script.append(("drop",))
+    assert complete("anthropic", CompletionRequest("hi")).text == "Echo: hi"
+    assert len(retry_delays) == 1

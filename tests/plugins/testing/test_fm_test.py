@@ -167,3 +167,21 @@ def test_no_test_files(project):
     (project / "empty").mkdir()
     result = fm("test", "empty")
     assert result.exit_code == 2 and "no test files" in result.output
+
+
+def test_foreach_iterations_fold_into_their_stage(project):
+    doc = {"name": "loop", "stages": [
+        {"id": "each", "component_type": "foreach", "config": {
+            "items": "{{input.topics}}", "item_variable": "topic", "loop_stages": ["write"], "parallel": True}},
+        {"id": "write", "component_type": "generator", "config": {"prompt": "About {{context.topic}}"}},
+    ], "output_stage_id": "each"}
+    (project / "loop.pipeline.json").write_text(json.dumps(doc))
+    (project / "loop.test.json").write_text(json.dumps({"pipeline": "loop.pipeline.json", "cassette": "loop.cassette.json",
+        "tests": [{"name": "two topics", "input": {"topics": ["owls", "bats"]}, "assertions": [
+            {"stage": "write", "type": "status", "value": "completed"},
+            {"stage": "write", "path": "content", "type": "matches", "value": "^Owls: About (owls|bats)$"}]}]}))
+    assert fm("test", "loop.test.json", "--record").exit_code == 0
+    result = fm("test", "loop.test.json", "--coverage", "c.json")
+    assert result.exit_code == 0, result.output
+    stages = json.loads((project / "c.json").read_text())["pipelines"][str((project / "loop.pipeline.json").resolve())]["stages"]
+    assert stages["write"]["status"] == "executed" and stages["each"]["status"] == "executed"
