@@ -28,6 +28,7 @@ import hashlib
 import json
 import os
 import threading
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, AsyncIterator, Iterator, Protocol
@@ -138,8 +139,11 @@ class Cassette:
 
     Modes: ``record`` starts empty and saves every call; ``replay`` answers
     only from the file; ``update`` replays what is there and records what
-    is missing. The file is rewritten after each recorded call (atomically)
-    so a crashed run still leaves what it did.
+    is missing. The file is rewritten atomically at most every half second
+    while calls come in (a crashed run still leaves most of what it did;
+    rewriting after each of 500 parallel calls would be quadratic), and
+    ``flush()`` writes the rest: at the end of ``use_cassette``, of every
+    run (the providers plugin's ``fm_run_finished``) and of the process.
     """
 
     def __init__(self, path: str | Path, mode: str = "replay") -> None:
@@ -150,6 +154,8 @@ class Cassette:
         self.interactions: list[dict[str, Any]] = []
         self._used: dict[str, int] = {}  # key -> answers handed out, for repeated identical calls
         self._lock = threading.Lock()
+        self._dirty = False
+        self._saved_at = 0.0
         if mode != "record":
             self._load()
 
@@ -185,7 +191,14 @@ class Cassette:
     def add(self, entry: dict[str, Any]) -> None:
         with self._lock:
             self.interactions.append(entry)
-            self._save()
+            self._dirty = True
+            if time.monotonic() - self._saved_at >= 0.5:
+                self._save()
+
+    def flush(self) -> None:
+        with self._lock:
+            if self._dirty:
+                self._save()
 
     def _save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -193,6 +206,8 @@ class Cassette:
         doc = {"version": 1, "interactions": self.interactions}
         tmp.write_text(json.dumps(doc, indent=1, ensure_ascii=False, default=str), encoding="utf-8")
         os.replace(tmp, self.path)
+        self._dirty = False
+        self._saved_at = time.monotonic()
 
 
 def open_cassette(path: str | Path, mode: str) -> Cassette:
@@ -201,12 +216,24 @@ def open_cassette(path: str | Path, mode: str) -> Cassette:
     with _open_lock:
         cassette = _open_cassettes.get(key)
         if cassette is None:
+            if not _open_cassettes:
+                import atexit
+
+                atexit.register(flush_cassettes)
             cassette = _open_cassettes[key] = Cassette(path, mode)
         return cassette
 
 
+def flush_cassettes() -> None:
+    """Write what the open cassettes recorded and has not been saved yet."""
+    current = _cassette_var.get()
+    for cassette in [*list(_open_cassettes.values()), *([current] if current is not None else [])]:
+        cassette.flush()
+
+
 def close_cassettes() -> None:
     """Forget opened cassettes (a new recording starts empty again)."""
+    flush_cassettes()
     with _open_lock:
         _open_cassettes.clear()
 
@@ -223,6 +250,7 @@ def use_cassette(path: "str | Path | Cassette", mode: str = "replay") -> Iterato
         yield cassette
     finally:
         _cassette_var.reset(token)
+        cassette.flush()
 
 
 def active_cassette() -> Cassette | None:

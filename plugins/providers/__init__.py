@@ -37,6 +37,14 @@ def _ollama(settings: dict[str, Any]) -> Any:
 
 
 @hookimpl
+def fm_run_finished(run, pipeline):
+    # a recording cassette saves in batches; the end of a run is a natural point to write the rest
+    from flowmason.kernel.providers import flush_cassettes
+
+    flush_cassettes()
+
+
+@hookimpl
 def fm_register_providers(register):
     register("anthropic", _anthropic)
     register("openai", _openai)
