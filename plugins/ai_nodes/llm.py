@@ -144,6 +144,7 @@ async def ask(
     strict: bool = True,
 ) -> Answer:
     """One model call for this stage (two when the JSON needs its repair)."""
+    _refuse_keys(ctx)
     name, model = choose(ctx)
     provider = ctx.provider(name)
     temp = _number(ctx, "temperature", None, temperature, float)
@@ -190,6 +191,22 @@ async def ask(
         )
     ctx.log("warning", "the model's JSON was still invalid after the repair; keeping its text", error=error)
     return Answer(second.text, None, second, name, valid=False)
+
+
+_KEY_FIELDS = ("api_key", "apikey", "api-key", "secret_key", "access_token")
+
+
+def _refuse_keys(ctx: Any) -> None:
+    """A key written into the pipeline file would end up in version control, runs and logs: refuse it."""
+    for where, settings in (("llm_settings", _llm(ctx)), ("config", ctx.stage.config)):
+        for k in settings:
+            if str(k).lower() in _KEY_FIELDS:
+                raise ConfigError(
+                    f"an API key is written in the pipeline file ({where}.{k})", stage=ctx.stage.id,
+                    pipeline=ctx.pipeline.key, field=f"{where}.{k}",
+                    hint="remove it and set the provider's environment variable (e.g. ANTHROPIC_API_KEY) "
+                         "or FM_SECRETS_FILE instead; keys never go in pipeline files",
+                )
 
 
 def _usage(ctx: Any, provider: str, completion: Completion) -> None:

@@ -118,16 +118,27 @@ def cost_usd(prices: dict[str, tuple[float, float]], model: str, input_tokens: i
     return round((input_tokens * pin + output_tokens * pout) / 1_000_000, 8)
 
 
+_secrets_cache: dict[tuple[str, float], dict[str, Any]] = {}
+
+
 def _secrets_file() -> dict[str, Any]:
+    """The JSON object in FM_SECRETS_FILE, read again only when the file changes (keys are read per call)."""
     path = os.environ.get("FM_SECRETS_FILE")
     if not path:
         return {}
     try:
+        stamp = (path, os.stat(path).st_mtime)
+        cached = _secrets_cache.get(stamp)
+        if cached is not None:
+            return cached
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"cannot read the secrets file named by FM_SECRETS_FILE: {exc}", field="FM_SECRETS_FILE",
-                          hint="point FM_SECRETS_FILE at a JSON object of NAME: value") from None
-    return data if isinstance(data, dict) else {}
+        # the message never quotes the file's content
+        raise ConfigError(f"cannot read the secrets file named by FM_SECRETS_FILE: {type(exc).__name__}",
+                          field="FM_SECRETS_FILE", hint="point FM_SECRETS_FILE at a JSON object of NAME: value") from None
+    _secrets_cache.clear()
+    _secrets_cache[stamp] = data if isinstance(data, dict) else {}
+    return _secrets_cache[stamp]
 
 
 def api_key(settings: dict[str, Any], env_var: str, provider: str, request: CompletionRequest | None,

@@ -220,3 +220,10 @@ def test_pipeline_replays_from_a_cassette_without_the_server(llm_env, tmp_path):
     with use_cassette(path, "replay"):
         err = run_failing(doc, {"topic": "bats"})
     assert err.stage == "draft" and "not in cassette" in err.message
+
+
+def test_a_key_in_the_pipeline_file_is_refused_without_echoing_it(llm_env):
+    err = run_failing(pipe({**GEN, "llm_settings": {"api_key": "sk-live-secret"}}), {"topic": "t"})
+    assert err.stage == "draft" and err.field == "llm_settings.api_key"
+    assert "sk-live-secret" not in str(err) and "ANTHROPIC_API_KEY" in err.hint
+    assert llm_env.requests == []
