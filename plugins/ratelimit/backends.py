@@ -97,7 +97,8 @@ class RedisLimiter(Limiter):
 
     def _step(self, key: str, now: float) -> tuple[bool, int, int]:
         index, weight = slot(now, self.window)
-        base = f"{self.prefix}{key}:"
+        # the {hash tag} keeps both windows of a key in one Redis Cluster slot (a script may only touch one)
+        base = f"{self.prefix}{{{key}}}:"
         allowed, prev, curr = self._script(
             keys=[f"{base}{index}", f"{base}{index - 1}"],
             args=[self.limit, repr(weight), self.window * 2000],

@@ -91,3 +91,15 @@ def test_bad_mail_setting_is_a_clear_error():
     with pytest.raises(ConfigError, match="bad mail setting") as err:
         mailer_from_url("smtp:///nohost")
     assert err.value.field == "FM_MAIL"
+
+
+def test_console_mailer_writes_both_parts_to_its_stream():
+    import io
+
+    from flowmason.plugins.auth.mail import ConsoleMailer
+
+    assert isinstance(mailer_from_url("console"), ConsoleMailer)
+    out = io.StringIO()
+    ConsoleMailer(stream=out).send("to@example.com", "Subject line", "plain body", "<p>html body</p>")
+    text = out.getvalue()
+    assert "to@example.com" in text and "Subject line" in text and "plain body" in text
