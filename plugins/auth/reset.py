@@ -29,6 +29,9 @@ from .mail import render
 from .passwords import PasswordHasher, PasswordPolicy
 
 
+MAX_PER_HOUR = 5
+
+
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
@@ -44,6 +47,10 @@ class ResetService:
         email = normalise_email(email)
         uid = self.directory.user_id_for(email)
         if uid is None:
+            return None
+        # at most MAX_PER_HOUR emails per account an hour, so the endpoint cannot flood someone's inbox
+        sent = self.store.increment(f"auth#reset-sent#{uid}", "n", expires_at=time.time() + 3600)
+        if sent > MAX_PER_HOUR:
             return None
         token = secrets.token_urlsafe(32)
         digest = _digest(token)

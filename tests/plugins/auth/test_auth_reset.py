@@ -103,3 +103,10 @@ def test_console_mailer_writes_both_parts_to_its_stream():
     ConsoleMailer(stream=out).send("to@example.com", "Subject line", "plain body", "<p>html body</p>")
     text = out.getvalue()
     assert "to@example.com" in text and "Subject line" in text and "plain body" in text
+
+
+def test_reset_emails_are_capped_per_hour(service, mailer):
+    service.register("flood@example.com", "a fine passphrase")
+    tokens = [service.resets.request("flood@example.com") for _ in range(8)]
+    assert len(mailer.sent) == 5 and tokens[5:] == [None, None, None]
+    service.reset_password(tokens[4], "a brand new passphrase")  # the last one sent still works
