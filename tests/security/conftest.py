@@ -14,6 +14,8 @@ from collections import defaultdict
 
 import pytest
 
+from flowmason.plugins.ratelimit.fixtures import moto_endpoint, redis_url  # noqa: F401 - fixtures
+
 
 class Attacks:
     def __init__(self) -> None:
@@ -69,20 +71,3 @@ def api(tmp_path):
         yield client
 
 
-@pytest.fixture(scope="session")
-def redis_url():
-    from flowmason.plugins.ratelimit.testing import local_redis, redis_binary
-
-    if redis_binary() is None:
-        pytest.skip("redis-server binary not installed")
-    with local_redis() as url:
-        yield url
-
-
-@pytest.fixture(scope="session")
-def moto_endpoint():
-    pytest.importorskip("moto")
-    from flowmason.plugins.dynamodb_store.testing import local_dynamodb
-
-    with local_dynamodb() as endpoint:
-        yield endpoint

@@ -12,24 +12,7 @@ import uuid
 
 import pytest
 
-
-@pytest.fixture(scope="session")
-def redis_url():
-    from flowmason.plugins.ratelimit.testing import local_redis, redis_binary
-
-    if redis_binary() is None:
-        pytest.skip("redis-server binary not installed")
-    with local_redis() as url:
-        yield url
-
-
-@pytest.fixture(scope="session")
-def moto_endpoint():
-    pytest.importorskip("moto")
-    from flowmason.plugins.dynamodb_store.testing import local_dynamodb
-
-    with local_dynamodb() as endpoint:
-        yield endpoint
+from flowmason.plugins.ratelimit.fixtures import moto_endpoint, redis_url  # noqa: F401 - fixtures
 
 
 @pytest.fixture
