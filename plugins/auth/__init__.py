@@ -18,22 +18,38 @@ facade and the authenticator). Settings are listed in ``settings.py``.
 """
 from __future__ import annotations
 
-from flowmason.kernel.plugins import hookimpl
+from typing import Any
 
-from .service import AuthService, Authenticator, configure, get_service, settings
-from .settings import AuthSettings
+from flowmason.kernel.plugins import hookimpl
 
 __all__ = ["AuthService", "AuthSettings", "Authenticator", "configure", "get_service", "settings"]
 
 
+def __getattr__(name: str) -> Any:
+    # loaded on first use: every `fm` start registers this plugin, few use it
+    if name == "AuthSettings":
+        from .settings import AuthSettings
+
+        return AuthSettings
+    if name in __all__:
+        from . import service
+
+        return getattr(service, name)
+    raise AttributeError(name)
+
+
 @hookimpl
 def fm_register_authenticators(register):
+    from .service import Authenticator, settings
+
     if settings().enabled:
         register("flowmason", Authenticator())
 
 
 @hookimpl
 def fm_register_routes(register):
+    from .service import settings
+
     if settings().enabled:
         from .routes import register_routes
 

@@ -9,10 +9,7 @@ server. Templates are ``templates/<name>.txt`` and ``.html`` read with
 from __future__ import annotations
 
 import html
-import smtplib
-import ssl
 import sys
-from email.message import EmailMessage
 from importlib import resources
 from string import Template
 from typing import IO, Any
@@ -30,7 +27,9 @@ def render(name: str, **values: Any) -> tuple[str, str]:
     return text, body
 
 
-def build_message(sender: str, to: str, subject: str, text: str, html_body: str) -> EmailMessage:
+def build_message(sender: str, to: str, subject: str, text: str, html_body: str):
+    from email.message import EmailMessage
+
     msg = EmailMessage()
     msg["From"], msg["To"], msg["Subject"] = sender, to, subject
     msg.set_content(text)
@@ -44,7 +43,7 @@ class ConsoleMailer:
     def __init__(self, stream: IO[str] | None = None, sender: str = "flowmason@localhost") -> None:
         self.stream = stream
         self.sender = sender
-        self.sent: list[EmailMessage] = []
+        self.sent: list[Any] = []  # EmailMessage objects, newest last
 
     def send(self, to: str, subject: str, text: str, html_body: str) -> None:
         msg = build_message(self.sender, to, subject, text, html_body)
@@ -62,6 +61,9 @@ class SmtpMailer:
         self.starttls, self.use_ssl, self.timeout = starttls, use_ssl, timeout
 
     def send(self, to: str, subject: str, text: str, html_body: str) -> None:
+        import smtplib
+        import ssl
+
         msg = build_message(self.sender, to, subject, text, html_body)
         context = ssl.create_default_context()
         if self.use_ssl:

@@ -19,18 +19,29 @@ a logged-in user, else ``ip:<client address>``. Refused requests get
 """
 from __future__ import annotations
 
+from typing import Any
+
 from flowmason.kernel.plugins import hookimpl
 
-from .backends import HybridLimiter, Limiter, MemoryLimiter, RedisLimiter, StoreLimiter
-from .policy import RateLimitSettings, RequestLimiter, build_limiter, key_for
-from .window import Decision
+_HOME = {"Decision": "window", "HybridLimiter": "backends", "Limiter": "backends", "MemoryLimiter": "backends",
+         "RedisLimiter": "backends", "StoreLimiter": "backends", "RateLimitSettings": "policy",
+         "RequestLimiter": "policy", "build_limiter": "policy", "key_for": "policy"}
+__all__ = sorted(_HOME)
 
-__all__ = ["Decision", "HybridLimiter", "Limiter", "MemoryLimiter", "RateLimitSettings", "RedisLimiter",
-           "RequestLimiter", "StoreLimiter", "build_limiter", "key_for"]
+
+def __getattr__(name: str) -> Any:
+    # loaded on first use: every `fm` start registers this plugin, few use it
+    if name in _HOME:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_HOME[name]}", __name__), name)
+    raise AttributeError(name)
 
 
 @hookimpl
 def fm_register_rate_limiters(register):
+    from .policy import RateLimitSettings, RequestLimiter, build_limiter
+
     settings = RateLimitSettings.from_env()
     if settings.enabled:
         register("flowmason", lambda **options: RequestLimiter(build_limiter(settings, **options)))

@@ -10,17 +10,32 @@ tests: real key pairs, real signatures.
 """
 from __future__ import annotations
 
+import os
+from typing import Any
+
 from flowmason.kernel.plugins import hookimpl
 
-from .config import IdpConfig, SamlConfig, SpConfig
-from .service import configure, get_config, get_service
+_HOME = {"IdpConfig": "config", "SamlConfig": "config", "SpConfig": "config", "configure": "service",
+         "get_config": "service", "get_service": "service"}
+__all__ = sorted(_HOME)
 
-__all__ = ["IdpConfig", "SamlConfig", "SpConfig", "configure", "get_config", "get_service"]
+
+def __getattr__(name: str) -> Any:
+    # loaded on first use: every `fm` start registers this plugin, few use it
+    if name in _HOME:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_HOME[name]}", __name__), name)
+    raise AttributeError(name)
 
 
 @hookimpl
 def fm_register_routes(register):
-    from flowmason.plugins.auth import settings as auth_settings
+    from .service import _config, get_config
+
+    if _config is None and not os.environ.get("FM_SAML_CONFIG"):
+        return  # not configured: nothing to import
+    from flowmason.plugins.auth.service import settings as auth_settings
 
     if auth_settings().enabled and get_config() is not None:
         from .routes import register_routes
