@@ -8,8 +8,10 @@ Login lockout: each attempt first increments a per-email counter whose
 window starts at the first failure (``FM_LOGIN_LOCKOUT`` seconds); beyond
 ``FM_LOGIN_MAX_FAILURES`` the password is not even checked. Incrementing
 before checking makes the limit exact under concurrency (1,000 parallel
-guesses still get only the allowed number of checks). A success clears it.
-Unknown emails spend the same bcrypt time as known ones.
+guesses still get only the allowed number of checks). A success clears it,
+and so does a password reset (the way out for a user whom someone else
+locked out on purpose; the per-IP rate limiter bounds how often that can
+be done). Unknown emails spend the same bcrypt time as known ones.
 """
 from __future__ import annotations
 
