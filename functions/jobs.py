@@ -57,11 +57,10 @@ from flowmason.kernel.errors import (
     NotFoundError,
     StageError,
     StorageError,
-    TransactionError,
 )
 from flowmason.kernel.model import Pipeline, Run, RunStatus, StageResult, StageStatus, parse_pipeline
 from flowmason.kernel.runs import RunRepository
-from flowmason.kernel.storage import MAX_ITEM_BYTES, Op, Store
+from flowmason.kernel.storage import MAX_ITEM_BYTES, Store
 
 log = logging.getLogger("flowmason.worker")
 
@@ -71,6 +70,8 @@ CANCEL_POLL_S = float(os.environ.get("FM_CANCEL_POLL_S", "1.0"))
 DEFAULT_LEASE_S = 900.0  # Lambda's longest timeout
 # inputs share the run item with its bookkeeping; keep well under the item limit
 MAX_INPUT_BYTES = MAX_ITEM_BYTES // 2
+_STAGE_EVENTS = ("fm_stage_started", "fm_stage_finished", "fm_stage_failed", "fm_stage_skipped")
+FLUSH_EVERY = 50  # fan-out iterations recorded per batch write
 
 
 class Queue(Protocol):
@@ -155,10 +156,16 @@ class _Recorder:
     """
 
     def __init__(self, repo: RunRepository, *, chunk_mode: bool = False) -> None:
-        self.repo = repo
         self.chunk_mode = chunk_mode
+        self.buffer = _WriteBehind(repo.store) if chunk_mode else None
+        # chunk iterations go through the write-behind store; everything else straight to the store
+        self.repo = RunRepository(self.buffer, repo.ns) if self.buffer is not None else repo  # type: ignore[arg-type]
         self.pausing = False
         self.storage_error: StorageError | None = None
+
+    def flush(self) -> None:
+        if self.buffer is not None:
+            self.buffer.flush()
 
     def run_started(self, run: Run) -> None:
         if not self.chunk_mode:
@@ -171,6 +178,8 @@ class _Recorder:
             return
         try:
             self.repo.stage_recorded(run, result)
+            if self.buffer is not None and len(self.buffer.items) >= FLUSH_EVERY:
+                self.buffer.flush()
         except StorageError as exc:
             self.storage_error = exc
             raise
@@ -181,6 +190,37 @@ class _Recorder:
         if run.started_at and run.finished_at:  # across invocations, not just the last one
             run.duration_ms = (run.finished_at - run.started_at) * 1000
         self.repo.run_finished(run)
+
+
+class _WriteBehind:
+    """A Store whose plain puts are collected and written in batches (``batch_put``).
+
+    A fan-out chunk records hundreds of small iteration results; one
+    request each would dominate its time. They are flushed every
+    ``FLUSH_EVERY`` iterations, when the invocation pauses, and before the
+    chunk's result is written, so a chunk cut short by its deadline skips
+    every recorded item when it continues; a worker killed outright re-runs
+    at most the unflushed ``FLUSH_EVERY`` items of its chunk.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.items: list[tuple[str, str, dict[str, Any]]] = []
+
+    def put(self, pk: str, sk: str, data: dict[str, Any], **conditions: Any) -> int:
+        if any(conditions.values()):
+            return self.store.put(pk, sk, data, **conditions)
+        json.dumps(data)  # TypeError now, as the store would raise it, so RunRepository makes it JSON-safe
+        self.items.append((pk, sk, data))
+        return 0
+
+    def flush(self) -> None:
+        items, self.items = self.items, []
+        if items:
+            self.store.batch_put(items)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
 
 
 @dataclass
@@ -296,7 +336,7 @@ class Jobs:
         repo = RunRepository(self.store, namespace(org))
         pk = _pk(org, run_id)
         if self.store.get(pk, _fkey(sid, "out", number)) is not None:
-            self._maybe_join(org, run_id, sid)
+            self._maybe_join(org, run_id, sid, number)
             return "chunk-already-done"
         run = repo.get_run(run_id)
         if run.status in TERMINAL:
@@ -332,11 +372,18 @@ class Jobs:
         if "foreach" in components and (self.fanout_min_items is not None or job.chunk is not None):
             components = ChainMap({"foreach": self._fanout_component(components["foreach"], job)}, components)
         plan = compile_plan(pipeline, components)
-        resume: dict[str, StageResult] = repo.checkpoint(job.run_id)
+        resume = _checkpoint(self.store, repo, plan, job.run_id)
         if job.chunk is not None:
             resume = self._chunk_resume(plan, resume, job.chunk[0])
         loader = _loader(self.store, job.org)
-        ex = Execution(plan, run=run, recorder=job.recorder, resume=resume, loader=loader)
+        hooks = None
+        if job.chunk is not None:
+            # a chunk is part of a run, not a run: stage events yes, run started/finished no
+            from flowmason.kernel.plugins import get_plugin_manager
+
+            pm = get_plugin_manager()
+            hooks = {name: getattr(pm.hook, name) for name in _STAGE_EVENTS if getattr(pm.hook, name).get_hookimpls()}
+        ex = Execution(plan, run=run, recorder=job.recorder, resume=resume, loader=loader, hooks=hooks)
         task = asyncio.ensure_future(ex.execute())
         watcher = asyncio.ensure_future(self._watch_cancel(pk, ex, task))
         timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -360,6 +407,8 @@ class Jobs:
         finally:
             watcher.cancel()
             await asyncio.gather(watcher, return_exceptions=True)
+            if job.recorder.storage_error is None:
+                job.recorder.flush()
 
     async def _watch_cancel(self, pk: str, ex: Any, task: asyncio.Future) -> None:
         for _ in range(10_000_000):  # bounded; ends with the execution (cancelled by _execute)
@@ -445,6 +494,7 @@ class Jobs:
             result: dict[str, Any] = {"output": out}
         except FlowMasonError as exc:
             result = {"error": exc.to_dict()}
+        job.recorder.flush()  # the items' records before the chunk's result: a retry must see them
         self._chunk_done(job, result)
         job.recorder.pausing = True
         raise Suspended("chunk-done")
@@ -469,21 +519,25 @@ class Jobs:
         sid, number = job.chunk  # type: ignore[misc]
         pk = _pk(job.org, job.run_id)
         try:
-            self.store.transact([
-                Op("put", pk, _fkey(sid, "out", number), result, if_absent=True),
-                Op("put", pk, _fkey(sid, "done", number), {"at": time.time()}, if_absent=True),
-            ])
-        except TransactionError:
+            self.store.put(pk, _fkey(sid, "out", number), result, if_absent=True)
+        except ConditionFailedError:
             pass  # a duplicate delivery got there first; its result stands
-        self._maybe_join(job.org, job.run_id, sid)
+        self._maybe_join(job.org, job.run_id, sid, number)
 
-    def _maybe_join(self, org: str, run_id: str, sid: str) -> None:
-        """Count this chunk; when the count reaches the number of chunks, verify and send the join.
+    def _maybe_join(self, org: str, run_id: str, sid: str, number: int) -> None:
+        """Mark chunk ``number`` done and count it; at the last count, verify the markers and send the join.
 
-        A re-delivered chunk counts again, so a count lost to a crash is
-        made up; over-counting is harmless because the markers are checked.
+        The marker is written after the result (two puts, not a
+        transaction: moto copies the whole table per transaction item), and a
+        re-delivered chunk whose result exists comes through here again, so
+        a marker or a count lost to a crash is made up; over-counting is
+        harmless because the markers are checked.
         """
         pk = _pk(org, run_id)
+        try:
+            self.store.put(pk, _fkey(sid, "done", number), {"at": time.time()}, if_absent=True)
+        except ConditionFailedError:
+            pass
         meta = self.store.get(pk, _fkey(sid, "meta"))
         if meta is None:
             return
@@ -566,6 +620,24 @@ class _ChunkContext:
             if label in self._done and ids:
                 return {ids[-1]: self._done[label]}
         return await self._ctx.run_stages(ids, context=context, label=label)
+
+
+def _checkpoint(store: Store, repo: RunRepository, plan: Any, run_id: str) -> dict[str, StageResult]:
+    """``repo.checkpoint``, read stage by stage when that is cheaper.
+
+    The checkpoint holds only whole-stage results (``stage#ID``), but the
+    partition also holds every foreach iteration (``stage#ID#N``): after a
+    fan-out of thousands of items, one get per stage beats reading them all.
+    """
+    if len(plan.stages) > 25:
+        return repo.checkpoint(run_id)
+    finished = {StageStatus.COMPLETED.value, StageStatus.FAILED.value, StageStatus.SKIPPED.value}
+    out: dict[str, StageResult] = {}
+    for sid in plan.stages:
+        item = store.get(f"{repo.ns}run#{run_id}", f"stage#{sid}")  # the layout in kernel/runs.py
+        if item is not None and item.data.get("status") in finished:
+            out[sid] = StageResult.model_validate(item.data)
+    return out
 
 
 def _fkey(sid: str, part: str, number: int | None = None) -> str:

@@ -156,6 +156,14 @@ class LocalStack:
         for thread in self._threads:
             thread.join(timeout=30)
         self._threads.clear()
+        if self.endpoint:
+            # moto's backends outlive the server in this process: drop what this stack made
+            with contextlib.suppress(Exception):
+                if self.table:
+                    self.client("dynamodb").delete_table(TableName=self.table)
+                for url in (self.queue_url, self.dlq_url):
+                    if url:
+                        self.sqs().delete_queue(QueueUrl=url)
         self._exit.close()
 
     # -- clients and services --
