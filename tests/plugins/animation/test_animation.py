@@ -210,3 +210,35 @@ def test_watch_bad_input_and_timeout(repo):
     repo.run_started(stuck)
     with pytest.raises(FlowMasonError, match="still running after"):
         watch(repo, stuck.id, interval=0.01, timeout=0.05, out=io.StringIO())
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_watch_on_a_terminal_draws_the_table(recorded):
+    repo, run = recorded
+    out = Terminal()
+    assert watch(repo, run.id, interval=0.01, out=out) == "completed"
+    text = out.getvalue()
+    assert "summarise" in text and "after-flaky" in text and "skipped" in text
+
+
+def test_fm_play_and_fm_watch_commands(recorded, monkeypatch, capsys):
+    from flowmason.kernel.cli import main
+
+    repo, run = recorded
+    monkeypatch.setenv("FM_STORE", repo.store.url)
+    with pytest.raises(SystemExit) as exc:
+        main(["play", run.id, "--speed", "4"])
+    assert exc.value.code in (0, None)
+    out = capsys.readouterr().out
+    assert "diamond" in out and "100%" in out and "merge" in out
+    with pytest.raises(SystemExit) as exc:
+        main(["play", run.id, "--speed", "3"])
+    assert exc.value.code == 1 and "speed 3.0x is not offered" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["watch", run.id, "--interval", "0.05"])
+    assert exc.value.code in (0, None)
+    assert f"run {run.id} completed" in capsys.readouterr().out
