@@ -163,7 +163,9 @@ def run_result(request: Request) -> Any:
 
 
 def run_stages(request: Request) -> Any:
-    results = _svc(request).runs(request.state.identity).stage_results(request.path_params["run_id"])
+    repo = _svc(request).runs(request.state.identity)
+    repo.get_run(request.path_params["run_id"])  # an unknown run is a 404, not an empty list
+    results = repo.stage_results(request.path_params["run_id"])
     return {"items": [r.model_dump(mode="json") for r in results]}
 
 
