@@ -12,11 +12,17 @@ OpenTelemetry GenAI conventions for the model (``gen_ai.request.model``,
 ``output_tokens``); cost as ``flowmason.usage.cost``. Failed stages and
 runs get status ERROR with the error message.
 
-``Tracing(tracer_provider=None)``: without a provider one is built from the
-environment — OTLP over HTTP (``OTEL_EXPORTER_OTLP_ENDPOINT`` or
-``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``, the standard variables, read by the
-exporter itself) when ``opentelemetry-exporter-otlp-proto-http`` is
-installed, else the console exporter when ``FM_TRACING=console``.
+Metrics, from the same hooks: ``flowmason.stage.duration`` (histogram,
+ms), ``flowmason.stages`` (counter) and ``flowmason.runs`` (counter) by
+status, ``flowmason.tokens`` by direction and ``flowmason.cost``, each
+labelled with the pipeline and component type.
+
+``Tracing(tracer_provider=None, meter_provider=None)``: without providers
+they are built from the environment — OTLP over HTTP
+(``OTEL_EXPORTER_OTLP_ENDPOINT`` or the per-signal variables, the standard
+ones, read by the exporters themselves) when
+``opentelemetry-exporter-otlp-proto-http`` is installed, else the console
+exporter when ``FM_TRACING=console``.
 """
 from __future__ import annotations
 
@@ -40,13 +46,34 @@ def _ns(ts: float | None) -> int | None:
     return int(ts * 1e9) if ts else None
 
 
+def _resource() -> Any:
+    from opentelemetry.sdk.resources import Resource
+
+    return Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", "flowmason")})
+
+
+def meter_provider_from_env() -> Any:
+    """A MeterProvider exporting (every ``OTEL_METRIC_EXPORT_INTERVAL`` ms) where the OTEL_* variables say."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, PeriodicExportingMetricReader
+
+    if os.environ.get("FM_TRACING", "").lower() == "console":
+        exporter: Any = ConsoleMetricExporter()
+    else:
+        try:
+            from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+        except ImportError:
+            return MeterProvider(resource=_resource())
+        exporter = OTLPMetricExporter()
+    return MeterProvider(resource=_resource(), metric_readers=[PeriodicExportingMetricReader(exporter)])
+
+
 def provider_from_env() -> Any:
     """A TracerProvider exporting where the standard OTEL_* variables say."""
-    from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 
-    provider = TracerProvider(resource=Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", "flowmason")}))
+    provider = TracerProvider(resource=_resource())
     if os.environ.get("FM_TRACING", "").lower() == "console":
         provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
         return provider
@@ -66,11 +93,14 @@ def provider_from_env() -> Any:
 class Tracing:
     """A plugin object: spans for every run and stage the executor reports."""
 
-    def __init__(self, tracer_provider: Any = None) -> None:
+    def __init__(self, tracer_provider: Any = None, meter_provider: Any = None) -> None:
         self.provider = tracer_provider if tracer_provider is not None else provider_from_env()
+        self.meter_provider = meter_provider if meter_provider is not None else (
+            meter_provider_from_env() if tracer_provider is None else None)
         self.tracer = self.provider.get_tracer("flowmason")
         self._runs: dict[str, Any] = {}
         self._lock = threading.Lock()
+        self._metrics = _Metrics(self.meter_provider.get_meter("flowmason")) if self.meter_provider is not None else None
 
     # -- hooks --
     @hookimpl
@@ -117,6 +147,8 @@ class Tracing:
         if run.duration_ms is not None:
             span.set_attribute("flowmason.run.duration_ms", float(run.duration_ms))
         self._usage(span, run.usage)
+        if self._metrics is not None:
+            self._metrics.runs.add(1, {"flowmason.pipeline.id": run.pipeline_id, "flowmason.run.status": status})
         if status == "completed":
             span.set_status(Status(StatusCode.OK))
         else:
@@ -143,6 +175,8 @@ class Tracing:
             attrs["gen_ai.request.model"] = str(model)
         if stage.provider:
             attrs["gen_ai.system"] = stage.provider
+        if self._metrics is not None:
+            self._metrics.stage(run, result, status)
         name = f"stage {result.stage_id}" + (f"[{result.iteration}]" if result.iteration is not None else "")
         span = self.tracer.start_span(name, context=ctx, start_time=_ns(result.started_at), attributes=attrs)
         self._usage(span, result.usage)
@@ -171,6 +205,33 @@ class Tracing:
 
     def shutdown(self) -> None:
         """Flush and stop the exporters (end of process, tests)."""
-        fn = getattr(self.provider, "shutdown", None)
-        if callable(fn):
-            fn()
+        for provider in (self.provider, self.meter_provider):
+            fn = getattr(provider, "shutdown", None)
+            if callable(fn):
+                fn()
+
+
+class _Metrics:
+    """The instruments, created once."""
+
+    def __init__(self, meter: Any) -> None:
+        self.duration = meter.create_histogram("flowmason.stage.duration", unit="ms", description="Stage duration")
+        self.stages = meter.create_counter("flowmason.stages", description="Stages settled, by status")
+        self.runs = meter.create_counter("flowmason.runs", description="Runs ended, by status")
+        self.tokens = meter.create_counter("flowmason.tokens", description="Model tokens, by direction")
+        self.cost = meter.create_counter("flowmason.cost", description="Model cost reported by stages")
+
+    def stage(self, run: Any, result: Any, status: str) -> None:
+        labels = {"flowmason.pipeline.id": run.pipeline_id, "flowmason.stage.component_type": result.component_type,
+                  "flowmason.stage.status": status}
+        self.stages.add(1, labels)
+        if result.duration_ms is not None and status != "skipped":
+            self.duration.record(float(result.duration_ms), labels)
+        for key, value in (result.usage or {}).items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            if key in _TOKEN_KEYS:
+                direction = "input" if _TOKEN_KEYS[key].endswith("input_tokens") else "output"
+                self.tokens.add(int(value), {**labels, "gen_ai.token.type": direction})
+            elif key in _COST_KEYS:
+                self.cost.add(float(value), labels)

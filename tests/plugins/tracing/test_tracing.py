@@ -111,6 +111,37 @@ def test_failed_run_span_is_an_error(spans):
     assert root.attributes["flowmason.run.status"] == "failed"
 
 
+def test_metrics_per_stage_and_run():
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    reader = InMemoryMetricReader()
+    tracing = Tracing(TracerProvider(), MeterProvider(metric_readers=[reader]))
+    plugins.reset(None, extra=[Components(), Sub(), tracing])
+    try:
+        asyncio.run(run_pipeline(traced_pipeline(), {}))
+        asyncio.run(run_pipeline(traced_pipeline(), {}))
+    finally:
+        plugins.reset()
+    points: dict[str, list] = {}
+    for rm in reader.get_metrics_data().resource_metrics:
+        for sm in rm.scope_metrics:
+            for m in sm.metrics:
+                points[m.name] = list(m.data.data_points)
+    stages = {(p.attributes["flowmason.stage.component_type"], p.attributes["flowmason.stage.status"]): p.value
+              for p in points["flowmason.stages"] if p.attributes["flowmason.pipeline.id"] == "traced"}
+    assert stages[("tt-llm", "completed")] == 2
+    assert stages[("tt-fail", "failed")] == 2 and stages[("tt-fail", "completed")] == 2
+    assert stages[("tt-text", "skipped")] == 2
+    tokens = {p.attributes["gen_ai.token.type"]: p.value for p in points["flowmason.tokens"]}
+    assert tokens == {"input": 6, "output": 10}
+    assert sum(p.value for p in points["flowmason.cost"]) == pytest.approx(0.006)
+    runs = {p.attributes["flowmason.pipeline.id"]: p.value for p in points["flowmason.runs"]}
+    assert runs == {"traced": 2, "child": 2}
+    durations = [p for p in points["flowmason.stage.duration"] if p.attributes["flowmason.stage.component_type"] == "tt-llm"]
+    assert durations[0].count == 2
+
+
 class Collector(http.server.BaseHTTPRequestHandler):
     bodies: list[tuple[str, bytes]] = []
 
@@ -142,9 +173,18 @@ def test_otlp_export_to_a_real_collector(monkeypatch):
     finally:
         plugins.reset()
         server.shutdown()
-    assert Collector.bodies and all(path == "/v1/traces" for path, _ in Collector.bodies)
+    paths = {path for path, _ in Collector.bodies}
+    assert paths == {"/v1/traces", "/v1/metrics"}
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+
+    metric_names = {m.name for path, body in Collector.bodies if path == "/v1/metrics"
+                    for rm in ExportMetricsServiceRequest.FromString(body).resource_metrics
+                    for sm in rm.scope_metrics for m in sm.metrics}
+    assert {"flowmason.stages", "flowmason.runs", "flowmason.stage.duration"} <= metric_names
     names, services = set(), set()
-    for _, body in Collector.bodies:
+    for path, body in Collector.bodies:
+        if path != "/v1/traces":
+            continue
         req = ExportTraceServiceRequest.FromString(body)
         for rs in req.resource_spans:
             services.update(a.value.string_value for a in rs.resource.attributes if a.key == "service.name")
