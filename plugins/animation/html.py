@@ -149,7 +149,7 @@ def html_page(anim: Animation, *, title: str | None = None) -> str:
         f'<input id="fm-seek" type="range" min="0" max="{anim.duration_ms:.3f}" step="any" value="0" aria-label="seek">'
         f'<span id="fm-time"></span><label>speed <select id="fm-speed">{speeds}</select></label></div>'
         '<div id="fm-overall"><div></div></div>'
-        f'<div id="fm-canvas">{svg(anim, at=0.0, interactive=True)}</div>'
+        f'<div id="fm-canvas">{svg(anim, at=0.0)}</div>'
         f'<div class="legend">{legend}</div>'
         f'<table id="fm-stages"><tr><th>stage</th><th>status</th><th>time</th><th>type</th></tr>{rows}</table>'
         f'<script type="application/json" id="fm-data">{_script_json(anim.to_dict())}</script>'

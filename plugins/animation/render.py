@@ -47,7 +47,7 @@ def layout(anim: Animation) -> dict[str, tuple[float, float]]:
     return pos
 
 
-def svg(anim: Animation, *, at: float | None = None, interactive: bool = False) -> str:
+def svg(anim: Animation, *, at: float | None = None) -> str:
     """The pipeline graph as SVG, coloured by the state at ``at`` (default: the end)."""
     pos = layout(anim)
     frame = anim.frame_at(anim.duration_ms if at is None else at)

@@ -144,7 +144,7 @@ def step_cmd(run_id: str = typer.Argument(..., help="Run id (or a unique prefix)
     from .history import load_timeline
 
     tl = load_timeline(_repo(), run_id)
-    seq = tl.step(at, 0) if 0 <= at <= tl.last else tl.snapshot(at).seq
+    seq = tl.snapshot(at).seq
     moves = {"n": 1, "next": 1, "": 1, "p": -1, "prev": -1, "b": -1, "back": -1}
     for _ in range(100_000):  # bounded: one command per line of input
         state = tl.state(seq)

@@ -54,7 +54,7 @@ class Snapshot:
     def key(self) -> str | None:
         if self.stage_id is None:
             return None
-        return self.stage_id if not self.iteration or self.kind == RUN_ENDED else f"{self.stage_id}#{self.iteration}"
+        return self.stage_id if not self.iteration else f"{self.stage_id}#{self.iteration}"
 
     def describe(self) -> dict[str, Any]:
         d: dict[str, Any] = {"seq": self.seq, "t_ms": self.t_ms, "kind": KIND_NAMES.get(self.kind, self.kind),
