@@ -58,6 +58,9 @@ TOMBSTONE_GRACE_S = 90 * 86400.0
 CHUNK_ENTRIES = 1000  # ~25 KB of JSON: one write per chunk, far under the 400 KB item limit
 FLUSH_INTERVAL_S = 0.5
 
+# how often a process asks a store that has no TTL of its own (SQLite) to drop expired items
+PURGE_INTERVAL_S = 3600.0
+
 RUN_STARTED, STARTED, FINISHED, FAILED, SKIPPED, RESTORED, RUN_ENDED = "R", "S", "F", "X", "K", "P", "E"
 
 
@@ -133,6 +136,7 @@ class SnapshotRecorder:
         self.chunk_entries = chunk_entries
         self.flush_interval_s = flush_interval_s
         self._live: dict[str, _RunLog] = {}
+        self._purged: dict[str, float] = {}  # store url -> when this process last purged it
         # pipeline object id -> (pipeline, data, digest, written-at per store id)
         self._pipelines: dict[int, tuple[Any, dict[str, Any], str, dict[int, float]]] = {}
 
@@ -185,6 +189,23 @@ class SnapshotRecorder:
             rl.timer.cancel()
             rl.timer = None
         self._flush(rl)
+        self._maybe_purge(rl.store)
+
+    def _maybe_purge(self, store: Any) -> None:
+        """Automatic cleanup: expired items are invisible at once; this removes them for good,
+        at most once per ``PURGE_INTERVAL_S`` per store and process. DynamoDB's TTL does it itself."""
+        purge = getattr(store, "purge_expired", None)
+        if not callable(purge):
+            return
+        key = getattr(store, "url", "") or str(id(store))
+        now = time.time()
+        if now - self._purged.get(key, 0.0) < PURGE_INTERVAL_S:
+            return
+        self._purged[key] = now
+        try:
+            purge()
+        except Exception as exc:  # noqa: BLE001 - housekeeping must not fail a run
+            log.warning("time travel: purging expired snapshots failed: %s", exc)
 
     # -- internals --
     def _pipeline_digest(self, store: Any, ns: str, pipeline: Any, expires_at: float) -> str:

@@ -303,3 +303,21 @@ def test_a_resumed_run_continues_its_timeline(repo):
     assert tl.state(5)["run"]["status"] == "failed"
     assert tl.state(7)["run"]["status"] == "running"
     assert tl.state(9)["stages"]["b"]["status"] == "completed"
+
+
+def test_expired_snapshots_are_purged_automatically(repo, monkeypatch, tmp_path):
+    import sqlite3
+
+    monkeypatch.setattr(timetravel.RECORDER, "retention_s", 0.05)
+    monkeypatch.setattr(timetravel.RECORDER, "_purged", {repo.store.url: time.time()})  # purged just now
+    old = record(repo, story_pipeline(), INPUTS)
+    db = sqlite3.connect(tmp_path / "runs.db")
+    count = f"SELECT count(*) FROM items WHERE pk = 'tt#{old.id}'"
+    assert db.execute(count).fetchone()[0] >= 2  # its log and expiry marker, physically there
+    time.sleep(0.1)
+    monkeypatch.setattr(timetravel.RECORDER, "_purged", {})  # as in a new process
+    record(repo, story_pipeline(), INPUTS)  # a run's end purges what has expired
+    assert db.execute(count).fetchone()[0] == 1  # only the marker, which outlives the snapshots
+    with pytest.raises(SnapshotExpiredError):
+        load_timeline(repo, old.id)
+    db.close()
