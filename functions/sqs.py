@@ -27,7 +27,14 @@ def sqs_client(*, endpoint_url: str | None = None, region: str | None = None) ->
 class SqsQueue:
     def __init__(self, url: str, client: Any = None) -> None:
         self.url = url
-        self.client = client or sqs_client()
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        # made on first send: the API's cold start should not pay for boto3 before a request needs it
+        if self._client is None:
+            self._client = sqs_client()
+        return self._client
 
     def send(self, body: dict[str, Any], *, delay_s: int = 0) -> None:
         self.client.send_message(QueueUrl=self.url, MessageBody=json.dumps(body),

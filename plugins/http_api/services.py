@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 from typing import Any
 
 from flowmason.kernel.pipelines import PipelineRepository
@@ -62,28 +63,44 @@ class LocalQueue:
 
 
 class Services:
-    def __init__(self, store: Store, queue: Any) -> None:
-        self.store = store
+    """``store`` may be a Store or a URL: a URL is opened on first use, so building the app
+    (Lambda's cold start) does not pay for the AWS SDK before a request needs it."""
+
+    def __init__(self, store: "Store | str | None", queue: Any) -> None:
+        self._store = store if isinstance(store, Store) else None
+        self._store_url = None if isinstance(store, Store) else store
+        self._lock = threading.Lock()
         self.queue = queue
-        if isinstance(queue, LocalQueue):
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            with self._lock:
+                if self._store is None:
+                    self._store = open_store(self._store_url)
+        return self._store
+
+    def _local_jobs(self) -> None:
+        if isinstance(self.queue, LocalQueue) and self.queue.jobs is None:
             from flowmason.functions.jobs import Jobs
 
             # one process: no chunk messages worth the overhead, the stock foreach runs in place
-            queue.jobs = Jobs(store, queue, fanout_min_items=None)
+            self.queue.jobs = Jobs(self.store, self.queue, fanout_min_items=None)
 
     @classmethod
     def local(cls, store_url: str | None = None) -> "Services":
-        return cls(open_store(store_url), LocalQueue())
+        services = cls(open_store(store_url), LocalQueue())
+        services._local_jobs()
+        return services
 
     @classmethod
     def from_env(cls) -> "Services":
         queue_url = os.environ.get("FM_QUEUE_URL")
-        store = open_store(os.environ.get("FM_STORE"))
         if not queue_url:
-            return cls(store, LocalQueue())
+            return cls.local(os.environ.get("FM_STORE"))
         from flowmason.functions.sqs import SqsQueue
 
-        return cls(store, SqsQueue(queue_url))
+        return cls(os.environ.get("FM_STORE"), SqsQueue(queue_url))
 
     # -- lifecycle (the ASGI lifespan; not called under mangum) --
     def start(self) -> None:
