@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from flowmason.kernel.plugins import hookimpl
 from tests.functions.components import chain
@@ -111,33 +112,36 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_fm_serve_runs_the_api_on_a_local_port(tmp_path):
+@pytest.mark.parametrize("mode", ["embedded", "aws-local"])
+def test_fm_serve_runs_the_api_on_a_local_port(tmp_path, mode):
+    if mode == "aws-local":
+        pytest.importorskip("moto")
     port = _free_port()
     env = {**os.environ, "FM_HOME": str(tmp_path)}
+    extra = ["--aws-local"] if mode == "aws-local" else ["--store", f"sqlite:///{tmp_path / 'serve.db'}"]
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from flowmason.kernel.cli import main; main()", "serve", "--port", str(port),
-         "--store", f"sqlite:///{tmp_path / 'serve.db'}"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [sys.executable, "-c", "from flowmason.kernel.cli import main; main()", "serve", "--port", str(port), *extra],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 30
+        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
-                r = httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
+                health = client.get("/health")
                 break
             except httpx.TransportError:
-                assert proc.poll() is None, proc.stdout.read().decode()
+                assert proc.poll() is None, f"fm serve exited with {proc.returncode}"
                 time.sleep(0.1)
         else:
             raise AssertionError("fm serve did not answer")
-        assert r.json() == {"status": "ok"}
+        assert health.json() == {"status": "ok"}
         hello = json.loads((EXAMPLES / "hello.pipeline.json").read_text())
-        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
         run = client.post("/runs", json={"pipeline": hello, "inputs": hello["example_input"]})
         assert run.status_code == 202, run.text
-        result = wait_result(client, run.json()["id"])
+        result = wait_result(client, run.json()["id"], timeout=60)
         assert result["status"] == "completed", result
         assert result["output"]
     finally:
         proc.terminate()
-        proc.wait(timeout=20)
+        proc.wait(timeout=30)
