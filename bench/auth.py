@@ -138,7 +138,11 @@ def run_auth_bench(requests: int = 2000, concurrency: int = 16, repeat: int = 3)
     """
     from flowmason.plugins.ratelimit.testing import redis_binary
 
-    results: dict[str, Any] = {"requests": requests, "concurrency": concurrency, "repeat": repeat, "rps": {}}
+    import os
+
+    results: dict[str, Any] = {"requests": requests, "concurrency": concurrency, "repeat": repeat, "rps": {},
+                               # other work on the machine blurs these figures; say how much there was
+                               "load_average_1m": round(os.getloadavg()[0], 2), "cpus": os.cpu_count()}
     for backend in BACKENDS:
         if backend in ("redis", "hybrid") and redis_binary() is None:
             results["rps"][backend] = None
@@ -161,7 +165,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.json:
         print(json.dumps(res))
         return
-    print(f"authenticated GET /runs, {res['requests']} requests, {res['concurrency']} connections, best of {res['repeat']}")
+    print(f"authenticated GET /runs, {res['requests']} requests, {res['concurrency']} connections, best of {res['repeat']}"
+          f" (load average {res['load_average_1m']} on {res['cpus']} CPUs)")
     for backend, rps in res["rps"].items():
         rel = res["relative_to_no_limiter"][backend]
         print(f"  {backend:<9} {('skipped' if rps is None else f'{rps:8.1f} req/s'):>14}  "
