@@ -353,7 +353,10 @@ class Jobs:
             if outcome == "paused":
                 self.queue.send({**body, "continuation": int(body.get("continuation", 0)) + 1})
                 return "continued"
-            return "chunk-done"
+            if outcome != "chunk-done":
+                # cancelled, or failed before the loop ran: still a result, so the join happens and settles the run
+                self._chunk_done(job, {"error": run.error or {"code": outcome, "message": f"the chunk ended {outcome}"}})
+            return outcome
         finally:
             self.store.delete(pk, f"lease#{sid}#{number}")
 

@@ -126,3 +126,45 @@ def test_a_foreach_over_2000_items_fans_out_across_invocations_and_runs_every_it
     # the 8 chunks, the first pass and the join can't fit in fewer than 5 invocations of 2 messages
     assert stack.invocations >= 5
     assert _stages(stack, run["id"])["each"] == StageStatus.COMPLETED.value
+
+
+def _fan_pipeline(pid: str, *, sleep: float = 0, parallel: bool = True) -> dict:
+    return {
+        "id": pid, "name": pid,
+        "stages": [
+            {"id": "each", "type": "foreach",
+             "config": {"items": "{{input.items}}", "loop_stages": ["work"], "distributed": True,
+                        "fanout_chunk_size": "{{input.chunk}}", "parallel": parallel, "max_parallel": 10}},
+            {"id": "work", "type": "tally", "config": {"index": "{{context.index}}", "value": "{{context.item}}",
+                                                       "sleep": sleep}},
+        ],
+        "output_stage_id": "each",
+    }
+
+
+def test_a_chunk_killed_mid_way_is_redelivered_and_still_runs_every_item_once(make_stack, api_handler, tally_plugin):
+    make_stack(visibility_timeout=2, batch_size=1, concurrency=2)
+    handler = api_handler()
+    tally_plugin.CRASH_ONCE.add("work[250]")  # chunk 1 dies at its 51st item
+    _, run = call(handler, "POST", "/runs", {"pipeline": _fan_pipeline("crashy", parallel=False),
+                                             "inputs": {"items": list(range(600)), "chunk": 200}})
+    result = finished_result(handler, run["id"], timeout=120)
+    assert result["status"] == "completed", result["error"]
+    assert [r["value"] for r in result["output"]["results"]] == list(range(600))
+    assert tally_plugin.CALLS["work[250]"] == 2
+    assert len(tally_plugin.DONE) == 600 and set(tally_plugin.DONE.values()) == {1}
+    # the items that finished before the crash were not run again
+    assert all(tally_plugin.CALLS[f"work[{i}]"] == 1 for i in range(200, 250))
+
+
+def test_cancelling_a_fanned_out_run_cancels_it(make_stack, api_handler, tally_plugin, monkeypatch):
+    monkeypatch.setattr("flowmason.functions.jobs.CANCEL_POLL_S", 0.1)
+    make_stack(batch_size=1, concurrency=2)
+    handler = api_handler()
+    _, run = call(handler, "POST", "/runs", {"pipeline": _fan_pipeline("stoppable", sleep=0.5),
+                                             "inputs": {"items": list(range(80)), "chunk": 10}})
+    wait_for(lambda: sum(tally_plugin.CALLS.values()) >= 1, timeout=30)
+    assert call(handler, "POST", f"/runs/{run['id']}/cancel")[0] == 202
+    result = finished_result(handler, run["id"], timeout=60)
+    assert result["status"] == "cancelled"
+    assert sum(tally_plugin.DONE.values()) < 80
