@@ -7,16 +7,18 @@ W1: 200 sequential trivial stages. W2: 500 parallel stages each awaiting
 20 ms (plus a root and a join). Both run with the executor recording into a
 real SQLite store (``RunRepository``): "recording alone" has the timetravel
 plugin removed, "with snapshots" has it loaded (a snapshot at every stage
-boundary: run start, each stage start and end, run end). Rounds of the two
-are interleaved (the order alternating) so machine noise hits both. The
-overhead is best-of-rounds with snapshots over best-of-rounds without (noise
-only adds time, so the minimum is the cost itself); the median of the
-per-round ratios and the overhead in CPU time of this process (medians) are
-reported beside it, since a busy machine blurs wall times. Target: snapshots at most 20 % over
-recording alone.
+boundary: run start, each stage start and end, run end; the start
+snapshots are read back from the stored results, not written). Rounds of the two
+are interleaved (the order alternating) so machine noise hits both.
+
+Three figures: the CPU time of this process (medians; what the verdict uses:
+it counts exactly the work snapshots add and is the one a shared, busy
+machine blurs least), wall time best-of-rounds (noise only adds time), and
+the median of the per-round wall-time ratios. Target: snapshots at most 20 %
+over recording alone.
 
 Bytes per snapshot: the stored size (keys + JSON data) of a run's snapshot
-items (head, expiry marker, log chunks) divided by its number of snapshots;
+items (log chunks with the head, expiry marker) divided by its number of snapshots;
 the pipeline definition, stored once per pipeline version, is shown apart.
 """
 from __future__ import annotations
@@ -114,19 +116,21 @@ def _workload(name: str, doc: dict[str, Any], repeat: int, tmp: Path) -> dict[st
     best = min(times[True]) / min(times[False]) - 1
     # CPU time of this process: what the snapshots cost in work, whatever else the machine is doing
     cpu_over = statistics.median(cpu[True]) / statistics.median(cpu[False]) - 1
-    overhead = best
+    overhead = cpu_over
     return {
         "stages": len(pipeline.stages),
         "recording_ms": round(rec * 1000, 2),
         "with_snapshots_ms": round(snap * 1000, 2),
         "overhead": round(overhead, 4),
-        "overhead_paired_median": round(paired, 4),
+        "wall_overhead_best": round(best, 4),
+        "wall_overhead_paired_median": round(paired, 4),
         "cpu_recording_ms": round(statistics.median(cpu[False]) * 1000, 2),
         "cpu_with_snapshots_ms": round(statistics.median(cpu[True]) * 1000, 2),
         "cpu_overhead": round(cpu_over, 4),
         "best_recording_ms": round(min(times[False]) * 1000, 2),
         "best_with_snapshots_ms": round(min(times[True]) * 1000, 2),
-        "per_stage_overhead_us": round((min(times[True]) - min(times[False])) / len(pipeline.stages) * 1e6, 2),
+        "per_stage_overhead_us": round((statistics.median(cpu[True]) - statistics.median(cpu[False]))
+                                       / len(pipeline.stages) * 1e6, 2),
         "target": TARGET,
         "ok": overhead <= TARGET,
         "rounds": repeat,
@@ -156,12 +160,13 @@ def main() -> None:
     if args.json:
         print(json.dumps(result, indent=2))
         return
-    print(f"{'workload':<9}{'stages':>7}{'recording':>12}{'+snapshots':>12}{'overhead':>10}{'(paired)':>10}{'cpu':>8}{'µs/stage':>10}"
-          f"{'snapshots':>10}{'B/snap':>8}{'B/result':>9}  target ≤{TARGET:.0%}")
+    print(f"{'workload':<9}{'stages':>7}{'cpu rec':>10}{'cpu +snap':>11}{'overhead':>10}{'wall best':>11}"
+          f"{'wall paired':>12}{'µs/stage':>10}{'snapshots':>10}{'B/snap':>8}{'B/result':>9}  target ≤{TARGET:.0%}")
     for name, r in result.items():
-        print(f"{name:<9}{r['stages']:>7}{r['best_recording_ms']:>10.1f}ms{r['best_with_snapshots_ms']:>10.1f}ms"
-              f"{r['overhead']:>10.1%}{r['overhead_paired_median']:>10.1%}{r['cpu_overhead']:>8.1%}{r['per_stage_overhead_us']:>10.1f}{r['snapshots']:>10}"
-              f"{r['bytes_per_snapshot']:>8.1f}{r['stage_result_bytes_per_stage']:>9.1f}  {'ok' if r['ok'] else 'OVER'}")
+        print(f"{name:<9}{r['stages']:>7}{r['cpu_recording_ms']:>8.1f}ms{r['cpu_with_snapshots_ms']:>9.1f}ms"
+              f"{r['overhead']:>10.1%}{r['wall_overhead_best']:>11.1%}{r['wall_overhead_paired_median']:>12.1%}"
+              f"{r['per_stage_overhead_us']:>10.1f}{r['snapshots']:>10}{r['bytes_per_snapshot']:>8.1f}"
+              f"{r['stage_result_bytes_per_stage']:>9.1f}  {'ok' if r['ok'] else 'OVER'}")
     print("pipeline definition stored once per version: " +
           ", ".join(f"{k} {v['pipeline_definition_bytes']} B" for k, v in result.items()))
 

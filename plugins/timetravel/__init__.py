@@ -15,6 +15,7 @@ from flowmason.kernel.plugins import hookimpl
 from .recorder import FAILED, FINISHED, SKIPPED, SnapshotRecorder
 
 RECORDER = SnapshotRecorder()
+_live_get = RECORDER._live.get
 
 
 @hookimpl
@@ -24,17 +25,23 @@ def fm_run_started(run, pipeline):
 
 @hookimpl
 def fm_stage_finished(run, stage, result):
-    RECORDER.stage_settled(run, result, FINISHED)
+    rl = _live_get(run.id)  # inlined: this runs once per stage
+    if rl is not None:
+        rl.add(FINISHED, result.stage_id, result.iteration)
 
 
 @hookimpl
 def fm_stage_failed(run, stage, result):
-    RECORDER.stage_settled(run, result, FAILED)
+    rl = _live_get(run.id)  # inlined: this runs once per stage
+    if rl is not None:
+        rl.add(FAILED, result.stage_id, result.iteration)
 
 
 @hookimpl
 def fm_stage_skipped(run, stage, result):
-    RECORDER.stage_settled(run, result, SKIPPED)
+    rl = _live_get(run.id)  # inlined: this runs once per stage
+    if rl is not None:
+        rl.add(SKIPPED, result.stage_id, result.iteration)
 
 
 @hookimpl

@@ -194,7 +194,7 @@ def load_timeline(repo: Any, run_ref: str) -> Timeline:
             field="run_id", hint="runs recorded with the timetravel plugin loaded get snapshots",
         )
     head = heads[0]  # the first invocation's; a resumed one repeats it
-    logged = [e for c in chunks for e in c.data.get("e") or ()]  # chunks come in time order
+    logged = [e for c in chunks for e in _entries(c.data)]  # chunks come in time order
     results = {result_key(r): r for r in repo.stage_results(run.id)}
     snapshots = _with_starts(logged, results, float(head.get("started_at") or run.started_at or 0.0))
     pipeline = None
@@ -203,6 +203,12 @@ def load_timeline(repo: Any, run_ref: str) -> Timeline:
         pipeline = Pipeline.model_validate(pdef.data["pipeline"])
     stage_ids = [s.id for s in pipeline.stages] if pipeline is not None else sorted({r.stage_id for r in results.values()})
     return Timeline(run=run, head=head, snapshots=snapshots, results=results, pipeline=pipeline, stage_ids=stage_ids)
+
+
+def _entries(chunk: dict[str, Any]) -> list[list[Any]]:
+    """A stored chunk's columns back as ``[t_ms, code, stage_id, extra]`` rows."""
+    extras = {int(i): x for i, x in chunk.get("x") or ()}
+    return [[t / 100, c, s, extras.get(i)] for i, (t, c, s) in enumerate(zip(chunk["t"], chunk["c"], chunk["s"]))]
 
 
 def _with_starts(logged: list[list[Any]], results: dict[str, StageResult], t0: float) -> list[Snapshot]:

@@ -25,7 +25,9 @@ run: the snapshots of that run stop and the reason is logged.
 Item layout (partition ``{ns}tt#{run_id}``; every item expires with the
 retention period, ``expires_at``):
 
-    sk = "log#<µs>#<n>"  {"e": [[t_ms, code, stage_id, iteration], ...]}, one chunk; µs: its
+    sk = "log#<µs>#<n>"  one chunk, by columns: {"t": [time from the run's start in 10 µs
+                         units, ...], "c": "RFFK…E" (a code per entry), "s": [stage id or
+                         null, ...], "x": [[index, iteration or run status], ...] (sparse)}; µs: its
                          first entry's time from the run's start, so chunks sort in time order
                          and a run resumed by another invocation (the worker) adds chunks
                          without reading the earlier ones; snapshot numbers are given at read
@@ -100,10 +102,12 @@ def canonical_pipeline(pipeline: Any) -> tuple[dict[str, Any], str]:
 class _RunLog:
     """The in-memory part of one live run's snapshots."""
 
-    __slots__ = ("store", "ns", "run_id", "t0", "times", "codes", "stages", "extras", "expires_at", "head",
+    __slots__ = ("owner", "store", "ns", "run_id", "t0", "times", "codes", "stages", "extras", "expires_at", "head",
                  "timer", "dead", "chunks", "nonce")
 
-    def __init__(self, store: Any, ns: str, run_id: str, t0: float, expires_at: float, head: dict[str, Any]) -> None:
+    def __init__(self, owner: "SnapshotRecorder", store: Any, ns: str, run_id: str, t0: float, expires_at: float,
+                 head: dict[str, Any]) -> None:
+        self.owner = owner
         self.store = store
         self.ns = ns
         self.run_id = run_id
@@ -113,13 +117,35 @@ class _RunLog:
         self.times: list[float] = []
         self.codes: list[str] = []
         self.stages: list[str | None] = []
-        self.extras: list[Any] = []
+        self.extras: list[Any] = []  # (index, value) pairs: most entries have none
         self.expires_at = expires_at
         self.head: dict[str, Any] | None = head  # written with the first chunk
         self.timer: Any = None
         self.dead = False
         self.chunks = 0
         self.nonce = os.urandom(3).hex()  # tells two invocations' chunks apart should their clocks tie
+
+    def add(self, code: str, stage_id: str | None, extra: Any = None) -> None:
+        """One snapshot: the hot path, a few appends."""
+        if self.dead:
+            return
+        times = self.times
+        if extra is not None:
+            self.extras.append((len(times), extra))
+        times.append(time.time())
+        self.codes.append(code)
+        self.stages.append(stage_id)
+        owner = self.owner
+        if len(times) >= owner.chunk_entries:
+            owner._flush(self)
+        elif self.timer is None and owner.flush_interval_s > 0:
+            import asyncio
+
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return  # no loop: the run's end flushes
+            self.timer = loop.call_later(owner.flush_interval_s, owner._timed_flush, self)
 
 
 class SnapshotRecorder:
@@ -167,25 +193,25 @@ class SnapshotRecorder:
             "replay_of": run.metadata.get("replay_of"),
             "parent_run_id": run.metadata.get("parent_run_id"),
         }
-        rl = _RunLog(repo.store, repo.ns, run.id, run.started_at or now, expires_at, head)
+        rl = _RunLog(self, repo.store, repo.ns, run.id, run.started_at or now, expires_at, head)
         self._live[run.id] = rl
-        self._add(rl, RUN_STARTED, None, None)
+        rl.add(RUN_STARTED, None)
         replay = run.metadata.get("replay_of") or {}
         for sid in replay.get("resumed") or ():
-            self._add(rl, RESTORED, sid, None)
+            rl.add(RESTORED, sid)
 
     def stage_settled(self, run: Any, result: Any, code: str) -> None:
         rl = self._live.get(run.id)
         if rl is not None:
-            self._add(rl, code, result.stage_id, result.iteration)
+            rl.add(code, result.stage_id, result.iteration)
 
     def run_finished(self, run: Any) -> None:
         rl = self._live.pop(run.id, None)
         if rl is None:
             return
         status = run.status.value if hasattr(run.status, "value") else str(run.status)
-        self._add(rl, RUN_ENDED, None, status, flush=False)
-        if rl.timer is not None:
+        rl.add(RUN_ENDED, None, status)
+        if rl.timer is not None:  # this flush writes what the timer was waiting for
             rl.timer.cancel()
             rl.timer = None
         self._flush(rl)
@@ -229,26 +255,6 @@ class SnapshotRecorder:
                 log.warning("time travel: cannot store pipeline definition: %s", exc)
         return digest
 
-    def _add(self, rl: _RunLog, code: str, stage_id: str | None, extra: Any, *, flush: bool = True) -> None:
-        if rl.dead:
-            return
-        rl.times.append(time.time())
-        rl.codes.append(code)
-        rl.stages.append(stage_id)
-        rl.extras.append(extra)
-        if not flush:
-            return
-        if len(rl.times) >= self.chunk_entries:
-            self._flush(rl)
-        elif rl.timer is None and self.flush_interval_s > 0:
-            import asyncio
-
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:
-                return  # no loop: the run's end flushes
-            rl.timer = loop.call_later(self.flush_interval_s, self._timed_flush, rl)
-
     def _timed_flush(self, rl: _RunLog) -> None:
         rl.timer = None
         self._flush(rl)
@@ -257,11 +263,13 @@ class SnapshotRecorder:
         if rl.dead or not rl.times:
             return
         t0 = rl.t0
-        entries = [[round((t - t0) * 1000, 2), c, s, x] for t, c, s, x in zip(rl.times, rl.codes, rl.stages, rl.extras)]
+        times = [int((t - t0) * 100_000) for t in rl.times]  # 10 µs units: ints encode small and fast
+        chunk: dict[str, Any] = {"t": times, "c": "".join(rl.codes), "s": rl.stages}
+        if rl.extras:
+            chunk["x"] = rl.extras
         rl.times, rl.codes, rl.stages, rl.extras = [], [], [], []
         pk = tt_pk(rl.ns, rl.run_id)
-        sk = f"log#{int(max(entries[0][0], 0.0) * 1000):015d}#{rl.nonce}{rl.chunks:04d}"
-        chunk: dict[str, Any] = {"e": entries}
+        sk = f"log#{max(times[0], 0) * 10:015d}#{rl.nonce}{rl.chunks:04d}"
         try:
             if rl.head is not None:  # the first chunk carries the head: one write transaction per short run
                 chunk["head"] = rl.head

@@ -135,7 +135,9 @@ def test_unrecorded_runs_get_no_snapshots(comps, monkeypatch):
     from flowmason.kernel.executor import run_pipeline
 
     added = []
-    monkeypatch.setattr(timetravel.RECORDER, "_add", lambda *a, **k: added.append(a))
+    from flowmason.plugins.timetravel.recorder import _RunLog
+
+    monkeypatch.setattr(_RunLog, "add", lambda *a, **k: added.append(a))
     run = asyncio.run(run_pipeline(story_pipeline(), INPUTS))
     assert run.status.value == "completed"
     assert added == []
