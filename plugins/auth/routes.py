@@ -105,7 +105,7 @@ def _own_org(request) -> tuple[dict[str, Any], str]:
 
 def register_account(request):
     body: RegisterIn = request.state.body
-    svc = get_service()
+    svc = get_service(request)
     account = svc.register(body.email, body.password, body.org_name)
     tokens = svc.sessions.open(account["user_id"], account["org_id"])
     return 201, {**account, **tokens.to_dict()}
@@ -113,23 +113,23 @@ def register_account(request):
 
 def login(request):
     body: LoginIn = request.state.body
-    return get_service().login(body.email, body.password, body.org_id).to_dict()
+    return get_service(request).login(body.email, body.password, body.org_id).to_dict()
 
 
 def refresh(request):
-    return get_service().sessions.refresh(request.state.body.refresh_token).to_dict()
+    return get_service(request).sessions.refresh(request.state.body.refresh_token).to_dict()
 
 
 def logout(request):
     identity = _identity(request)
     _session_only(identity)
-    get_service().logout(identity)
+    get_service(request).logout(identity)
     return {"revoked": True}
 
 
 def me(request):
     identity = _identity(request)
-    svc = get_service()
+    svc = get_service(request)
     profile = svc.directory.profile(identity["subject"]) or {}
     return {**{k: identity.get(k) for k in ("subject", "org_id", "roles", "scopes", "kind")},
             "email": profile.get("email"), "orgs": svc.directory.orgs_of(identity["subject"])}
@@ -142,17 +142,17 @@ def reset_request(request):
     from starlette.responses import JSONResponse
 
     body: ResetRequestIn = request.state.body
-    get_service().directory  # build the service now: configuration errors belong to this response
+    service = get_service(request)  # built now: configuration errors belong to this response
     # the work (and its timing) happens after the response, which is the same whether the account exists
     return JSONResponse({"status": "if an account uses this address, a reset link is on its way"},
-                        status_code=202, background=BackgroundTask(_send_reset, body.email))
+                        status_code=202, background=BackgroundTask(_send_reset, service, body.email))
 
 
-def _send_reset(email: str) -> None:
+def _send_reset(service, email: str) -> None:
     import logging
 
     try:
-        get_service().resets.request(email)
+        service.resets.request(email)
     except PolicyError:
         pass  # not an address: nobody to write to
     except Exception:  # noqa: BLE001 - a mail server failure must not surface to the requester
@@ -161,7 +161,7 @@ def _send_reset(email: str) -> None:
 
 def reset_confirm(request):
     body: ResetConfirmIn = request.state.body
-    get_service().reset_password(body.token, body.password)
+    get_service(request).reset_password(body.token, body.password)
     return {"status": "password changed; log in with the new password"}
 
 
@@ -171,14 +171,14 @@ def create_api_key(request):
     identity = _identity(request)
     _session_only(identity)
     body: ApiKeyIn = request.state.body
-    created = get_service().api_keys.create(identity["org_id"], identity["subject"], _role(identity),
+    created = get_service(request).api_keys.create(identity["org_id"], identity["subject"], _role(identity),
                                             name=body.name, scopes=list(body.scopes), expires_in=body.expires_in)
     return 201, created
 
 
 def list_api_keys(request):
     identity = _identity(request)
-    keys = get_service().api_keys.list(identity["org_id"])
+    keys = get_service(request).api_keys.list(identity["org_id"])
     if "admin" not in (identity.get("scopes") or []):
         keys = [k for k in keys if k["user_id"] == identity["subject"]]
     return {"items": keys}
@@ -186,7 +186,7 @@ def list_api_keys(request):
 
 def revoke_api_key(request):
     identity = _identity(request)
-    get_service().api_keys.revoke(identity["org_id"], request.path_params["prefix"], identity["subject"],
+    get_service(request).api_keys.revoke(identity["org_id"], request.path_params["prefix"], identity["subject"],
                                   _role(identity) if identity.get("kind") == "session" else
                                   ("admin" if "admin" in identity.get("scopes", []) else "viewer"))
     return {"revoked": True}
@@ -195,25 +195,25 @@ def revoke_api_key(request):
 # -- organizations --
 
 def list_orgs(request):
-    return {"items": get_service().directory.orgs_of(_identity(request)["subject"])}
+    return {"items": get_service(request).directory.orgs_of(_identity(request)["subject"])}
 
 
 def create_org(request):
     identity = _identity(request)
     _session_only(identity)
-    org = get_service().directory.create_org(request.state.body.name, identity["subject"])
+    org = get_service(request).directory.create_org(request.state.body.name, identity["subject"])
     return 201, {"org_id": org, "name": request.state.body.name.strip(), "role": "owner"}
 
 
 def switch_org(request):
     identity = _identity(request)
     _session_only(identity)
-    return get_service().switch_org(identity, request.state.body.org_id).to_dict()
+    return get_service(request).switch_org(identity, request.state.body.org_id).to_dict()
 
 
 def list_members(request):
     _, org = _own_org(request)
-    return {"items": get_service().directory.members(org)}
+    return {"items": get_service(request).directory.members(org)}
 
 
 def _actor_role(identity: dict[str, Any]) -> str:
@@ -227,7 +227,7 @@ def _actor_role(identity: dict[str, Any]) -> str:
 def add_member(request):
     identity, org = _own_org(request)
     body: MemberIn = request.state.body
-    svc = get_service()
+    svc = get_service(request)
     uid = svc.directory.user_id_for(body.email)
     if uid is None:
         raise NotFound("no account uses this email", field="email", hint="ask them to register first")
@@ -242,7 +242,7 @@ def add_member(request):
 def set_member_role(request):
     identity, org = _own_org(request)
     uid = request.path_params["user_id"]
-    svc = get_service()
+    svc = get_service(request)
     if svc.directory.role(org, uid) is None:
         raise NotFound("no such member")
     svc.directory.set_member(org, _actor_role(identity), uid, request.state.body.role)
@@ -251,7 +251,7 @@ def set_member_role(request):
 
 def remove_member(request):
     identity, org = _own_org(request)
-    get_service().directory.remove_member(org, _actor_role(identity), request.path_params["user_id"])
+    get_service(request).directory.remove_member(org, _actor_role(identity), request.path_params["user_id"])
     return {"removed": True}
 
 

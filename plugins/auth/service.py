@@ -135,9 +135,8 @@ class Authenticator:
     def __init__(self, service: "AuthService | None" = None) -> None:
         self._service = service
 
-    @property
-    def service(self) -> AuthService:
-        return self._service or get_service()
+    def service(self, request=None) -> AuthService:
+        return self._service or get_service(request)
 
     @staticmethod
     def credential(request) -> str | None:
@@ -151,7 +150,7 @@ class Authenticator:
         if not credential:
             return None
         try:
-            return self.service.identify(credential)
+            return self.service(request).identify(credential)
         except InvalidCredentials as exc:
             request.state.auth_error = exc.message
             return None
@@ -177,21 +176,29 @@ def settings() -> AuthSettings:
         return _settings
 
 
-def get_service() -> AuthService:
+def get_service(request=None) -> AuthService:
+    """The process-wide service. Without ``FM_AUTH_STORE`` it uses the API's own store (``request.app``),
+    so ``fm serve --store X`` keeps users beside the runs; else the default store."""
     global _service
     s = settings()
     with _lock:
         if _service is None:
-            _service = AuthService(s, open_store(s.store_url))
+            store = None
+            if s.store_url is None and request is not None:
+                store = getattr(getattr(request.app.state, "fm", None), "store", None)
+            _service = AuthService(s, store or open_store(s.store_url))
         return _service
 
 
 def configure(settings_: AuthSettings | None = None, *, store: Store | None = None, mailer=None) -> AuthService | None:
-    """Replace the process-wide settings and service (tests, embedding). ``None`` resets to the environment."""
+    """Replace the process-wide settings and service (tests, embedding). ``None`` resets to the environment.
+
+    Without ``store`` the service is built on first use, on the API's store (see ``get_service``).
+    """
     global _service, _settings
     with _lock:
         _settings = settings_
         _service = None
-        if settings_ is not None and (store is not None or settings_.enabled):
-            _service = AuthService(settings_, store or open_store(settings_.store_url), mailer=mailer)
+        if settings_ is not None and store is not None:
+            _service = AuthService(settings_, store, mailer=mailer)
         return _service

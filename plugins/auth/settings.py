@@ -9,7 +9,7 @@ local single-user mode.
 variable                   meaning                                      default
 =========================  ===========================================  =================
 FM_AUTH                    1 turns authentication on                    off
-FM_AUTH_STORE              store URL for users, sessions, keys          FM_STORE / default
+FM_AUTH_STORE              store URL for users, sessions, keys          the API's store
 FM_JWT_ALGORITHM           EdDSA, ES256, RS256 or HS256                 EdDSA
 FM_JWT_ISSUER/AUDIENCE     ``iss`` / ``aud`` claims                     flowmason / flowmason-api
 FM_ACCESS_TTL              access token lifetime, seconds               3600 (1 hour)

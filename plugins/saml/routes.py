@@ -51,12 +51,12 @@ def _post_page(request, url: str, field: str, xml: bytes, relay_state: str | Non
 def metadata(request):
     from starlette.responses import Response
 
-    xml = get_service().sp.metadata(request.path_params["idp"])
+    xml = get_service(request).sp.metadata(request.path_params["idp"])
     return Response(xml, media_type="application/samlmetadata+xml")
 
 
 def login(request):
-    svc = get_service()
+    svc = get_service(request)
     idp = request.path_params["idp"]
     relay = request.query_params.get("relay_state")
     if relay is not None and len(relay) > 80:
@@ -72,7 +72,7 @@ async def acs(request):
     if "SAMLResponse" not in form:
         raise SamlError("no SAMLResponse in the form", field="SAMLResponse")
     idp = request.path_params["idp"]
-    svc = get_service()
+    svc = get_service(request)
 
     def finish() -> dict[str, Any]:
         login = svc.sp.consume(idp, decode_post(form["SAMLResponse"]), form.get("RelayState"))
@@ -87,7 +87,7 @@ async def slo(request):
 
     form = await _form(request)
     idp = request.path_params["idp"]
-    svc = get_service()
+    svc = get_service(request)
     if "SAMLRequest" in form:
         def end() -> tuple[Any, int]:
             message = svc.sp.idp_logout_request(idp, decode_post(form["SAMLRequest"]))
@@ -104,7 +104,7 @@ async def slo(request):
 
 def logout(request):
     """SP-initiated logout: end this session here, then tell the IdP (signed LogoutRequest)."""
-    svc = get_service()
+    svc = get_service(request)
     identity = request.state.identity or {}
     idp = request.path_params["idp"]
     session = svc.auth.sessions.session(identity.get("session_id") or "") or {}

@@ -77,14 +77,14 @@ def get_config() -> SamlConfig | None:
         return _config
 
 
-def get_service() -> SamlService:
+def get_service(request=None) -> SamlService:
     global _service
     config = get_config()
     if config is None:
         raise SamlError("SAML is not configured", hint="set FM_SAML_CONFIG")
     from flowmason.plugins.auth import get_service as auth_service
 
-    auth = auth_service()
+    auth = auth_service(request)
     with _lock:
         if _service is None or _service.auth is not auth:
             _service = SamlService(config, auth)

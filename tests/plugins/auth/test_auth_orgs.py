@@ -104,3 +104,26 @@ def test_auth_is_off_by_default(tmp_path, monkeypatch):
         assert "flowmason" not in reg.authenticators and "flowmason" not in reg.rate_limiters
     finally:
         plugins.reset()
+
+
+def test_users_live_in_the_apis_own_store_by_default(tmp_path, monkeypatch):
+    from starlette.testclient import TestClient
+
+    from flowmason.kernel import plugins
+    from flowmason.kernel.storage import open_store
+    from flowmason.plugins.auth import AuthSettings, configure
+    from flowmason.plugins.http_api.app import create_app
+    from flowmason.plugins.http_api.services import Services
+
+    monkeypatch.delenv("FM_AUTH_STORE", raising=False)
+    url = f"sqlite:///{tmp_path / 'served.db'}"
+    configure(AuthSettings(enabled=True, bcrypt_rounds=4))
+    plugins.reset()
+    try:
+        with TestClient(create_app(Services.local(url))) as client:
+            acct = register(client, "served@example.com")
+            assert client.get("/auth/me", headers=acct.headers).status_code == 200
+        assert open_store(url).get("auth#email#served@example.com", "user") is not None
+    finally:
+        configure(None)
+        plugins.reset()
