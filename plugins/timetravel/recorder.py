@@ -131,7 +131,7 @@ class _RunLog:
             return
         times = self.times
         if extra is not None:
-            self.extras.append((len(times), extra))
+            self.extras.append([len(times), extra])
         times.append(time.time())
         self.codes.append(code)
         self.stages.append(stage_id)
