@@ -13,8 +13,10 @@ in-process queue. Everything that makes a run survive a crash lives here:
   that was in flight when a worker died runs again: it never finished.
 - **One worker per run.** A lease item (``run#ID / lease``, written
   if-absent with an expiry at the end of the invocation) keeps a duplicate
-  delivery from running the same run twice at once; the duplicate is
-  dropped because the lease holder either finishes or re-enqueues.
+  delivery from running the same run twice at once; a run message that
+  finds the lease taken comes back later with a growing delay (it may be a
+  fan-out's join racing the worker that fanned out), a chunk message is
+  dropped (the holder writes the chunk's result, or its message returns).
 - **Time limits.** With a deadline (Lambda's remaining time minus a
   margin), a run still going at the deadline is cancelled *without*
   recording it as cancelled, and a continuation message is sent; the next
@@ -71,7 +73,8 @@ DEFAULT_LEASE_S = 900.0  # Lambda's longest timeout
 # inputs share the run item with its bookkeeping; keep well under the item limit
 MAX_INPUT_BYTES = MAX_ITEM_BYTES // 2
 _STAGE_EVENTS = ("fm_stage_started", "fm_stage_finished", "fm_stage_failed", "fm_stage_skipped")
-FLUSH_EVERY = 50  # fan-out iterations recorded per batch write
+FLUSH_EVERY = 50
+BUSY_RETRIES = 8  # a run message that finds the run leased comes back after 1, 2, 4 ... 60 s  # fan-out iterations recorded per batch write
 
 
 class Queue(Protocol):
@@ -319,6 +322,12 @@ class Jobs:
             repo.run_finished(run)
             return "failed"
         if not self._lease(pk, "lease", deadline):
+            # Another worker holds the run. Usually a duplicate delivery, but it can also be a fan-out's
+            # join arriving while the worker that fanned out is still winding down: try again later.
+            tries = int(body.get("busy", 0))
+            if tries < BUSY_RETRIES:
+                self.queue.send({**body, "busy": tries + 1}, delay_s=min(60, 2 ** tries))
+                return "busy-retry"
             return "busy"
         try:
             job = _Job(org, run_id, _Recorder(repo))

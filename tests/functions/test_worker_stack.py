@@ -168,3 +168,28 @@ def test_cancelling_a_fanned_out_run_cancels_it(make_stack, api_handler, tally_p
     result = finished_result(handler, run["id"], timeout=60)
     assert result["status"] == "cancelled"
     assert sum(tally_plugin.DONE.values()) < 80
+
+
+def test_a_run_message_that_finds_the_run_leased_comes_back_later(make_stack, api_handler, tally_plugin):
+    import asyncio
+    import json
+    import time
+
+    stack = make_stack(run_worker=False)
+    handler = api_handler()
+    _, run = call(handler, "POST", "/runs", {"pipeline": chain("leased", 1), "inputs": {"x": 0}})
+    sqs = stack.sqs()
+    first = wait_for(lambda: sqs.receive_message(QueueUrl=stack.queue_url).get("Messages"))[0]
+    body = json.loads(first["Body"])
+    jobs = stack.jobs()
+    pk = f"org#default#run#{run['id']}"
+    jobs.store.put(pk, "lease", {"owner": "someone else"}, expires_at=time.time() + 60)
+
+    assert asyncio.run(jobs.handle(body)) == "busy-retry"
+    assert tally_plugin.CALLS["s1"] == 0
+    jobs.store.delete(pk, "lease")
+    again = wait_for(lambda: sqs.receive_message(QueueUrl=stack.queue_url).get("Messages"), timeout=10)[0]
+    retry = json.loads(again["Body"])
+    assert retry == {**body, "busy": 1}
+    assert asyncio.run(jobs.handle(retry)) == "completed"
+    assert tally_plugin.DONE["s1"] == 1
