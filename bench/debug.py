@@ -111,7 +111,7 @@ def _workload(name: str, doc: dict[str, Any], repeat: int, tmp: Path) -> dict[st
         plugins.reset()
     rec, snap = statistics.median(times[False]), statistics.median(times[True])
     # each round's two runs ran back to back: their ratio cancels the machine's slow drifts
-    paired = statistics.median(b / a for a, b in zip(times[False], times[True])) - 1
+    paired = statistics.median(b / a for a, b in zip(times[False], times[True], strict=True)) - 1
     # noise only ever adds time, so the best of many rounds is the cost itself (timeit's reasoning)
     best = min(times[True]) / min(times[False]) - 1
     # CPU time of this process: what the snapshots cost in work, whatever else the machine is doing

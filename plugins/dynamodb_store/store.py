@@ -55,6 +55,8 @@ from flowmason.kernel.errors import (
 )
 from flowmason.kernel.storage import Item, Op, Page, Store
 from flowmason.kernel.storage_codec import (
+    UnstorableValueError,
+    check_expiry,
     check_item,
     condition_failed,
     check_keys,
@@ -64,7 +66,6 @@ from flowmason.kernel.storage_codec import (
     op_problem,
     transaction_error,
     validate_ops,
-    UnstorableValueError,
 )
 
 _NAMES = {"#d": "data", "#v": "version", "#e": "expires_at"}
@@ -375,6 +376,7 @@ class DynamoStore(Store):
     ) -> tuple[str, dict[str, Any]]:
         """(operation, arguments without TableName) for one put, shared by put and transact."""
         check_item(pk, sk, data)
+        check_expiry(expires_at)
         values: dict[str, Any] = {":d": to_attr(data)}
         if expires_at is not None:
             values[":e"] = {"N": repr(float(expires_at))}
@@ -445,6 +447,7 @@ class DynamoStore(Store):
         check_keys(pk, sk)
         if type(amount) is not int:
             raise StorageError(f"increment amount must be an int, got {amount!r}")
+        check_expiry(expires_at)
         names = {**_NAMES, "#f": field}
         for _attempt in range(10):
             now = {"N": repr(time.time())}
@@ -565,6 +568,7 @@ class DynamoStore(Store):
         latest = {}  # a batch may not name a key twice: the last value wins
         for item in items:
             check_item(item.pk, item.sk, item.data)
+            check_expiry(item.expires_at)
             if type(item.version) is not int or item.version < 1:
                 raise StorageError(f"item (pk={item.pk!r}, sk={item.sk!r}) has bad version {item.version!r}")
             raw = {"pk": {"S": item.pk}, "sk": {"S": item.sk}, "data": to_attr(item.data), "version": {"N": str(item.version)}}

@@ -27,10 +27,10 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from json import loads as _json_loads
 import threading
 import time
 import weakref
+from json import loads as _json_loads
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -41,10 +41,11 @@ from flowmason.kernel.errors import (
 )
 from flowmason.kernel.storage import MAX_ITEM_BYTES, Item, Op, Page, Store
 from flowmason.kernel.storage_codec import (
+    check_expiry,
     check_item,
-    condition_failed,
     check_keys,
     check_size,
+    condition_failed,
     decode_cursor,
     encode_cursor,
     key_bounds,
@@ -354,6 +355,8 @@ class SqliteStore(Store):
                 text = check_item(pk, sk, data)  # raises the clear error
             if (len(pk) + len(sk) + len(text)) * 4 > MAX_ITEM_BYTES:
                 check_size(pk, sk, text)
+        if expires_at is not None and type(expires_at) is not float:
+            check_expiry(expires_at)
         conn = getattr(self._local, "conn", None) or self._open_connection()
         try:
             if if_version is None and not if_absent:
@@ -407,6 +410,7 @@ class SqliteStore(Store):
         check_keys(pk, sk)
         if type(amount) is not int:
             raise StorageError(f"increment amount must be an int, got {amount!r}")
+        check_expiry(expires_at)
         conn = self._write_txn()
         ok = False
         try:
@@ -473,6 +477,7 @@ class SqliteStore(Store):
         for item in items:
             if type(item.version) is not int or item.version < 1:
                 raise StorageError(f"item (pk={item.pk!r}, sk={item.sk!r}) has bad version {item.version!r}")
+            check_expiry(item.expires_at)
             text = check_item(item.pk, item.sk, item.data)
             rows[(item.pk, item.sk)] = (item.pk, item.sk, text, item.version, item.expires_at)
         if not rows:

@@ -208,7 +208,7 @@ def load_timeline(repo: Any, run_ref: str) -> Timeline:
 def _entries(chunk: dict[str, Any]) -> list[list[Any]]:
     """A stored chunk's columns back as ``[t_ms, code, stage_id, extra]`` rows."""
     extras = {int(i): x for i, x in chunk.get("x") or ()}
-    return [[t / 100, c, s, extras.get(i)] for i, (t, c, s) in enumerate(zip(chunk["t"], chunk["c"], chunk["s"]))]
+    return [[t / 100, c, s, extras.get(i)] for i, (t, c, s) in enumerate(zip(chunk["t"], chunk["c"], chunk["s"], strict=True))]
 
 
 def _with_starts(logged: list[list[Any]], results: dict[str, StageResult], t0: float) -> list[Snapshot]:

@@ -69,6 +69,11 @@ def test_bad_keys_and_data_are_refused(store):
     with pytest.raises(StorageError, match="cannot be stored") as info:
         store.put("p", "a", {"x": object()})
     assert isinstance(info.value, TypeError)  # the run recorder falls back to a JSON-safe copy on TypeError
+    for bad in ("tomorrow", float("nan"), True):
+        with pytest.raises(StorageError, match="expires_at must be epoch seconds"):
+            store.put("p", "a", {}, expires_at=bad)
+    with pytest.raises(StorageError, match="expires_at must be epoch seconds"):
+        store.increment("p", "c", expires_at="soon")
     for number in (float("nan"), float("inf")):
         with pytest.raises(StorageError, match="not storable|cannot store"):
             store.put("p", "a", {"x": [number]})

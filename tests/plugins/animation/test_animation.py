@@ -19,7 +19,6 @@ from flowmason.plugins.animation.view import watch
 
 from tests.plugins.timetravel.helpers import pipeline, record, stage
 
-from .conftest import diamond
 
 
 class Clock:

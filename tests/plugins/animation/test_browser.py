@@ -67,7 +67,7 @@ def box_colour(pg, stage_id):
 
 
 def close(a, b, tol=12):
-    return all(abs(x - y) <= tol for x, y in zip(a, b))
+    return all(abs(x - y) <= tol for x, y in zip(a, b, strict=True))
 
 
 def test_loads_paused_at_the_start_with_every_stage_pending(page):

@@ -12,6 +12,7 @@ import pytest
 
 from flowmason.kernel import plugins
 from flowmason.kernel.components import operator
+from flowmason.kernel.errors import FlowMasonError
 from flowmason.kernel.executor import run_pipeline
 from flowmason.kernel.plugins import hookimpl
 
@@ -103,7 +104,7 @@ def test_spans_per_run_and_stage_with_model_tokens_cost_retries(spans):
 
 def test_failed_run_span_is_an_error(spans):
     p = pipeline(stage("a"), stage("boom", "tt-fail", ("a",), message="kaput"), pid="failing")
-    with pytest.raises(Exception):
+    with pytest.raises(FlowMasonError, match="kaput"):
         asyncio.run(run_pipeline(p, {}))
     root = by_name(spans)["run failing"]
     assert root.status.status_code == StatusCode.ERROR
