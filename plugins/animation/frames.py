@@ -37,6 +37,7 @@ class Track:
     component_type: str = ""
     restored: bool = False  # settled in an earlier run this one replays
     marks: list[tuple[float, float]] = field(default_factory=list)  # reported (t_ms, fraction)
+    detail: dict[str, Any] | None = None  # previews of input / output / error, for the HTML details panel
 
     def at(self, t: float) -> dict[str, Any]:
         """This stage's status, progress (0..1) and duration (ms) at ``t``."""
@@ -64,6 +65,8 @@ class Track:
             d["restored"] = True
         if self.marks:
             d["marks"] = [list(m) for m in self.marks]
+        if self.detail:
+            d["detail"] = self.detail
         return d
 
 
@@ -104,6 +107,29 @@ def _status(value: Any) -> str:
     return getattr(value, "value", value) or "pending"
 
 
+PREVIEW_CHARS = 2000
+
+
+def _preview(value: Any) -> str | None:
+    if value is None:
+        return None
+    import json
+
+    text = value if isinstance(value, str) else json.dumps(value, indent=2, default=str, ensure_ascii=False)
+    return text if len(text) <= PREVIEW_CHARS else text[:PREVIEW_CHARS] + f"… ({len(text)} characters)"
+
+
+def _detail(r: Any) -> dict[str, Any]:
+    d = {"input": _preview(r.input), "output": _preview(r.output), "attempts": r.attempts}
+    if r.error:
+        d["error"] = str(r.error.get("message") or r.error)
+    if r.usage:
+        d["usage"] = r.usage
+    if r.iteration is not None:
+        d["iteration"] = r.iteration
+    return d
+
+
 def graph_edges(pipeline: Any, stage_ids: Iterable[str]) -> list[tuple[str, str]]:
     ids = set(stage_ids)
     if pipeline is None:
@@ -129,6 +155,7 @@ def tracks_from_results(run: Any, stages: list[Any], pipeline: Any = None) -> An
         tr.start_ms = start if tr.start_ms is None or (start is not None and start < tr.start_ms) else tr.start_ms
         tr.end_ms = end if tr.end_ms is None or (end is not None and end > tr.end_ms) else tr.end_ms
         st = _status(r.status)
+        tr.detail = _detail(r)  # the last result of the stage (its last iteration)
         if r.iteration is None:
             tr.status = st
             if st == "skipped":  # shown as skipped from the moment it was decided

@@ -3,7 +3,7 @@
 One file, no network: the SVG graph from ``render.svg``, the stage tracks
 as JSON in a ``<script type="application/json">`` block, and a small inline
 player (play / pause, a seek slider, 0.5x / 1x / 2x / 4x, space and arrow
-keys). The JS computes a stage's state at time t exactly as
+keys; a click on a stage shows its input, output or error). The JS computes a stage's state at time t exactly as
 ``frames.Track.at`` does, so a seek lands on the same frame the Python
 player would show. ``window.fmPlayer`` exposes the player for automation
 (the browser tests drive it, and so can anyone embedding the page).
@@ -26,6 +26,9 @@ h1{font-size:20px;margin:0 0 4px}.sub{color:#4b5563;margin-bottom:12px}
 #fm-overall{height:6px;background:#e5e7eb;border-radius:3px;margin:8px 0}#fm-overall div{height:6px;background:#16a34a;border-radius:3px;width:0}
 table{border-collapse:collapse;margin-top:12px;font-size:13px;background:#fff}td,th{border:1px solid #e5e7eb;padding:3px 8px;text-align:left}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
+#fm-detail{margin-top:12px;background:#fff;border:1px solid #d1d5db;border-radius:8px;padding:8px 12px;display:none}
+#fm-detail h2{font-size:15px;margin:4px 0}#fm-detail pre{white-space:pre-wrap;max-height:320px;overflow:auto;font-size:12px;background:#f3f4f6;padding:6px}
+.fm-stage,#fm-stages tr[data-stage]{cursor:pointer}
 .legend span{display:inline-block;margin-right:12px}.legend i{display:inline-block;width:11px;height:11px;border-radius:2px;margin-right:4px;vertical-align:-1px}
 """
 
@@ -101,6 +104,23 @@ _JS = r"""
     x = +x; if ([SPEEDS].indexOf(x) < 0) throw new Error("speed " + x + "x is not offered");
     pos = position(); if (since !== null) since = performance.now(); speed = x; speedEl.value = String(x);
   }
+  var byId = {};
+  data.stages.forEach(function (s) { byId[s.id] = s; });
+  function show(id) {
+    var s = byId[id], d = (s && s.detail) || {}, panel = document.getElementById("fm-detail");
+    var parts = [];
+    [["error", d.error], ["input", d.input], ["output", d.output]].forEach(function (p) {
+      if (p[1] !== undefined && p[1] !== null) parts.push(p[0] + ":\n" + p[1]);
+    });
+    if (d.usage) parts.push("usage: " + JSON.stringify(d.usage));
+    document.getElementById("fm-detail-title").textContent = id + " (" + (s ? s.type : "") + ", " +
+      (s ? s.status : "") + (d.attempts > 1 ? ", " + d.attempts + " attempts" : "") + ")";
+    document.getElementById("fm-detail-body").textContent = parts.join("\n\n") || "(nothing recorded)";
+    panel.style.display = "block";
+    panel.setAttribute("data-stage", id);
+  }
+  Object.keys(boxes).forEach(function (id) { boxes[id].addEventListener("click", function () { show(id); }); });
+  Object.keys(rows).forEach(function (id) { rows[id].addEventListener("click", function () { show(id); }); });
   btn.addEventListener("click", function () { if (since === null) play(); else pause(); });
   seekEl.addEventListener("input", function () { seek(parseFloat(seekEl.value)); });
   speedEl.addEventListener("change", function () { setSpeed(parseFloat(speedEl.value)); });
@@ -113,6 +133,7 @@ _JS = r"""
   window.fmPlayer = {
     play: play, pause: pause, seek: seek, setSpeed: setSpeed, position: position, duration: dur,
     frame: function () { return frameAt(position()); },
+    show: show,
     get playing() { return since !== null; },
     get speed() { return speed; }
   };
@@ -151,6 +172,7 @@ def html_page(anim: Animation, *, title: str | None = None) -> str:
         '<div id="fm-overall"><div></div></div>'
         f'<div id="fm-canvas">{svg(anim, at=0.0)}</div>'
         f'<div class="legend">{legend}</div>'
+        '<div id="fm-detail"><h2 id="fm-detail-title"></h2><pre id="fm-detail-body"></pre></div>'
         f'<table id="fm-stages"><tr><th>stage</th><th>status</th><th>time</th><th>type</th></tr>{rows}</table>'
         f'<script type="application/json" id="fm-data">{_script_json(anim.to_dict())}</script>'
         f'<script type="application/json" id="fm-colours">{_script_json(COLOURS)}</script>'

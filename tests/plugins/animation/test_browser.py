@@ -133,3 +133,12 @@ def test_pause_holds_the_position(page):
     assert page.evaluate("fmPlayer.position()") == held
     with pytest.raises(Exception, match="not offered"):
         page.evaluate("fmPlayer.setSpeed(3)")
+
+
+def test_clicking_a_stage_shows_what_it_said(page):
+    page.click('.fm-stage[data-stage="flaky"]')
+    assert page.get_attribute("#fm-detail", "data-stage") == "flaky"
+    text = page.inner_text("#fm-detail")
+    assert "upstream 503" in text and "failed" in text
+    page.click('#fm-stages tr[data-stage="summarise"]')
+    assert '"slept": 0.12' in page.inner_text("#fm-detail-body")
