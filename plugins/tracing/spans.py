@@ -22,7 +22,9 @@ they are built from the environment — OTLP over HTTP
 (``OTEL_EXPORTER_OTLP_ENDPOINT`` or the per-signal variables, the standard
 ones, read by the exporters themselves) when
 ``opentelemetry-exporter-otlp-proto-http`` is installed, else the console
-exporter when ``FM_TRACING=console``.
+exporter when ``FM_TRACING=console``. On Lambda (``AWS_LAMBDA_FUNCTION_NAME``)
+the providers are flushed as each top-level run ends, since a frozen
+invocation never reaches the exit handler.
 """
 from __future__ import annotations
 
@@ -100,6 +102,8 @@ class Tracing:
         self.tracer = self.provider.get_tracer("flowmason")
         self._runs: dict[str, Any] = {}
         self._lock = threading.Lock()
+        # a Lambda invocation may be frozen right after the run: export before returning, not at exit
+        self.flush_each_run = bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME"))
         self._metrics = _Metrics(self.meter_provider.get_meter("flowmason")) if self.meter_provider is not None else None
 
     # -- hooks --
@@ -154,6 +158,8 @@ class Tracing:
         else:
             span.set_status(Status(StatusCode.ERROR, (run.error or {}).get("message") or status))
         span.end(end_time=_ns(run.finished_at))
+        if self.flush_each_run and not run.metadata.get("parent_run_id"):
+            self.flush()
 
     # -- helpers --
     def _stage(self, run: Any, stage: Any, result: Any) -> None:
@@ -202,6 +208,12 @@ class Tracing:
                 span.set_attribute("flowmason.usage.cost", float(value))
             else:
                 span.set_attribute(f"flowmason.usage.{key}", value)
+
+    def flush(self) -> None:
+        for provider in (self.provider, self.meter_provider):
+            fn = getattr(provider, "force_flush", None)
+            if callable(fn):
+                fn()
 
     def shutdown(self) -> None:
         """Flush and stop the exporters (end of process, tests)."""

@@ -236,3 +236,20 @@ def test_nothing_imported_unless_on_and_installed(mode, env, expect_enabled):
         assert lines["imported"] == "False"
     if mode == "missing":
         assert "opentelemetry-sdk is not installed" in out.stderr
+
+
+def test_on_lambda_spans_are_exported_when_the_run_ends(monkeypatch):
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "fm-worker")
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    # a batch that would wait a minute: only an explicit flush gets the spans out in time
+    provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=60_000))
+    plugins.reset(None, extra=[Components(), Tracing(provider)])
+    try:
+        asyncio.run(run_pipeline(pipeline(stage("a"), pid="lambda"), {}))
+        assert {s.name for s in exporter.get_finished_spans()} == {"run lambda", "stage a"}
+    finally:
+        plugins.reset()
+        provider.shutdown()
