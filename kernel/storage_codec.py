@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from typing import Any
 
 from .errors import ConditionFailedError, ItemTooLargeError, StorageError, TransactionError
@@ -103,6 +104,15 @@ def check_keys(pk: Any, sk: Any) -> None:
         raise StorageError(f"partition key is longer than {MAX_PK_BYTES} bytes: {pk[:60]!r}...", hint="shorten the key")
     if len(sk) * 4 > MAX_SK_BYTES and len(sk.encode("utf-8")) > MAX_SK_BYTES:
         raise StorageError(f"sort key is longer than {MAX_SK_BYTES} bytes: {sk[:60]!r}...", hint="shorten the key")
+
+
+def check_expiry(expires_at: Any) -> None:
+    """Raise StorageError unless ``expires_at`` is None or epoch seconds (int or float)."""
+    if expires_at is not None and (type(expires_at) not in (int, float) or not math.isfinite(expires_at)):
+        raise StorageError(
+            f"expires_at must be epoch seconds (a number) or None, got {expires_at!r}",
+            hint="pass time.time() + seconds",
+        )
 
 
 def check_size(pk: str, sk: str, text: str) -> None:
@@ -194,6 +204,7 @@ def validate_ops(ops: list[Op]) -> list[str | None]:
         if op.kind == "put":
             if op.data is None:
                 raise TransactionError(f"transaction op {index}: put needs data")
+            check_expiry(op.expires_at)
             texts.append(check_item(op.pk, op.sk, op.data))
         else:
             if op.kind == "check" and not (op.if_absent or op.if_exists or op.if_version is not None):

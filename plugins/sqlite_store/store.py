@@ -355,7 +355,7 @@ class SqliteStore(Store):
                 text = check_item(pk, sk, data)  # raises the clear error
             if (len(pk) + len(sk) + len(text)) * 4 > MAX_ITEM_BYTES:
                 check_size(pk, sk, text)
-        if expires_at is not None and type(expires_at) is not float:
+        if expires_at is not None:
             check_expiry(expires_at)
         conn = getattr(self._local, "conn", None) or self._open_connection()
         try:
