@@ -127,7 +127,13 @@ class Store(ABC):
 
     @abstractmethod
     def batch_put(self, items: Iterable[tuple[str, str, dict[str, Any]]]) -> None:
-        """Unconditional puts of many items."""
+        """Unconditional puts of many items: a blind bulk write.
+
+        Each item replaces what was there as a fresh item (version 1, no
+        expiry): DynamoDB's BatchWriteItem cannot compute a next version, and
+        the backends agree. Use ``put``/``transact`` where optimistic
+        concurrency matters. Not atomic on DynamoDB (groups of 25).
+        """
 
     def close(self) -> None:  # pragma: no cover - backends override when they hold resources
         pass
