@@ -81,7 +81,9 @@ def parse_lines(stream: TextIO) -> tuple[list[Any], list[str]]:
             data = revive(record["data"])
             check_item(record["pk"], record["sk"], data)
             items.append(Item(record["pk"], record["sk"], data, version, expires_at))
-        except (ValueError, StorageError) as exc:  # json.JSONDecodeError is a ValueError
+        except json.JSONDecodeError as exc:
+            problems.append(f"line {number}: not valid JSON: {exc.msg} (column {exc.colno})")
+        except (ValueError, StorageError) as exc:
             problems.append(f"line {number}: {exc}")
     return items, problems
 

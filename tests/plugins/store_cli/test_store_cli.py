@@ -123,7 +123,7 @@ def test_real_pipe_between_two_fm_processes(sqlite_url, moto_endpoint):
 @pytest.mark.parametrize(
     "bad_line, message",
     [
-        ("{not json", "line 3: Expecting property name"),
+        ("{not json", "line 3: not valid JSON: Expecting property name enclosed in double quotes (column 2)"),
         ('["a list"]', "line 3: expected a JSON object"),
         ('{"sk": "x", "data": {}}', "line 3: missing 'pk'"),
         ('{"pk": "", "sk": "x", "data": {}}', "line 3: keys must be non-empty"),
