@@ -160,6 +160,18 @@ def test_pagination_many_pages_no_dups_no_gaps(store):
     assert [i.sk for i in items] == expected[::-1]
     items, pages = all_pages(store, "pg", prefix="item#001", limit=7)
     assert [i.sk for i in items] == expected[100:200] and pages == 15
+    items, _ = all_pages(store, "pg", prefix="item#001", limit=7, reverse=True)
+    assert [i.sk for i in items] == expected[100:200][::-1]
+    items, _ = all_pages(store, "pg", start="item#00990", end="item#01000", limit=3, reverse=True)
+    assert [i.sk for i in items] == expected[990:][::-1]
+
+
+def test_sort_order_is_utf8_byte_order(store):
+    # code-point order == UTF-8 byte order, which both SQLite (BINARY) and DynamoDB use
+    keys = ["a", "B", "b", "Z", "0", "9", "_", "~", "é", "z", "日本", "😀", "\uffff", "a#", "a/", "a b", "A"]
+    for k in keys:
+        store.put("sort", k, {})
+    assert [i.sk for i in store.query("sort").items] == sorted(keys)
 
 
 def test_exact_multiple_of_limit_ends_without_empty_page(store):
