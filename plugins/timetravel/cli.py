@@ -227,20 +227,28 @@ def _print_compare(cmp: dict[str, Any], word_diff: bool = True) -> None:
                 con.print(render_rich(diff_values(row["a"]["output"], row["b"]["output"])))
 
 
-def _load_current(path: Optional[Path]) -> Any:
-    if path is None:
-        return None
-    from flowmason.kernel.model import load_pipeline
+def _load_current(path: Optional[Path]) -> tuple[Any, Any]:
+    """The current pipeline file, resolved as `fm run` resolves it (inheritance), and a loader for
+    the sub-pipelines next to it; (None, a loader for the working folder) without a file."""
+    from flowmason.kernel.model import FileLoader, load_pipeline
 
-    return load_pipeline(path)
+    if path is None:
+        return None, FileLoader(Path.cwd())
+    from flowmason.kernel.plugins import get_plugin_manager
+
+    pipeline = load_pipeline(path)
+    loader = FileLoader(path.parent)
+    resolved = get_plugin_manager().hook.fm_resolve_pipeline(pipeline=pipeline, loader=loader)
+    return resolved or pipeline, loader
 
 
 def _run_replay(run_id: str, seq: int, inputs: dict, sets: dict, pipeline: Optional[Path], as_json: bool) -> None:
     from .replay import compare_runs, replay
 
     repo = _repo()
+    current, loader = _load_current(pipeline)
     plan, run = replay(repo, run_id, seq, inputs=inputs or None, stage_changes=sets or None,
-                       current=_load_current(pipeline))
+                       current=current, loader=loader)
     cmp = compare_runs(repo, plan.source.run.id, run.id)
     if as_json:
         _print_json({"run_id": run.id, "status": run.status.value, "replay_of": plan.origin(), "rerun": plan.rerun,
