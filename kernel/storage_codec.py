@@ -106,6 +106,22 @@ def check_keys(pk: Any, sk: Any) -> None:
         raise StorageError(f"sort key is longer than {MAX_SK_BYTES} bytes: {sk[:60]!r}...", hint="shorten the key")
 
 
+def unicode_error(exc: UnicodeEncodeError) -> StorageError:
+    return StorageError(
+        f"a key or value is not valid Unicode ({exc.reason}: {exc.object[exc.start:exc.end]!r})",
+        hint="lone surrogates cannot be stored; decode bytes with errors='replace' or store them as bytes",
+    )
+
+
+def check_unicode(*texts: str) -> None:
+    """Raise StorageError when a text holds a lone surrogate (it cannot become UTF-8)."""
+    try:
+        for text in texts:
+            text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise unicode_error(exc) from None
+
+
 def check_expiry(expires_at: Any) -> None:
     """Raise StorageError unless ``expires_at`` is None or epoch seconds (int or float)."""
     if expires_at is not None and (type(expires_at) not in (int, float) or not math.isfinite(expires_at)):

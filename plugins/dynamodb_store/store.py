@@ -58,8 +58,9 @@ from flowmason.kernel.storage_codec import (
     UnstorableValueError,
     check_expiry,
     check_item,
-    condition_failed,
     check_keys,
+    check_unicode,
+    condition_failed,
     decode_cursor,
     encode_cursor,
     key_bounds,
@@ -375,7 +376,7 @@ class DynamoStore(Store):
         self, pk: str, sk: str, data: dict[str, Any], if_absent: bool, if_version: int | None, expires_at: float | None
     ) -> tuple[str, dict[str, Any]]:
         """(operation, arguments without TableName) for one put, shared by put and transact."""
-        check_item(pk, sk, data)
+        check_unicode(pk, sk, check_item(pk, sk, data))  # here, not as a 500 from the endpoint after retries
         check_expiry(expires_at)
         values: dict[str, Any] = {":d": to_attr(data)}
         if expires_at is not None:
@@ -567,7 +568,7 @@ class DynamoStore(Store):
         """Write items exactly as given (version and expiry included): import. Not atomic past 25 items."""
         latest = {}  # a batch may not name a key twice: the last value wins
         for item in items:
-            check_item(item.pk, item.sk, item.data)
+            check_unicode(item.pk, item.sk, check_item(item.pk, item.sk, item.data))
             check_expiry(item.expires_at)
             if type(item.version) is not int or item.version < 1:
                 raise StorageError(f"item (pk={item.pk!r}, sk={item.sk!r}) has bad version {item.version!r}")

@@ -52,6 +52,7 @@ from flowmason.kernel.storage_codec import (
     loads,
     op_problem,
     transaction_error,
+    unicode_error,
     validate_ops,
 )
 from flowmason.kernel.storage_codec import _BYTES_MARK
@@ -91,6 +92,9 @@ _SCAN = (
     "SELECT pk, sk, data, version, expires_at FROM items "
     f"WHERE (pk, sk) > (?, ?) AND {_LIVE} ORDER BY pk, sk LIMIT ?"
 )
+
+# UnicodeEncodeError: a lone surrogate in a key or value cannot become UTF-8
+_DRIVER_ERRORS = (sqlite3.Error, UnicodeEncodeError)
 
 _new_item = Item.__new__
 _set = object.__setattr__
@@ -203,7 +207,7 @@ class SqliteStore(Store):
                 cached_statements=128,
                 factory=_Connection,
             )
-        except sqlite3.Error as exc:
+        except _DRIVER_ERRORS as exc:
             raise self._error(exc) from exc
         try:
             if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
@@ -234,8 +238,10 @@ class SqliteStore(Store):
             except sqlite3.Error:  # pragma: no cover - closing a connection of another thread mid-statement
                 pass
 
-    def _error(self, exc: sqlite3.Error) -> StorageError:
+    def _error(self, exc: Exception) -> StorageError:
         """Translate a driver error into one that says what happened and what to do."""
+        if isinstance(exc, UnicodeEncodeError):
+            return unicode_error(exc)
         msg = str(exc)
         low = msg.lower()
         where = f"SQLite store {self.path}"
@@ -270,7 +276,7 @@ class SqliteStore(Store):
         conn = getattr(self._local, "conn", None) or self._open_connection()
         try:
             row = conn.execute(_GET, (pk, sk, time.time())).fetchone()
-        except sqlite3.Error as exc:
+        except _DRIVER_ERRORS as exc:
             raise self._error(exc) from exc
         if row is None:
             return None
@@ -309,7 +315,7 @@ class SqliteStore(Store):
         conn = getattr(self._local, "conn", None) or self._open_connection()
         try:
             rows = conn.execute(_QUERIES[(lower, upper, reverse)], params).fetchall()
-        except sqlite3.Error as exc:
+        except _DRIVER_ERRORS as exc:
             raise self._error(exc) from exc
         more = len(rows) > limit
         if more:
@@ -323,7 +329,7 @@ class SqliteStore(Store):
         while True:
             try:
                 rows = self._conn().execute(_SCAN, (*last, time.time(), 500)).fetchall()
-            except sqlite3.Error as exc:
+            except _DRIVER_ERRORS as exc:
                 raise self._error(exc) from exc
             for pk, sk, data, version, expires_at in rows:
                 yield _make_item(pk, sk, data, version, expires_at)
@@ -367,7 +373,7 @@ class SqliteStore(Store):
                 row = conn.execute(_PUT_IF_ABSENT, (pk, sk, text, expires_at, time.time())).fetchone()
             else:
                 row = conn.execute(_PUT_IF_VERSION, (text, expires_at, pk, sk, if_version, time.time())).fetchone()
-        except sqlite3.Error as exc:
+        except _DRIVER_ERRORS as exc:
             raise self._error(exc) from exc
         if row is None:
             raise condition_failed(self, "put", pk, sk, if_absent, if_version)
@@ -381,7 +387,7 @@ class SqliteStore(Store):
                 row = conn.execute(_DELETE, (pk, sk)).fetchone()
             else:
                 row = conn.execute(_DELETE_IF_VERSION, (pk, sk, if_version, now)).fetchone()
-        except sqlite3.Error as exc:
+        except _DRIVER_ERRORS as exc:
             raise self._error(exc) from exc
         if row is None:
             if if_version is not None:
@@ -395,7 +401,7 @@ class SqliteStore(Store):
         conn = self._conn()
         try:
             conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
+        except _DRIVER_ERRORS as exc:
             raise self._error(exc) from exc
         return conn
 
@@ -431,7 +437,7 @@ class SqliteStore(Store):
                 expiry = row[2] if row[2] is not None else expires_at  # a live counter keeps its window
             conn.execute(_UPSERT_EXACT, (pk, sk, check_item(pk, sk, data), version, expiry))
             ok = True
-        except sqlite3.Error as exc:
+        except _DRIVER_ERRORS as exc:
             raise self._error(exc) from exc
         finally:
             self._end(conn, ok)
@@ -455,7 +461,7 @@ class SqliteStore(Store):
                 elif op.kind == "delete":
                     conn.execute(_DELETE_EXACT, (op.pk, op.sk))
             ok = True
-        except sqlite3.Error as exc:
+        except _DRIVER_ERRORS as exc:
             raise self._error(exc) from exc
         finally:
             self._end(conn, ok)
@@ -487,7 +493,7 @@ class SqliteStore(Store):
         try:
             conn.executemany(_RESTORE, rows.values())
             ok = True
-        except sqlite3.Error as exc:
+        except _DRIVER_ERRORS as exc:
             raise self._error(exc) from exc
         finally:
             self._end(conn, ok)
@@ -499,13 +505,13 @@ class SqliteStore(Store):
         """Physically remove expired items (reads already ignore them); returns how many."""
         try:
             return self._conn().execute("DELETE FROM items WHERE expires_at <= ?", (time.time(),)).rowcount
-        except sqlite3.Error as exc:
+        except _DRIVER_ERRORS as exc:
             raise self._error(exc) from exc
 
     def schema_version(self) -> int:
         try:
             return read_version(self._conn())
-        except sqlite3.Error as exc:
+        except _DRIVER_ERRORS as exc:
             raise self._error(exc) from exc
 
     def migrate(self) -> tuple[int, int]:
@@ -519,7 +525,7 @@ class SqliteStore(Store):
             )
         try:
             return apply_migrations(self._conn())
-        except sqlite3.Error as exc:
+        except _DRIVER_ERRORS as exc:
             raise self._error(exc) from exc
 
     def info(self) -> dict[str, Any]:
@@ -527,7 +533,7 @@ class SqliteStore(Store):
         try:
             count = conn.execute(f"SELECT count(*) FROM items WHERE {_LIVE}", (time.time(),)).fetchone()[0]
             journal = conn.execute("PRAGMA journal_mode").fetchone()[0]
-        except sqlite3.Error as exc:
+        except _DRIVER_ERRORS as exc:
             raise self._error(exc) from exc
         size = sum(p.stat().st_size for p in (self.path, Path(f"{self.path}-wal")) if p.exists())
         return {

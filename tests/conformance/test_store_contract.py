@@ -356,6 +356,15 @@ def test_unicode_keys_and_values(store):
     assert [i.sk for i in store.query("ünï", prefix="ключ").items] == ["ключ/日本"]
 
 
+def test_lone_surrogates_are_refused(store):
+    for pk, sk, data in (("p\ud800", "s", {}), ("p", "s\udfff", {}), ("p", "s", {"x": ["\udc80"]})):
+        with pytest.raises(StorageError, match="not valid Unicode"):
+            store.put(pk, sk, data)
+    with pytest.raises(StorageError, match="not valid Unicode"):
+        store.batch_put([("p", "ok", {}), ("p", "bad", {"x": "\ud800"})])
+    assert store.query("p").items == []
+
+
 def test_binary_values(store):
     blob = bytes(range(256)) * 4
     data = {"blob": blob, "nested": [{"b": b""}, b"\x00"], "s": "not bytes"}
