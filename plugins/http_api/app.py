@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -31,6 +32,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from flowmason.kernel.errors import FlowMasonError
+
+log = logging.getLogger("flowmason.api")
 
 LOCAL_IDENTITY = {"subject": "local", "org_id": "default", "roles": ["owner"], "scopes": ["*"]}
 DEFAULT_MAX_BODY = 1024 * 1024
@@ -78,7 +81,8 @@ def _from_exception(exc: BaseException) -> JSONResponse:
                                   hint="retry; if it keeps failing, report it with the time of the request")
         return error_response(status, exc.code, exc.message, field=exc.field, hint=exc.hint,
                               headers=getattr(exc, "headers", None), **extra)
-    # never echo an unexpected exception: it may hold internals
+    # never echo an unexpected exception to the client: it may hold internals; the log has it
+    log.error("unexpected error while handling a request", exc_info=exc)
     return error_response(500, "internal", "the server failed to handle the request",
                           hint="retry; if it keeps failing, report it with the time of the request")
 
