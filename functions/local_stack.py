@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import re
 import threading
 import time
@@ -27,17 +28,26 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable
 
+from flowmason.kernel.errors import ConfigError
+
 log = logging.getLogger("flowmason.local_stack")
 
 REGION = "us-east-1"
+# the repository's template (an editable install); FM_TEMPLATE or --template elsewhere
 DEFAULT_TEMPLATE = Path(__file__).resolve().parent.parent / "template.yaml"
 
 
 def load_template(path: str | Path | None = None) -> dict[str, Any]:
     """template.yaml decoded with CloudFormation's short forms (``!Ref``, ``!GetAtt``, ``!Sub``)."""
-    from cfnlint.decode import decode_str
+    try:
+        from cfnlint.decode import decode_str
+    except ImportError:
+        raise ConfigError("the local AWS stack reads template.yaml with cfn-lint, which is not installed",
+                          hint="pip install 'flowmason[dev]'") from None
 
-    p = Path(path) if path else DEFAULT_TEMPLATE
+    p = Path(path or os.environ.get("FM_TEMPLATE") or DEFAULT_TEMPLATE)
+    if not p.is_file():
+        raise ConfigError(f"no template at {p}", field="template", hint="pass --template path/to/template.yaml")
     template, problems = decode_str(p.read_text(encoding="utf-8"))
     if problems or template is None:
         raise ValueError(f"{p}: cannot read the template: {problems[0] if problems else 'empty'}")
@@ -141,6 +151,11 @@ class LocalStack:
     def start(self) -> "LocalStack":
         from flowmason.plugins.dynamodb_store.testing import local_dynamodb
 
+        try:
+            import moto.server  # noqa: F401
+        except ImportError:
+            raise ConfigError("the local AWS stack needs moto's server mode, which is not installed",
+                              hint="pip install 'flowmason[dev]'") from None
         self.endpoint = self._exit.enter_context(local_dynamodb())
         try:
             self._create_resources()
