@@ -32,7 +32,9 @@ from .schemas import (
     ValidationOut,
 )
 
-SSE_MAX_S = float(os.environ.get("FM_SSE_MAX_SECONDS", "900"))
+# On Lambda the API Gateway answer is buffered and cut at 29 s: end the stream before that
+# there (clients reconnect or poll /runs/{id}); locally a stream may follow a run for 15 minutes.
+SSE_MAX_S = float(os.environ.get("FM_SSE_MAX_SECONDS") or (25 if os.environ.get("AWS_LAMBDA_FUNCTION_NAME") else 900))
 _TERMINAL = {RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED}
 
 
