@@ -14,10 +14,12 @@ How each part of the contract maps:
   also looks at ``expires_at`` (DynamoDB's TTL deletes lazily, up to days late);
 - put → ``UpdateItem`` with ``version = if_not_exists(version, 0) + 1`` so
   the new version comes back in the same request; ``if_absent`` → ``PutItem``;
-- query → ``Query`` with ``begins_with``/``BETWEEN``/``<``/``>=`` on ``sk``,
-  a filter for expired items, ``ExclusiveStartKey`` from the cursor; it
-  keeps reading while the filter leaves a page short, so a page is full
-  unless the partition is exhausted;
+- query → ``Query`` with ``BETWEEN``/``<``/``>=`` on ``sk`` (a prefix
+  becomes a half-open range, as in SQLite) and a filter for expired items.
+  The cursor is the last sort key returned (base64), the same on every
+  backend; it comes back as ``ExclusiveStartKey``. A query keeps reading
+  while the filter leaves a page short, so a page is full unless the
+  partition is exhausted;
 - transactions → ``TransactWriteItems``;
 - ``batch_put`` and ``restore`` (import) → ``BatchWriteItem`` in groups of
   25, retrying unprocessed items with backoff. A batch write cannot compute a
