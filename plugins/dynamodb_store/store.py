@@ -27,6 +27,9 @@ How each part of the contract maps:
   backend; it is not atomic here (a failure leaves earlier groups written).
   Transactions were tried for it: they kept versions but cost twice the
   write units, and moto copies the whole table per transaction;
+- reads (get, query, scan) are strongly consistent (``ConsistentRead``),
+  twice the read units of eventual reads, because a resumed run must see
+  the checkpoint it just wrote;
 - throttling → botocore's adaptive retry mode (exponential backoff with a
   client-side rate limiter), then ``StoreUnavailableError``.
 
