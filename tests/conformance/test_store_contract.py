@@ -292,6 +292,21 @@ def test_transaction_check_failure_and_bad_transactions(store):
     assert store.get("t", "b") is None
 
 
+def test_transaction_if_exists(store):
+    store.put("t", "here", {"v": 1})
+    store.put("t", "dead", {"v": 1}, expires_at=time.time() - 1)
+    with pytest.raises(TransactionError) as info:
+        store.transact([Op("check", "t", "here", if_exists=True), Op("delete", "t", "missing", if_exists=True)])
+    assert info.value.index == 1 and "does not exist" in str(info.value)
+    with pytest.raises(TransactionError) as info:
+        store.transact([Op("put", "t", "dead", {"v": 2}, if_exists=True)])  # expired counts as absent
+    assert info.value.index == 0
+    store.transact([Op("check", "t", "here", if_exists=True), Op("put", "t", "new", {"v": 1})])
+    assert store.get("t", "new").data == {"v": 1}
+    with pytest.raises(TransactionError, match="needs a condition"):
+        store.transact([Op("check", "t", "here")])
+
+
 def test_batch_put_and_scan_all(store):
     store.batch_put([("b", f"{i:03d}", {"i": i}) for i in range(250)] + [("b", "000", {"i": "last wins"})])
     assert store.get("b", "000").data == {"i": "last wins"}
