@@ -156,6 +156,21 @@ def check_item(pk: str, sk: str, data: Any) -> str:
     return text
 
 
+def check_restored(item: Any) -> str:
+    """Validate an item written as-is (import/restore); return the JSON text of its data."""
+    if type(item.version) is not int or item.version < 1:
+        raise StorageError(f"item (pk={item.pk!r}, sk={item.sk!r}) has bad version {item.version!r}")
+    check_expiry(item.expires_at)
+    return check_item(item.pk, item.sk, item.data)
+
+
+def page_bounds(prefix: str | None, start: str | None, end: str | None, limit: int) -> tuple[str | None, str | None]:
+    """``key_bounds`` for a query, after checking its limit."""
+    if type(limit) is not int or limit < 1:
+        raise StorageError(f"query limit must be a positive integer, got {limit!r}")
+    return key_bounds(prefix, start, end)
+
+
 def _next_char_prefix(prefix: str) -> str | None:
     """Smallest string greater than every string starting with ``prefix`` (UTF-8/code-point order)."""
     chars = list(prefix)

@@ -64,11 +64,12 @@ from flowmason.kernel.storage_codec import (
     check_expiry,
     check_item,
     check_keys,
+    check_restored,
     check_unicode,
     condition_failed,
     decode_cursor,
     encode_cursor,
-    key_bounds,
+    page_bounds,
     op_problem,
     transaction_error,
     validate_ops,
@@ -322,9 +323,7 @@ class DynamoStore(Store):
         cursor: str | None = None,
         reverse: bool = False,
     ) -> Page:
-        if limit < 1:
-            raise StorageError(f"query limit must be at least 1, got {limit}")
-        lo, hi = key_bounds(prefix, start, end)
+        lo, hi = page_bounds(prefix, start, end, limit)
         values: dict[str, Any] = {":pk": {"S": pk}, ":now": {"N": repr(time.time())}}
         condition = "pk = :pk"
         drop = None  # BETWEEN includes its upper bound; the contract's `end` does not
@@ -573,10 +572,7 @@ class DynamoStore(Store):
         """Write items exactly as given (version and expiry included): import. Not atomic past 25 items."""
         latest = {}  # a batch may not name a key twice: the last value wins
         for item in items:
-            check_unicode(item.pk, item.sk, check_item(item.pk, item.sk, item.data))
-            check_expiry(item.expires_at)
-            if type(item.version) is not int or item.version < 1:
-                raise StorageError(f"item (pk={item.pk!r}, sk={item.sk!r}) has bad version {item.version!r}")
+            check_unicode(item.pk, item.sk, check_restored(item))
             raw = {"pk": {"S": item.pk}, "sk": {"S": item.sk}, "data": to_attr(item.data), "version": {"N": str(item.version)}}
             if item.expires_at is not None:
                 raw["expires_at"] = {"N": repr(float(item.expires_at))}

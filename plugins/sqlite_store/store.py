@@ -25,6 +25,7 @@ and the backends must agree); ``if_absent`` writes version 1, and so does
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
@@ -34,21 +35,18 @@ from json import loads as _json_loads
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from flowmason.kernel.errors import (
-    StorageError,
-    StoreUnavailableError,
-    TransactionError,
-)
+from flowmason.kernel.errors import StorageError, StoreUnavailableError
 from flowmason.kernel.storage import MAX_ITEM_BYTES, Item, Op, Page, Store
 from flowmason.kernel.storage_codec import (
     check_expiry,
     check_item,
     check_keys,
+    check_restored,
     check_size,
     condition_failed,
     decode_cursor,
     encode_cursor,
-    key_bounds,
+    page_bounds,
     loads,
     op_problem,
     transaction_error,
@@ -293,9 +291,7 @@ class SqliteStore(Store):
         cursor: str | None = None,
         reverse: bool = False,
     ) -> Page:
-        if limit < 1:
-            raise StorageError(f"query limit must be at least 1, got {limit}")
-        lo, hi = key_bounds(prefix, start, end)
+        lo, hi = page_bounds(prefix, start, end, limit)
         lower = ">=" if lo is not None else None
         upper = "<" if hi is not None else None
         if cursor is not None:
@@ -397,18 +393,23 @@ class SqliteStore(Store):
 
     # -- read-modify-write under the write lock --
 
-    def _write_txn(self) -> sqlite3.Connection:
+    @contextlib.contextmanager
+    def _write_transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any error; driver errors become StorageErrors."""
         conn = self._conn()
         try:
             conn.execute("BEGIN IMMEDIATE")
         except _DRIVER_ERRORS as exc:
             raise self._error(exc) from exc
-        return conn
-
-    @staticmethod
-    def _end(conn: sqlite3.Connection, ok: bool) -> None:
-        if conn.in_transaction:
-            conn.execute("COMMIT" if ok else "ROLLBACK")
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if isinstance(exc, _DRIVER_ERRORS):
+                raise self._error(exc) from exc
+            raise
 
     def increment(
         self, pk: str, sk: str, field: str = "n", amount: int = 1, *, expires_at: float | None = None
@@ -417,9 +418,7 @@ class SqliteStore(Store):
         if type(amount) is not int:
             raise StorageError(f"increment amount must be an int, got {amount!r}")
         check_expiry(expires_at)
-        conn = self._write_txn()
-        ok = False
-        try:
+        with self._write_transaction() as conn:
             now = time.time()
             row = conn.execute(_STATE, (pk, sk)).fetchone()
             if row is None or (row[2] is not None and row[2] <= now):
@@ -436,18 +435,11 @@ class SqliteStore(Store):
                 version = row[1] + 1
                 expiry = row[2] if row[2] is not None else expires_at  # a live counter keeps its window
             conn.execute(_UPSERT_EXACT, (pk, sk, check_item(pk, sk, data), version, expiry))
-            ok = True
-        except _DRIVER_ERRORS as exc:
-            raise self._error(exc) from exc
-        finally:
-            self._end(conn, ok)
         return data[field]
 
     def transact(self, ops: list[Op]) -> None:
         texts = validate_ops(ops)
-        conn = self._write_txn()
-        ok = False
-        try:
+        with self._write_transaction() as conn:
             now = time.time()
             for index, op in enumerate(ops):
                 row = conn.execute(_STATE, (op.pk, op.sk)).fetchone()
@@ -460,11 +452,6 @@ class SqliteStore(Store):
                     conn.execute(_UPSERT_EXACT, (op.pk, op.sk, texts[index], version, op.expires_at))
                 elif op.kind == "delete":
                     conn.execute(_DELETE_EXACT, (op.pk, op.sk))
-            ok = True
-        except _DRIVER_ERRORS as exc:
-            raise self._error(exc) from exc
-        finally:
-            self._end(conn, ok)
 
     def batch_put(self, items: Iterable[tuple[str, str, dict[str, Any]]]) -> None:
         """Blind bulk write: each item replaces what was there as a fresh item (version 1, no expiry).
@@ -479,24 +466,10 @@ class SqliteStore(Store):
 
         A key given twice is written once, with its last value.
         """
-        rows = {}
-        for item in items:
-            if type(item.version) is not int or item.version < 1:
-                raise StorageError(f"item (pk={item.pk!r}, sk={item.sk!r}) has bad version {item.version!r}")
-            check_expiry(item.expires_at)
-            text = check_item(item.pk, item.sk, item.data)
-            rows[(item.pk, item.sk)] = (item.pk, item.sk, text, item.version, item.expires_at)
-        if not rows:
-            return 0
-        conn = self._write_txn()
-        ok = False
-        try:
-            conn.executemany(_RESTORE, rows.values())
-            ok = True
-        except _DRIVER_ERRORS as exc:
-            raise self._error(exc) from exc
-        finally:
-            self._end(conn, ok)
+        rows = {(i.pk, i.sk): (i.pk, i.sk, check_restored(i), i.version, i.expires_at) for i in items}
+        if rows:
+            with self._write_transaction() as conn:
+                conn.executemany(_RESTORE, rows.values())
         return len(rows)
 
     # -- housekeeping --
