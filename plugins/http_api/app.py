@@ -201,9 +201,16 @@ def _wrap(spec: RouteSpec, guards: _Guards, max_body: int) -> Callable[[Request]
 
     async def endpoint(request: Request) -> Response:
         try:
-            identity = await guards.identity(request)
+            try:
+                identity = await guards.identity(request)
+            except ApiError as exc:
+                if exc.http_status == 401:
+                    # refused credentials count against the caller's address, so guessing tokens is limited too
+                    await guards.limit(request, None)
+                raise
             if spec.auth is not None:
                 if identity is None:
+                    await guards.limit(request, None)
                     raise ApiError(401, "unauthorized", "authentication required",
                                    hint="send credentials (for example an Authorization header)",
                                    headers={"WWW-Authenticate": "Bearer"})

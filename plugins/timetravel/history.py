@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from flowmason.kernel.errors import FlowMasonError, NotFoundError
+from flowmason.kernel.errors import InputError, NotFoundError
 from flowmason.kernel.model import Pipeline, Run, StageResult
 
 from .recorder import (FAILED, FINISHED, RESTORED, RUN_ENDED, RUN_STARTED, SKIPPED, STARTED, pipe_pk, tt_pk)
@@ -235,12 +235,12 @@ def parse_ref(ref: str, default_run: str | None = None) -> tuple[str, int]:
     if not sep:
         run_part, seq_part = default_run or "", ref
     if not run_part:
-        raise FlowMasonError(f"snapshot reference '{ref}' names no run", field="snapshot",
+        raise InputError(f"snapshot reference '{ref}' names no run", field="snapshot",
                              hint="write RUN_ID@SEQ, e.g. run_0193...@4")
     try:
         seq = int(seq_part)
     except ValueError:
-        raise FlowMasonError(f"snapshot reference '{ref}': '{seq_part}' is not a snapshot number", field="snapshot",
+        raise InputError(f"snapshot reference '{ref}': '{seq_part}' is not a snapshot number", field="snapshot",
                              hint="write RUN_ID@SEQ with SEQ a number from `fm debug timeline RUN_ID`") from None
     return run_part, seq
 
