@@ -469,7 +469,7 @@ class DynamoStore(Store):
                     ConditionExpression=f"attribute_exists(pk) AND {_LIVE}",
                     ExpressionAttributeNames=names,
                     ExpressionAttributeValues=values,
-                    ReturnValues="UPDATED_NEW",
+                    ReturnValues="ALL_NEW",
                 )
                 return int(resp["Attributes"]["data"]["M"][field]["N"])
             except ConditionFailedError:
