@@ -16,8 +16,7 @@ from __future__ import annotations
 import importlib
 import os
 import threading
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import pluggy
 
@@ -170,19 +169,47 @@ def unregister_plugin(plugin: Any) -> None:
         _registry = None
 
 
-@dataclass
-class Registry:
-    """What the registration hooks produced, keyed by name, with provenance."""
+# attribute -> (registration hook, kind shown in messages)
+_KINDS = {
+    "components": ("fm_register_components", "component"),
+    "providers": ("fm_register_providers", "provider"),
+    "storage_backends": ("fm_register_storage_backends", "storage backend"),
+    "authenticators": ("fm_register_authenticators", "authenticator"),
+    "rate_limiters": ("fm_register_rate_limiters", "rate limiter"),
+    "triggers": ("fm_register_triggers", "trigger"),
+    "codegen_targets": ("fm_register_codegen_targets", "codegen target"),
+    "exporters": ("fm_register_exporters", "exporter"),
+}
 
-    components: dict[str, Any] = field(default_factory=dict)
-    providers: dict[str, Callable[..., Any]] = field(default_factory=dict)
-    storage_backends: dict[str, Callable[..., Any]] = field(default_factory=dict)
-    authenticators: dict[str, Any] = field(default_factory=dict)
-    rate_limiters: dict[str, Any] = field(default_factory=dict)
-    triggers: dict[str, Any] = field(default_factory=dict)
-    codegen_targets: dict[str, Any] = field(default_factory=dict)
-    exporters: dict[str, Any] = field(default_factory=dict)
-    origin: dict[tuple[str, str], str] = field(default_factory=dict)
+
+class Registry:
+    """What the registration hooks produced, keyed by name, with provenance.
+
+    Each kind is collected the first time it is asked for, so `fm run` never
+    wakes the plugins that only serve the HTTP API (authenticators, rate
+    limiters) or other commands (exporters).
+    """
+
+    def __init__(self, pm: pluggy.PluginManager) -> None:
+        self._pm = pm
+        self.origin: dict[tuple[str, str], str] = {}
+
+    def __getattr__(self, attr: str) -> dict[str, Any]:
+        spec = _KINDS.get(attr)
+        if spec is None:
+            raise AttributeError(attr)
+        with _lock:
+            if attr not in self.__dict__:
+                target: dict[str, Any] = {}
+                _collect(self._pm, spec[0], self, spec[1], target)
+                self.__dict__[attr] = target
+        return self.__dict__[attr]
+
+    def load_all(self) -> "Registry":
+        """Collect every kind (for `fm plugins`, which lists everything)."""
+        for attr in _KINDS:
+            getattr(self, attr)
+        return self
 
     def component(self, name: str, *, stage: str | None = None, pipeline: str | None = None) -> Any:
         try:
@@ -228,17 +255,7 @@ def get_registry() -> Registry:
     global _registry
     with _lock:
         if _registry is None:
-            pm = get_plugin_manager()
-            reg = Registry()
-            _collect(pm, "fm_register_components", reg, "component", reg.components)
-            _collect(pm, "fm_register_providers", reg, "provider", reg.providers)
-            _collect(pm, "fm_register_storage_backends", reg, "storage backend", reg.storage_backends)
-            _collect(pm, "fm_register_authenticators", reg, "authenticator", reg.authenticators)
-            _collect(pm, "fm_register_rate_limiters", reg, "rate limiter", reg.rate_limiters)
-            _collect(pm, "fm_register_triggers", reg, "trigger", reg.triggers)
-            _collect(pm, "fm_register_codegen_targets", reg, "codegen target", reg.codegen_targets)
-            _collect(pm, "fm_register_exporters", reg, "exporter", reg.exporters)
-            _registry = reg
+            _registry = Registry(get_plugin_manager())
         return _registry
 
 

@@ -241,7 +241,7 @@ def plugins_command(as_json: bool = typer.Option(False, "--json")) -> None:
     """List loaded plugins, where they come from, the hooks each implements and what they register."""
     from flowmason.kernel.plugins import describe_plugins, get_registry
 
-    reg = get_registry()
+    reg = get_registry().load_all()
     plugins = describe_plugins()
     for p in plugins:
         p["registers"] = sorted(f"{kind}:{name}" for (kind, name), origin in reg.origin.items() if origin == p["name"])

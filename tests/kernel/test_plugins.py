@@ -65,7 +65,7 @@ def test_duplicate_component_names_both_plugins():
     plugins.reset("control_flow", extra=[Dup()])
     try:
         with pytest.raises(PluginError, match="control_flow"):
-            plugins.get_registry()
+            plugins.get_registry().components
     finally:
         plugins.reset()
 
