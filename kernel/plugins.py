@@ -192,7 +192,13 @@ class Registry:
 
     def __init__(self, pm: pluggy.PluginManager) -> None:
         self._pm = pm
-        self.origin: dict[tuple[str, str], str] = {}
+        self._origin: dict[tuple[str, str], str] = {}
+
+    @property
+    def origin(self) -> dict[tuple[str, str], str]:
+        """(kind, name) -> the plugin that registered it, over every kind."""
+        self.load_all()
+        return self._origin
 
     def __getattr__(self, attr: str) -> dict[str, Any]:
         spec = _KINDS.get(attr)
@@ -240,13 +246,13 @@ def _collect(pm: pluggy.PluginManager, hook_name: str, registry: Registry, kind:
                 if not name:
                     raise PluginError(f"plugin '{_plugin}' registered a {kind} without a name")
             if name in target:
-                first = registry.origin.get((kind, name), "?")
+                first = registry._origin.get((kind, name), "?")
                 raise PluginError(
                     f"{kind} '{name}' is registered twice: by plugin '{first}' and by plugin '{_plugin}'",
                     hint="uninstall one of the two plugins or rename the component",
                 )
             target[name] = obj
-            registry.origin[(kind, name)] = _plugin
+            registry._origin[(kind, name)] = _plugin
 
         impl.function(register) if hook_name != "fm_register_commands" else None
 
