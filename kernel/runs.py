@@ -14,6 +14,7 @@ result is one put (the checkpoint the executor writes after each stage).
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import weakref
@@ -52,11 +53,25 @@ def _shrink(value: Any, budget: int) -> Any:
 
 
 class RunRepository:
-    """Stores runs and stage results; implements the executor's ``Recorder``."""
+    """Stores runs and stage results; implements the executor's ``Recorder``.
 
-    def __init__(self, store: Store, namespace: str = "") -> None:
+    Stage results are committed in groups: the results recorded during one
+    turn of the event loop (a chain of plain-function stages, or the stages
+    that finished together) go to the store in one batch at the end of that
+    turn, and always before the run's own record. A crash loses at most the
+    stages of the turn it interrupts, which a resume runs again. Outside an
+    event loop, or with ``group_commit=False``, every result is written at once.
+    """
+
+    # a long synchronous stretch still flushes every this many results
+    GROUP_LIMIT = 256
+
+    def __init__(self, store: Store, namespace: str = "", *, group_commit: bool = True) -> None:
         self.store = store
         self.ns = namespace
+        self.group_commit = group_commit
+        self._pending: list[tuple[str, str, dict[str, Any]]] = []
+        self._flush_scheduled = False
 
     # -- keys --
     def _run_pk(self, run_id: str) -> str:
@@ -69,6 +84,7 @@ class RunRepository:
 
     def run_finished(self, run: Run) -> None:
         _RECORDING.pop(run.id, None)
+        self.flush()
         self._write_run(run)
 
     def stage_recorded(self, run: Run, result: StageResult) -> None:
@@ -89,6 +105,34 @@ class RunRepository:
             "iteration": result.iteration,
         }
         pk = self._run_pk(run.id)
+        if not self.group_commit:
+            self._put_one(pk, sk, data)
+            return
+        self._pending.append((pk, sk, data))
+        if len(self._pending) >= self.GROUP_LIMIT:
+            self.flush()
+        elif not self._flush_scheduled:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                self.flush()
+                return
+            self._flush_scheduled = True
+            loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Write the stage results recorded since the last flush (one batch)."""
+        self._flush_scheduled = False
+        items, self._pending = self._pending, []
+        if not items:
+            return
+        try:
+            self.store.batch_put(items)
+        except (TypeError, ValueError, ItemTooLargeError):
+            for pk, sk, data in items:  # find and fix the one that does not fit
+                self._put_one(pk, sk, data)
+
+    def _put_one(self, pk: str, sk: str, data: dict[str, Any]) -> None:
         try:
             self.store.put(pk, sk, data)
         except (TypeError, ValueError):
@@ -136,6 +180,7 @@ class RunRepository:
         raise NotFoundError(f"no run with id '{prefix}'", field="run_id", hint="`fm runs` lists the recorded runs")
 
     def stage_results(self, run_id: str) -> list[StageResult]:
+        self.flush()  # read your own writes
         out: list[StageResult] = []
         cursor = None
         for _ in range(100_000):
