@@ -45,3 +45,27 @@ def installed_plugin(tmp_path_factory):
         check=True, capture_output=True,
     )
     return target
+
+
+@pytest.fixture
+def probe():
+    """Counting test components (tests/kernel/helpers.py) registered through the real hooks."""
+    from flowmason.kernel import plugins
+
+    from tests.kernel.helpers import Probe
+
+    p = Probe()
+    plugins.reset(None, extra=[p])
+    yield p
+    plugins.reset()
+
+
+@pytest.fixture
+def repo(tmp_path):
+    """A RunRepository on a fresh SQLite file."""
+    from flowmason.kernel.runs import RunRepository
+    from flowmason.kernel.storage import open_store
+
+    store = open_store(f"sqlite:///{tmp_path / 'runs.db'}")
+    yield RunRepository(store)
+    store.close()

@@ -1,10 +1,12 @@
-"""Test components registered through the real plugin hooks."""
+"""Test components registered through the real plugin hooks, and pipeline-building shorthands."""
 from __future__ import annotations
 
 import asyncio
 from collections import Counter
 
 from flowmason.kernel.components import operator
+from flowmason.kernel.executor import run_pipeline
+from flowmason.kernel.model import parse_pipeline
 from flowmason.kernel.plugins import hookimpl
 
 
@@ -64,3 +66,16 @@ class Probe:
     @hookimpl
     def fm_run_finished(self, run, pipeline):
         self.events.append(("run", run.status.value))
+
+
+def P(*stages, **extra):
+    return parse_pipeline({"id": extra.pop("id", "p"), "name": "p", "stages": list(stages), **extra})
+
+
+def S(sid, ctype="t-echo", deps=(), **config):
+    d = {"id": sid, "component_type": ctype, "config": config, "depends_on": list(deps)}
+    return d
+
+
+def run(p, inputs=None, **kw):
+    return asyncio.run(run_pipeline(p, inputs or {}, **kw))

@@ -1,46 +1,14 @@
 """Control-flow components through the real executor: foreach, trycatch, router, conditional, return, subpipeline, break/continue."""
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
-from flowmason.kernel import plugins
-from flowmason.kernel.errors import RunCancelledError, StageError, StageTimeoutError
-from flowmason.kernel.executor import Execution, plan_for, run_pipeline
-from flowmason.kernel.model import RunStatus, StageStatus, parse_pipeline
-from flowmason.kernel.runs import RunRepository
-from flowmason.kernel.storage import open_store
+from flowmason.kernel.errors import StageError
 
-from tests.kernel.helpers import Probe
+from tests.kernel.helpers import P, S, run
 
 
-@pytest.fixture
-def probe():
-    p = Probe()
-    plugins.reset(None, extra=[p])
-    yield p
-    plugins.reset()
 
-
-@pytest.fixture
-def repo(tmp_path):
-    store = open_store(f"sqlite:///{tmp_path / 'runs.db'}")
-    yield RunRepository(store)
-    store.close()
-
-
-def P(*stages, **extra):
-    return parse_pipeline({"id": extra.pop("id", "p"), "name": "p", "stages": list(stages), **extra})
-
-
-def S(sid, ctype="t-echo", deps=(), **config):
-    d = {"id": sid, "component_type": ctype, "config": config, "depends_on": list(deps)}
-    return d
-
-
-def run(p, inputs=None, **kw):
-    return asyncio.run(run_pipeline(p, inputs or {}, **kw))
 
 def test_foreach_parallel_bounded_collects_in_order(probe):
     p = P(S("src", value=list(range(12))),
