@@ -591,6 +591,7 @@ class Execution:
         t0 = time.perf_counter()
         if self.plan.warnings:
             run.metadata.setdefault("warnings", list(self.plan.warnings))
+        run.metadata.setdefault("graph", self.plan.graph())
         if self.recorder is not None:
             self.recorder.run_started(run)
         self.emit("run.started", None, run)

@@ -48,6 +48,13 @@ class Plan:
     sinks: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
+    def graph(self) -> dict[str, list[str]]:
+        """Stage id -> what it waits for, in file order (recorded with each run for `fm runs show`).
+
+        A loop or try body stage lists its owner as ``in:OWNER``, so views can nest it there.
+        """
+        return {sid: list(sp.deps) + ([f"in:{sp.owner}"] if sp.owner else []) for sid, sp in self.stages.items()}
+
     @property
     def name(self) -> str:
         return self.pipeline.key

@@ -312,6 +312,12 @@ def runs_show(
     if run.usage:
         _out(f"usage     {json.dumps(run.usage)}")
     _out("")
+    graph = run.metadata.get("graph")
+    if isinstance(graph, dict) and graph:
+        _out("graph")
+        for line in render_graph(graph, stages):
+            _out(f"  {line}")
+        _out("")
     width = 10_000 if full else 60
     for s in stages:
         label = f"{s.stage_id}[{s.iteration}]" if s.iteration else s.stage_id
@@ -325,6 +331,46 @@ def runs_show(
     if run.status.value == "completed":
         _out("")
         _out(f"output    {_short(run.output, width)}")
+
+
+_MARKS = {"completed": "✓", "failed": "✗", "skipped": "·", "cancelled": "⊘", "running": "…"}
+
+
+def render_graph(graph: dict[str, list[str]], stages: list[Any]) -> list[str]:
+    """The run's stages in dependency order, indented by depth, each with its status and timing.
+
+    Loop and try bodies show their iterations' count; a stage that never ran says so.
+    """
+    by_stage: dict[str, list[Any]] = {}
+    for s in stages:
+        by_stage.setdefault(s.stage_id, []).append(s)
+    depth: dict[str, int] = {}
+
+    def waits_for(sid: str) -> list[str]:
+        return [d[3:] if d.startswith("in:") else d for d in graph.get(sid, [])]
+
+    def level(sid: str, seen: frozenset[str] = frozenset()) -> int:
+        if sid not in depth:
+            deps = [d for d in waits_for(sid) if d in graph and d not in seen]
+            depth[sid] = 1 + max((level(d, seen | {sid}) for d in deps), default=-1)
+        return depth[sid]
+
+    order = sorted(graph, key=lambda sid: (level(sid), list(graph).index(sid)))
+    name_width = max(len(sid) + 2 * depth[sid] for sid in order) + 2
+    lines = []
+    for sid in order:
+        results = by_stage.get(sid, [])
+        main = [r for r in results if not r.iteration] or results
+        status = (main[-1].status.value if hasattr(main[-1].status, "value") else str(main[-1].status)) if main else "not run"
+        took = sum((r.duration_ms or 0) for r in main)
+        iterations = len([r for r in results if r.iteration])
+        deps = [d.replace("in:", "in ") for d in graph.get(sid) or []]
+        label = "  " * depth[sid] + sid
+        detail = f"{took:8.1f} ms" if main and status != "skipped" else " " * 11
+        extra = f"  ×{iterations} iterations" if iterations else ""
+        after = f"  ← {', '.join(deps)}" if deps else ""
+        lines.append(f"{_MARKS.get(status, '?')} {label:<{name_width}} {status:<9} {detail}{extra}{after}")
+    return lines
 
 
 def register(app: typer.Typer) -> None:

@@ -48,6 +48,10 @@ def test_run_prints_output_and_records(tmp_path):
     show = fm(["runs", "show", runs[0]["id"][:20]])
     assert show.returncode == 0
     assert "completed  route" in show.stdout and "input:" in show.stdout and "output:" in show.stdout
+    # the graph: dependency order, indented by depth, status and timing per stage
+    graph = show.stdout.split("graph\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert graph[0].split()[:3] == ["✓", "route", "completed"]
+    assert any(line.split()[:3] == ["·", "go", "skipped"] and line.rstrip().endswith("← route") for line in graph)
     detail = json.loads(fm(["runs", "show", runs[0]["id"], "--json"]).stdout)
     by_id = {s["stage_id"]: s for s in detail["stages"]}
     assert by_id["go"]["status"] == "skipped" and by_id["route"]["duration_ms"] >= 0
