@@ -23,7 +23,16 @@ def add_serve_command(app: Any) -> None:
         template: str = typer.Option(None, "--template", help="template.yaml for --aws-local (default: the repository's)."),
     ) -> None:
         """Serve the HTTP API (OpenAPI at /openapi.json)."""
-        import uvicorn
+        try:
+            import starlette  # noqa: F401 - checked here so the message names the extra, not a module
+            import uvicorn
+        except ImportError as exc:
+            from flowmason.kernel.errors import ConfigError
+
+            raise ConfigError(
+                f"`fm serve` needs the server extra ({exc.name} is not installed)",
+                hint="pip install 'flowmason[server]'",
+            ) from None
 
         from .app import create_app
         from .services import Services
