@@ -381,13 +381,22 @@ class Execution:
         self._hook("fm_stage_skipped", run=self.run, stage=sp.stage, result=result)
 
     # -- one stage --
+    def _resumed(self, sp: StagePlan, graph: _Graph) -> tuple[str, StageStatus] | None:
+        """A stage settled before a resume (outside loop iterations) is not run again."""
+        if not self.resume or graph.label is not None:
+            return None
+        prior = self.resume.get(sp.stage.id)
+        if prior is None or prior.status not in (_COMPLETED, _FAILED):
+            return None
+        graph.results[sp.stage.id] = prior.output
+        return sp.stage.id, prior.status
+
     async def run_stage(self, sp: StagePlan, graph: _Graph) -> tuple[str, StageStatus]:
+        resumed = self._resumed(sp, graph)
+        if resumed is not None:
+            return resumed
         stage = sp.stage
         sid = stage.id
-        prior = self.resume.get(sid) if graph.label is None else None
-        if prior is not None and prior.status in (_COMPLETED, _FAILED):
-            graph.results[sid] = prior.output
-            return sid, prior.status
         if self.sem is not None:
             async with self.sem:
                 return await self._run_stage(sp, graph, sid, stage)
@@ -452,11 +461,10 @@ class Execution:
         A synchronous call cannot be interrupted by a timeout anyway, so this is
         the same semantics as the async path at a fraction of the cost.
         """
+        resumed = self._resumed(sp, graph)
+        if resumed is not None:
+            return resumed
         sid = sp.stage.id
-        prior = self.resume.get(sid) if graph.label is None else None
-        if prior is not None and prior.status in (_COMPLETED, _FAILED):
-            graph.results[sid] = prior.output
-            return sid, prior.status
         ctx = None
         started = time.time()
         t0 = time.perf_counter()
