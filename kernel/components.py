@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:  # pragma: no cover
     from .executor import StageContext  # noqa: F401
@@ -123,5 +123,3 @@ component = _decorator("operator")
 operator = _decorator("operator")
 node = _decorator("node")
 control_flow = _decorator("control_flow")
-
-Awaitable  # re-exported for type hints in plugins

@@ -19,12 +19,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from .errors import PipelineLoadError
 
-# Components whose config names other stages that they govern.
-CONTROL_FLOW_TYPES = frozenset(
-    {"foreach", "trycatch", "router", "conditional", "subpipeline", "return", "loop"}
-)
-
-
 def _normalise_type(name: str) -> str:
     return name.strip().lower().replace("_", "-")
 

@@ -303,7 +303,7 @@ def _check_config(st: Stage, comp: Component, problem: Callable[..., None]) -> N
     props = schema.get("properties", {})
     for key, value in settings.items():
         sub = props.get(key)
-        if sub is None or (isinstance(value, str) and "{{" in value) or _has_template(value):
+        if sub is None or _has_template(value):
             continue
         err = compile_schema(sub).first_error(value)
         if err:

@@ -254,7 +254,7 @@ def _collect(pm: pluggy.PluginManager, hook_name: str, registry: Registry, kind:
             target[name] = obj
             registry._origin[(kind, name)] = _plugin
 
-        impl.function(register) if hook_name != "fm_register_commands" else None
+        impl.function(register)
 
 
 def get_registry() -> Registry:

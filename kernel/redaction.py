@@ -38,15 +38,19 @@ def needs_redaction(config: Any) -> bool:
     return False
 
 
+def _longest_first(secrets: Iterable[str]) -> list[str]:
+    # longest first, so a secret that contains another is masked whole
+    return sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+
+
 def redact(value: Any, secrets: Iterable[str] = ()) -> Any:
     """A copy of ``value`` with secret keys and known secret strings masked."""
-    secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
-    return _walk(value, secrets)
+    return _walk(value, _longest_first(secrets))
 
 
 def mask_strings(value: Any, secrets: Iterable[str]) -> Any:
     """Mask only known secret strings (for outputs, whose keys are the component's own)."""
-    ordered = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+    ordered = _longest_first(secrets)
     if not ordered:
         return value
     return _walk(value, ordered, keys=False)

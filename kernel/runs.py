@@ -15,7 +15,6 @@ result is one put (the checkpoint the executor writes after each stage).
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import weakref
 from typing import Any, Iterator
@@ -232,6 +231,3 @@ class RunRepository:
             run.error = {"code": "interrupted", "message": "the process running it stopped"}
             self._write_run(run)
 
-
-def encode_cursor(value: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(value).encode()).decode()

@@ -36,7 +36,6 @@ _HYPHEN_ATTR = re.compile(r"\bupstream\.([A-Za-z_][\w]*(?:-[\w]+)+)")
 
 ROOTS = ("input", "upstream", "context", "env", "variables", "run", "pipeline", "item", "data", "stage")
 
-_MISSING = object()
 
 
 def env_allowlist() -> frozenset[str]:
