@@ -2,15 +2,28 @@
 
 The app is built once per container, at import (Lambda's init phase):
 routes from the loaded plugins, the store from ``FM_STORE``, the run queue
-from ``FM_QUEUE_URL``. Only starlette, pydantic and the kernel load here;
+from ``FM_QUEUE_URL`` (SQS; without it runs execute in this process, as
+under ``fm serve``). Only starlette, pydantic and the kernel load here;
 boto3 loads when the store or queue first talks to AWS.
 """
 from __future__ import annotations
+
+import os
 
 from mangum import Mangum
 
 from flowmason.plugins.http_api.app import create_app
 from flowmason.plugins.http_api.services import Services
 
-app = create_app(Services.from_env())
+
+def services_from_env() -> Services:
+    queue_url = os.environ.get("FM_QUEUE_URL")
+    if not queue_url:
+        return Services.from_env()
+    from .sqs import SqsQueue
+
+    return Services(os.environ.get("FM_STORE"), SqsQueue(queue_url))
+
+
+app = create_app(services_from_env())
 handler = Mangum(app, lifespan="off", api_gateway_base_path="/")

@@ -1,4 +1,4 @@
-"""The worker Lambda: SQS messages → ``jobs.Jobs.handle``, with partial batch failure reporting.
+"""The worker Lambda: SQS messages → the durable engine's ``Jobs.handle``, with partial batch failure reporting.
 
 ``handler`` is the run queue's consumer (event source mapping with
 ``ReportBatchItemFailures``): each record is one run, continuation or
@@ -44,8 +44,8 @@ def get_jobs() -> Any:
     jobs = _state.get("jobs")
     if jobs is None:
         from flowmason.kernel.storage import open_store
+        from flowmason.plugins.durable import Jobs
 
-        from .jobs import Jobs
         from .sqs import SqsQueue
 
         jobs = Jobs(

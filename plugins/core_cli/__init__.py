@@ -1,4 +1,4 @@
-"""The core `fm` commands: run, validate, schema, plugins, runs.
+"""The core `fm` commands: run, validate, schema, plugins, runs (list, show, resume).
 
 Registered through ``fm_register_commands`` like every other command;
 heavy modules (rich, the executor) load inside the commands that need them.

@@ -1,0 +1,218 @@
+"""Leases and heartbeats: which process runs a run, and whether that process is still alive.
+
+A lease is one item in the run's partition (``RunRepository.partition``)::
+
+    pk = "{ns}run#{run_id}"  sk = "lease"              the run
+    pk = "{ns}run#{run_id}"  sk = "lease#{stage}#{n}"  one fan-out chunk of it
+
+    data = {"owner": process id (uuid), "host", "pid", "since": epoch s}
+    expires_at = the last renewal + ``lease_s``
+
+It is taken if absent (an expired lease counts as absent), renewed on the
+version this process wrote (``if_version``: a process that was frozen past
+its expiry finds the lease taken and stops renewing it, and its run is
+told through ``on_lost``), and deleted on that version when the run ends
+or parks. One daemon thread per process renews every lease it holds each
+``heartbeat_s``: a thread, not an event-loop task, so a stage that blocks
+the loop does not make a live run look dead. A run whose lease has expired
+while its record says ``running`` has lost its process: ``recovery``
+resumes it.
+
+Settings (environment, read once): ``FM_HEARTBEAT_S`` (default 5),
+``FM_LEASE_S`` (default 30, at least twice the heartbeat),
+``FM_RECOVERY_SCAN_S`` (30), ``FM_RECOVERY_GRACE_S`` (the lease time),
+``FM_MAX_RECOVERIES`` (5), ``FM_CANCEL_POLL_S`` (1).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from flowmason.kernel.errors import ConditionFailedError, StorageError
+from flowmason.kernel.storage import Store
+
+log = logging.getLogger("flowmason.durable")
+
+OWNER = uuid.uuid4().hex  # this process, in every lease it holds
+HOST = socket.gethostname()
+
+
+@dataclass(frozen=True)
+class Settings:
+    heartbeat_s: float = 5.0
+    lease_s: float = 30.0
+    scan_s: float = 30.0
+    grace_s: float = 30.0
+    max_recoveries: int = 5
+    cancel_poll_s: float = 1.0
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        env = os.environ
+        beat = max(0.05, float(env.get("FM_HEARTBEAT_S") or 5))
+        lease = max(2 * beat, float(env.get("FM_LEASE_S") or 30))
+        return cls(heartbeat_s=beat, lease_s=lease, scan_s=max(0.05, float(env.get("FM_RECOVERY_SCAN_S") or 30)),
+                   grace_s=float(env.get("FM_RECOVERY_GRACE_S") or lease),
+                   max_recoveries=int(env.get("FM_MAX_RECOVERIES") or 5),
+                   cancel_poll_s=max(0.01, float(env.get("FM_CANCEL_POLL_S") or 1)))
+
+
+_settings: Settings | None = None
+
+
+def settings() -> Settings:
+    global _settings
+    if _settings is None:
+        _settings = Settings.from_env()
+    return _settings
+
+
+def reset_settings() -> None:
+    """Read the environment again (tests that change it)."""
+    global _settings
+    _settings = None
+
+
+class Lease:
+    """A lease this process holds; ``release()`` when the run ends or parks."""
+
+    def __init__(self, store: Store, pk: str, sk: str, version: int, data: dict[str, Any],
+                 on_lost: Callable[[], None] | None) -> None:
+        self.store = store
+        self.pk = pk
+        self.sk = sk
+        self.version = version
+        self.data = data
+        self.on_lost = on_lost
+        self.lost = False
+
+    def renew(self, lease_s: float) -> None:
+        try:
+            self.version = self.store.put(self.pk, self.sk, self.data, if_version=self.version,
+                                          expires_at=time.time() + lease_s)
+        except ConditionFailedError:
+            # expired and taken by another process (this one was frozen or cut off): it owns the run now
+            self.lost = True
+            _beat.forget(self)
+            log.warning("lost the lease %s/%s to another process", self.pk, self.sk)
+            if self.on_lost is not None:
+                self.on_lost()
+
+    def release(self) -> None:
+        _beat.forget(self)
+        if self.lost:
+            return
+        try:
+            self.store.delete(self.pk, self.sk, if_version=self.version)
+        except StorageError:  # the lease then simply expires
+            log.warning("could not release the lease %s/%s", self.pk, self.sk, exc_info=True)
+
+
+def acquire(store: Store, pk: str, sk: str = "lease", *, on_lost: Callable[[], None] | None = None,
+            force: bool = False) -> Lease | None:
+    """Take the lease if nobody live holds it (or, with ``force``, anyway); None when it is taken."""
+    data = {"owner": OWNER, "host": HOST, "pid": os.getpid(), "since": time.time()}
+    expires = time.time() + settings().lease_s
+    try:
+        if force:
+            version = store.put(pk, sk, data, expires_at=expires)
+        else:
+            version = store.put(pk, sk, data, if_absent=True, expires_at=expires)
+    except ConditionFailedError:
+        return None
+    lease = Lease(store, pk, sk, version, data, on_lost)
+    _beat.hold(lease)
+    return lease
+
+
+def holder(store: Store, pk: str, sk: str = "lease") -> dict[str, Any] | None:
+    """Who holds a live lease (``owner``, ``host``, ``pid``, ``since``, ``expires_at``), or None."""
+    item = store.get(pk, sk)
+    if item is None:
+        return None
+    return {**item.data, "expires_at": item.expires_at}
+
+
+def holder_alive(info: dict[str, Any]) -> bool:
+    """False when the holder is a process of this host that no longer exists (its lease has not expired yet)."""
+    if info.get("host") != HOST or not info.get("pid"):
+        return True
+    try:
+        os.kill(int(info["pid"]), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError, ValueError):
+        return True
+    return True
+
+
+class _Heartbeat:
+    """The process's one renewal thread; it starts with the first lease and idles when none is held."""
+
+    def __init__(self) -> None:
+        self._leases: dict[int, Lease] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def hold(self, lease: Lease) -> None:
+        with self._lock:
+            self._leases[id(lease)] = lease
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name="flowmason-heartbeat", daemon=True)
+                self._thread.start()
+
+    def forget(self, lease: Lease) -> None:
+        with self._lock:
+            self._leases.pop(id(lease), None)
+
+    def held(self) -> list[Lease]:
+        with self._lock:
+            return list(self._leases.values())
+
+    def _loop(self) -> None:
+        for _ in range(10**9):  # bounded; a daemon thread ends with the process
+            cfg = settings()
+            self._wake.wait(cfg.heartbeat_s)
+            for lease in self.held():
+                try:
+                    lease.renew(cfg.lease_s)
+                except Exception:  # noqa: BLE001 - a store hiccup: the next beat tries again before expiry
+                    log.warning("heartbeat of %s/%s failed", lease.pk, lease.sk, exc_info=True)
+
+
+_beat = _Heartbeat()
+
+
+def held_leases() -> list[Lease]:
+    """The leases this process holds now (its live runs and chunks)."""
+    return _beat.held()
+
+
+def holding(pk: str, sk: str = "lease") -> Lease | None:
+    """The lease this process holds on ``pk``/``sk``, if any (a host already runs that run here)."""
+    for lease in _beat.held():
+        if lease.pk == pk and lease.sk == sk:
+            return lease
+    return None
+
+
+def adopt(store: Store, pk: str, sk: str, data: dict[str, Any], version: int = 1) -> Lease:
+    """Start renewing a lease written by the caller (inside its own transaction: ``lease_op``)."""
+    lease = Lease(store, pk, sk, version, data, None)
+    _beat.hold(lease)
+    return lease
+
+
+def lease_op(pk: str, sk: str = "lease") -> Any:
+    """The if-absent put that takes a lease, for a caller that writes it together with other items."""
+    from flowmason.kernel.storage import Op
+
+    data = {"owner": OWNER, "host": HOST, "pid": os.getpid(), "since": time.time()}
+    return Op("put", pk, sk, data, if_absent=True, expires_at=time.time() + settings().lease_s)
