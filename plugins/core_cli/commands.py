@@ -268,7 +268,7 @@ def runs_list(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """List recorded runs, newest first."""
-    from .resume import mark_stale
+    from .resume import mark_stale, stale_hint
 
     repo = _recorder(True)
     items, _ = repo.list_runs(limit=limit, pipeline_id=pipeline, status=status)
@@ -283,7 +283,7 @@ def runs_list(
     for r in items:
         dur = f"{r['duration_ms']:.1f} ms" if r.get("duration_ms") is not None else "-"
         _out(f"{r['id']:<32} {_short(r.get('pipeline_id') or '', 24):<24} {r['status']:<10} {_fmt_time(r.get('started_at')):<19} {dur:>10}"
-             + ("  stale: its process died; `fm runs resume ID`" if r.get("stale") else ""))
+             + stale_hint(r))
 
 
 def runs_show(

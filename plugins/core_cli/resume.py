@@ -84,7 +84,7 @@ def runs_resume(
 
 
 def mark_stale(repo: Any, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Listed runs still ``pending``/``running`` whose process died get ``stale: true`` (one read each)."""
+    """Listed runs still ``pending``/``running`` whose process is gone get ``stale``: "expired" or "parked"."""
     from flowmason.kernel.model import Run
     from flowmason.plugins.durable import settings, stale
 
@@ -95,8 +95,19 @@ def mark_stale(repo: Any, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 run = Run.model_validate({**item, "inputs": {}})
             except ValueError:
                 continue
-            item["stale"] = stale(repo.store, repo, run, grace_s=grace) is not None
+            why = stale(repo.store, repo, run, grace_s=grace)
+            if why is not None:
+                item["stale"] = why
     return items
+
+
+def stale_hint(item: dict[str, Any]) -> str:
+    """What `fm runs` prints after a stale run."""
+    if item.get("stale") == "parked":
+        return "  parked: its server stopped; the next `fm serve` or `fm runs resume ID` continues it"
+    if item.get("stale"):
+        return "  stale: its process died; `fm runs resume ID` finishes it"
+    return ""
 
 
 def register(runs: typer.Typer) -> None:
