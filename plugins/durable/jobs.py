@@ -223,7 +223,13 @@ class Jobs:
                      "a stage probably takes longer than the worker's time limit; make it smaller")
             return "failed"
         ex_holder: list[Any] = []
-        lease = leases.acquire(self.store, pk, force=force, on_lost=lambda: [e.suspend("lease-lost") for e in ex_holder])
+        loop = asyncio.get_running_loop()
+
+        def lost() -> None:  # called on the heartbeat thread: hand the suspend to the run's own loop
+            for ex in ex_holder:
+                loop.call_soon_threadsafe(ex.suspend, "lease-lost")
+
+        lease = leases.acquire(self.store, pk, force=force, on_lost=lost)
         if lease is None:
             # Another worker holds the run. Usually a duplicate delivery, but it can also be a fan-out's
             # join arriving while the worker that fanned out is still winding down: try again later.
@@ -233,7 +239,11 @@ class Jobs:
                 return "busy-retry"
             return "busy"
         try:
-            outcome = await self._execute(org, run, repo, deadline, HostRecorder(repo), ex_holder=ex_holder)
+            try:
+                outcome = await self._execute(org, run, repo, deadline, HostRecorder(repo), ex_holder=ex_holder)
+            except asyncio.CancelledError:  # the host is going away mid-run
+                self.store.put(pk, "parked", {"at": time.time(), "reason": "shutdown"})
+                raise
             if outcome == "deadline":
                 self.queue.send(run_message(org, run_id, continuation=continuation + 1))
                 return "continued"

@@ -67,9 +67,9 @@ class LocalQueue:
 class LocalEngine:
     """The job handler on a LocalQueue, with recovery; ``start()`` inside the loop, ``await stop()`` at shutdown."""
 
-    def __init__(self, store: Store, *, recover: bool = True) -> None:
+    def __init__(self, store: Store, *, recover: bool = True, queue: LocalQueue | None = None) -> None:
         self.store = store
-        self.queue = LocalQueue()
+        self.queue = queue if queue is not None else LocalQueue()
         # one process: no chunk messages worth the overhead, the stock foreach runs in place
         self.jobs = Jobs(store, self.queue, fanout_min_items=None)
         self.queue.jobs = self.jobs

@@ -23,6 +23,19 @@ from . import leases
 log = logging.getLogger("flowmason.durable")
 
 _mine: dict[str, leases.Lease] = {}  # run id -> the lease this module took for it
+# the last pipelines dumped, by object: a process that runs one pipeline many times dumps it once
+_dumped: dict[int, tuple[Any, dict[str, Any]]] = {}
+
+
+def _definition(pipeline: Any) -> dict[str, Any]:
+    hit = _dumped.get(id(pipeline))
+    if hit is not None and hit[0] is pipeline:
+        return hit[1]
+    definition = pipeline.model_dump(mode="json", exclude_none=True)
+    if len(_dumped) >= 32:
+        _dumped.clear()
+    _dumped[id(pipeline)] = (pipeline, definition)
+    return definition
 
 
 def run_started(run: Any, pipeline: Any) -> None:
@@ -35,7 +48,7 @@ def run_started(run: Any, pipeline: Any) -> None:
     if leases.holding(pk) is not None or run.id in _mine:
         return  # a host runs it here and holds its lease
     take = leases.lease_op(pk)
-    definition = pipeline.model_dump(mode="json", exclude_none=True)
+    definition = _definition(pipeline)
     ops = [take, Op("put", pk, "pipeline", {"definition": definition, "version": None, "base": run.metadata.get("base")})]
     try:
         try:

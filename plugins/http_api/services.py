@@ -67,6 +67,11 @@ class Services:
 
     # -- lifecycle (the ASGI lifespan; not called under mangum) --
     def start(self) -> None:
+        if self.engine is None and getattr(self.queue, "jobs", False) is None:
+            # an in-process queue given bare (test apps): run its messages here, without recovery scans
+            from flowmason.plugins.durable import LocalEngine
+
+            self.engine = LocalEngine(self.store, recover=False, queue=self.queue)
         if self.engine is not None:
             self.engine.start()
 
