@@ -8,15 +8,15 @@ A lease is one item in the run's partition (``RunRepository.partition``)::
     data = {"owner": process id (uuid), "host", "pid", "since": epoch s}
     expires_at = the last renewal + ``lease_s``
 
-It is taken if absent (an expired lease counts as absent), renewed on the
-version this process wrote (``if_version``: a process that was frozen past
-its expiry finds the lease taken and stops renewing it, and its run is
-told through ``on_lost``), and deleted on that version when the run ends
-or parks. One daemon thread per process renews every lease it holds each
-``heartbeat_s``: a thread, not an event-loop task, so a stage that blocks
-the loop does not make a live run look dead. A run whose lease has expired
-while its record says ``running`` has lost its process: ``recovery``
-resumes it.
+It is taken if absent (an expired lease counts as absent) and renewed
+only while its owner is this process (``if_version`` on the version read:
+a process frozen past the expiry finds the lease taken by another owner
+and stops renewing it; its run is told through ``on_lost``). It is
+deleted, if still its own, when the run ends or parks. One daemon thread
+per process renews every lease it holds each ``heartbeat_s``: a thread,
+not an event-loop task, so a stage that blocks the loop does not make a
+live run look dead. A run whose lease has expired while its record says
+``running`` has lost its process: ``recovery`` resumes it.
 
 Settings (environment, read once): ``FM_HEARTBEAT_S`` (default 5),
 ``FM_LEASE_S`` (default 30, at least twice the heartbeat),
@@ -93,11 +93,18 @@ class Lease:
         self.lost = False
 
     def renew(self, lease_s: float) -> None:
+        expires = time.time() + lease_s
         try:
-            self.version = self.store.put(self.pk, self.sk, self.data, if_version=self.version,
-                                          expires_at=time.time() + lease_s)
+            # the owner is checked, not only the version: a lease taken over after it expired starts at version 1 again
+            item = self.store.get(self.pk, self.sk)
+            if item is None:  # expired while this process was frozen, and nobody took it: take it again
+                self.version = self.store.put(self.pk, self.sk, self.data, if_absent=True, expires_at=expires)
+                return
+            if item.data.get("owner") != self.data["owner"]:
+                raise ConditionFailedError(f"the lease {self.pk}/{self.sk} belongs to another process")
+            self.version = self.store.put(self.pk, self.sk, self.data, if_version=item.version, expires_at=expires)
         except ConditionFailedError:
-            # expired and taken by another process (this one was frozen or cut off): it owns the run now
+            # taken by another process after it expired (this one was frozen or cut off): it owns the run now
             self.lost = True
             _beat.forget(self)
             log.warning("lost the lease %s/%s to another process", self.pk, self.sk)
@@ -109,7 +116,9 @@ class Lease:
         if self.lost:
             return
         try:
-            self.store.delete(self.pk, self.sk, if_version=self.version)
+            item = self.store.get(self.pk, self.sk)
+            if item is not None and item.data.get("owner") == self.data["owner"]:
+                self.store.delete(self.pk, self.sk, if_version=item.version)
         except StorageError:  # the lease then simply expires
             log.warning("could not release the lease %s/%s", self.pk, self.sk, exc_info=True)
 
