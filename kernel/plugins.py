@@ -36,6 +36,7 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("sqlite_store", "flowmason.plugins.sqlite_store"),
     ("dynamodb_store", "flowmason.plugins.dynamodb_store"),
     ("providers", "flowmason.plugins.providers"),
+    ("cassettes", "flowmason.plugins.cassettes"),
     ("ai_nodes", "flowmason.plugins.ai_nodes"),
     ("core_cli", "flowmason.plugins.core_cli"),
     ("store_cli", "flowmason.plugins.store_cli"),

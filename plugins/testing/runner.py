@@ -332,7 +332,7 @@ class _Collector:
 
 
 async def run_case(pipeline: Any, loader: Any, case: dict[str, Any], cassette: Any) -> CaseResult:
-    from flowmason.kernel.providers import use_cassette
+    from flowmason.plugins.cassettes import use_cassette
     from flowmason.kernel.runner import Runner
 
     name = str(case.get("name"))
@@ -382,7 +382,7 @@ async def run_case(pipeline: Any, loader: Any, case: dict[str, Any], cassette: A
 
 async def run_file(path: Path, *, mode: str = "replay", name_filter: str | None = None) -> FileResult:
     """Run every case of one test file; problems with the file itself land in ``FileResult.error``."""
-    from flowmason.kernel.providers import Cassette
+    from flowmason.plugins.cassettes import Cassette
 
     result = FileResult(path=path, name=path.name)
     try:
