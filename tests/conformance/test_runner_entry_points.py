@@ -124,3 +124,22 @@ def test_replay(files, tmp_path):
     _, again = replay(repo, first.id, 1, current=pipeline, loader=loader)
     assert again.status.value == "completed"
     assert again.output == EXPECTED
+
+
+def test_cli_and_api_runs_share_one_namespace(make_server, files, tmp_path):  # noqa: F811
+    # on a laptop the user is the default organization: `fm run` and `fm serve` on one store see each other's runs
+    client = make_server()
+    env = {**os.environ, "FM_STORE": str(tmp_path / "api.db")}
+    fm = [sys.executable, "-m", "flowmason.kernel.cli"]
+    out = subprocess.run(fm + ["run", str(files / "sub.pipeline.json"), "--input", '{"text": "x"}', "--json", "-q"],
+                         capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 0, out.stderr
+    cli_run = json.loads(out.stdout)["id"]
+    listed = client.get("/runs").json()["items"]
+    assert cli_run in [r["id"] for r in listed]
+    assert client.get(f"/runs/{cli_run}/result").json()["output"] == {"loud": "X"}
+    started = client.post("/runs", json={"pipeline": SUB, "inputs": {"text": "y"}})
+    api_run = started.json()["id"]
+    wait_result(client, api_run)
+    shown = subprocess.run(fm + ["runs", "--json"], capture_output=True, text=True, env=env, timeout=60)
+    assert {cli_run, api_run} <= {r["id"] for r in json.loads(shown.stdout)}
