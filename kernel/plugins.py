@@ -46,6 +46,7 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("ratelimit", "flowmason.plugins.ratelimit"),  # inert unless FM_RATELIMIT=LIMIT/SECONDS
     ("saml", "flowmason.plugins.saml"),  # inert unless FM_SAML_CONFIG names a config file
     ("timetravel", "flowmason.plugins.timetravel"),
+    ("debugger", "flowmason.plugins.debugger"),
     ("animation", "flowmason.plugins.animation"),
     ("promptdiff", "flowmason.plugins.promptdiff"),
     ("tracing", "flowmason.plugins.tracing"),

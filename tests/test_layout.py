@@ -42,6 +42,24 @@ def test_every_module_imports_by_its_flowmason_name_from_its_folder():
     assert not wrong, "\n".join(wrong)
 
 
+def test_every_data_file_is_installed_beside_its_module():
+    # a template or script the code opens next to its module must be package data, or a wheel loses it
+    missing = []
+    for folder, package in FOLDERS.items():
+        base = ROOT / folder
+        if not (base / "__init__.py").is_file():
+            continue
+        for path in base.rglob("*"):
+            if path.is_dir() or path.suffix in (".py", ".pyc") or "__pycache__" in path.parts:
+                continue
+            module_dir = next(p for p in path.parents if (p / "__init__.py").is_file())
+            name = ".".join([package, *module_dir.relative_to(base).parts])
+            installed = Path(importlib.import_module(name).__file__).parent / path.relative_to(module_dir)
+            if not installed.is_file():
+                missing.append(str(path.relative_to(ROOT)))
+    assert not missing, f"not package data (pyproject.toml [tool.setuptools.package-data]): {missing}"
+
+
 @pytest.mark.skipif(not PYRIGHT.exists(), reason="pyright is installed by .ci/run (npm ci --prefix tools)")
 def test_pyright_resolves_every_flowmason_import():
     out = subprocess.run([str(PYRIGHT), "--outputjson", "-p", str(ROOT / "pyrightconfig.json")],
