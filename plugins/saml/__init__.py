@@ -5,8 +5,8 @@ Inert unless both ``FM_AUTH=1`` (sessions come from the auth plugin) and
 ``configure(SamlConfig)`` is called. Then it adds the
 ``/auth/saml/{idp}/...`` routes (``routes.py``). The checks the assertion
 consumer makes are listed in ``sp.py``; signing and verification are
-signxml's (``xmltools.py``). ``testing.py`` is an identity provider for
-tests: real key pairs, real signatures.
+signxml's (``xmltools.py``). The identity provider the tests use (real key
+pairs, real signatures) is ``tests/support/saml_idp.py``, not shipped.
 """
 from __future__ import annotations
 
