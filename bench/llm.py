@@ -133,7 +133,7 @@ def run_llm_bench(n: int = N, delay_ms: float = DELAY_MS, repeat: int = 5,
                   providers: tuple[str, ...] = ("openai", "anthropic")) -> dict[str, Any]:
     from bench.workloads import BenchPlugin
     from flowmason.kernel import plugins
-    from flowmason.kernel.providers import close_cassettes
+    from flowmason.plugins.cassettes import close_cassettes
 
     proc, url = start_server(delay_ms)
     saved = {k: os.environ.get(k) for k in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "ANTHROPIC_BASE_URL", "ANTHROPIC_API_KEY",

@@ -61,7 +61,7 @@ from flowmason.kernel.errors import (
     StorageError,
 )
 from flowmason.kernel.model import Pipeline, Run, RunStatus, StageResult, StageStatus, parse_pipeline
-from flowmason.kernel.runs import RunRepository
+from flowmason.kernel.runs import RunRepository, namespace
 from flowmason.kernel.storage import MAX_ITEM_BYTES, Store
 
 log = logging.getLogger("flowmason.worker")
@@ -89,11 +89,6 @@ class Suspended(BaseException):
     A BaseException on purpose: the executor turns ``Exception`` into a
     failed stage, but lets this one through untouched.
     """
-
-
-def namespace(org: str) -> str:
-    """Tenant namespace of an organization's items."""
-    return f"org#{org}#"
 
 
 def run_message(org: str, run_id: str, **extra: Any) -> dict[str, Any]:
@@ -663,9 +658,7 @@ def _ids(value: Any) -> list[str]:
 
 
 def _loader(store: Store, org: str) -> Any:
-    def load(ref: Any) -> Pipeline:
-        from flowmason.kernel.pipelines import PipelineRepository
+    """Sub-pipelines of a stored run: the tenant's saved pipelines, resolved like every entry point's."""
+    from flowmason.kernel.runner import Loader
 
-        return PipelineRepository(store, namespace(org)).load(str(ref))[0]
-
-    return load
+    return Loader(store=store, namespace=namespace(org), files=False)

@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import time
 from collections import ChainMap, deque
-from typing import Any, Callable, Iterable, Mapping, Protocol
+from typing import Any, Awaitable, Callable, Iterable, Mapping, Protocol
 
+from .components import StageContext, Suspend, _Return
 from .errors import (
     ConfigError,
     FlowMasonError,
@@ -33,7 +35,7 @@ from .errors import (
 )
 from .model import Pipeline, Run, RunStatus, Stage, StageResult, StageStatus
 from .plan import Plan, StagePlan, compile_plan
-from .templating import EnvView, render as render_value, evaluate as evaluate_expr
+from .templating import EnvView, evaluate as evaluate_expr
 
 DEFAULT_STAGE_TIMEOUT_S = 600.0
 
@@ -55,118 +57,41 @@ class Recorder(Protocol):
 Listener = Callable[[str, Run, "Stage | None", Any], None]
 
 
-class _Return(Exception):
-    """Raised inside the graph when a `return` stage ends the run early."""
+class StagePoint:
+    """What the stage gate sees: the stage about to start, where it runs and the scope it renders in.
 
-    def __init__(self, value: Any) -> None:
-        self.value = value
+    ``iteration`` is the full iteration path (``None`` in the main graph,
+    ``"3"`` in a foreach's fourth item, ``"3/0"`` one loop deeper).
+    ``evaluate`` reads the scope in template syntax (``{{upstream.a.x}} > 1``)
+    or as a bare expression (``upstream.a.x > 1``): conditional breakpoints
+    and watch expressions.
+    """
 
+    __slots__ = ("execution", "stage", "iteration", "scope")
 
-class StageContext:
-    """What a component sees: its rendered config and the handles to steer the run."""
-
-    __slots__ = ("execution", "stage", "config", "scope", "graph", "attempt", "_plan", "usage")
-
-    def __init__(self, execution: "Execution", sp: StagePlan, config: dict[str, Any], scope: Mapping[str, Any], graph: "_Graph") -> None:
+    def __init__(self, execution: "Execution", stage: Stage, iteration: str | None, scope: Mapping[str, Any]) -> None:
         self.execution = execution
-        self.stage = sp.stage
-        self.config = config
+        self.stage = stage
+        self.iteration = iteration
         self.scope = scope
-        self.graph = graph
-        self.attempt = 1
-        self._plan = sp
-        self.usage: dict[str, Any] | None = None
 
-    # -- reading --
     @property
     def run(self) -> Run:
         return self.execution.run
 
-    @property
-    def inputs(self) -> dict[str, Any]:
-        return self.execution.run.inputs
+    def evaluate(self, expression: str) -> Any:
+        # `{{a}} < 0.5` means the expression `(a) < 0.5`, not the text "0.7 < 0.5"
+        text = _TEMPLATE_MARKS.sub(r"(\1)", expression.strip())
+        return evaluate_expr(text, self.scope)
 
-    @property
-    def upstream(self) -> Mapping[str, Any]:
-        return self.scope["upstream"]
 
-    @property
-    def variables(self) -> dict[str, Any]:
-        return self.execution.variables
+_TEMPLATE_MARKS = re.compile(r"\{\{(.*?)\}\}", re.S)
 
-    @property
-    def pipeline(self) -> Pipeline:
-        return self.execution.plan.pipeline
-
-    def lazy(self, key: str, default: Any = None) -> Any:
-        """The raw (unrendered) value of a lazy config key."""
-        return self._plan.lazy.get(key, default)
-
-    def _in_scope(self, fn: Callable[[Any, Mapping[str, Any]], Any], value: Any, extra: dict[str, Any]) -> Any:
-        scope = ChainMap(extra, self.scope) if extra else self.scope
-        try:
-            return fn(value, scope)
-        except TemplateError as exc:
-            exc.stage = self.stage.id
-            exc.pipeline = self.execution.plan.name
-            raise
-
-    def render(self, value: Any, **extra: Any) -> Any:
-        """Render templates in ``value`` with extra names in scope (``data=...``)."""
-        return self._in_scope(render_value, value, extra)
-
-    def evaluate(self, expression: str, **extra: Any) -> Any:
-        """Evaluate a bare expression such as a filter condition."""
-        return self._in_scope(evaluate_expr, expression, extra)
-
-    def log(self, level: str, message: str, **data: Any) -> None:
-        self.execution.emit("stage.log", self.stage, {"level": level, "message": message, "data": data})
-
-    def record_usage(self, **usage: Any) -> None:
-        """Model usage for this stage (tokens, cost); summed into the run."""
-        current = self.usage or {}
-        for k, v in usage.items():
-            current[k] = current.get(k, 0) + v if isinstance(v, (int, float)) else v
-        self.usage = current
-
-    def emit(self, kind: str, data: Any) -> None:
-        """Stream something to listeners (tokens as they arrive, progress)."""
-        self.execution.emit(kind, self.stage, data)
-
-    def provider(self, name: str | None = None, **settings: Any) -> Any:
-        return self.execution.provider(name or self.stage.provider, **settings)
-
-    # -- steering (control flow) --
-    async def run_stages(self, ids: Iterable[str], *, context: dict[str, Any] | None = None, label: str | None = None) -> dict[str, Any]:
-        """Run owned stages as a sub-graph; returns their outputs by stage id.
-
-        ``context`` adds names under ``{{context.*}}``; ``label`` tags the
-        recorded results (``stage[3]``). A failing stage raises StageError.
-        """
-        ids = list(ids)
-        if not ids:
-            return {}
-        parent = self.scope
-        local: dict[str, Any] = {}
-        scope = dict(parent)
-        scope["upstream"] = ChainMap(local, parent["upstream"])
-        if context:
-            scope["context"] = ChainMap(context, parent.get("context") or {})
-        sub = _Graph(self.execution, ids, scope, local, label=label, parent=self.graph)
-        await sub.run()
-        return local
-
-    def skip(self, ids: Iterable[str]) -> None:
-        """Mark gated stages as not taken: they and whatever depends only on them are skipped."""
-        self.graph.skip_requested.update(ids)
-
-    def finish(self, value: Any) -> None:
-        """End the whole run now with ``value`` as its output (the `return` component)."""
-        raise _Return(value)
-
-    async def run_pipeline(self, ref: Any, inputs: dict[str, Any]) -> Any:
-        """Run another pipeline (by id, path or inline dict) and return its output."""
-        return await self.execution.run_child(ref, inputs, self.stage)
+# awaited before each stage renders its config, outside its timeout and retries
+StageGate = Callable[[StagePoint], Awaitable[None]]
+# ``wrap(ctx, call) -> call``: the component call, wrapped (caching, recorded calls, fan-out)
+StageCall = Callable[["StageContext"], Awaitable[Any]]
+StageWrapper = Callable[["StageContext", StageCall], StageCall]
 
 
 class _Graph:
@@ -247,7 +172,7 @@ class _Graph:
                 settle(sid, _SKIPPED)
                 return
             sp = stages[sid]
-            if sp.sync_ok and ex.sem is None:
+            if sp.sync_ok and ex.inline:
                 # plain functions run inline; a queue keeps long chains from recursing
                 inline.append(sid)
                 if not draining[0]:
@@ -314,6 +239,8 @@ class Execution:
         loader: Callable[[Any], Pipeline] | None = None,
         hooks: Any = None,
         depth: int = 0,
+        gate: StageGate | None = None,
+        wrappers: Iterable[StageWrapper] = (),
     ) -> None:
         self.plan = plan
         pipeline = plan.pipeline
@@ -334,19 +261,58 @@ class Execution:
         self.usage: dict[str, float] = {}
         self._hooks = hooks if hooks is not None else _event_hooks()
         self._graph_scope: dict[str, Any] | None = None
+        self.gate = gate
+        self.wrappers = list(wrappers)
+        if "fm_wrap_stage" in self._hooks:
+            self.wrappers.append(_hook_wrapper(self._hooks["fm_wrap_stage"]))
+        # plain functions run inline unless something must await around them
+        self.inline = self.sem is None and gate is None and not self.wrappers
+        self.suspended: str | None = None  # the reason, when the run was parked unfinished
+
+    @property
+    def observed(self) -> bool:
+        """True when someone takes stage events (listeners or the ``fm_stage_event`` hook): stream tokens then."""
+        return bool(self.listeners) or "fm_stage_event" in self._hooks
 
     # -- events --
     def emit(self, kind: str, stage: Stage | None, data: Any) -> None:
+        """One event channel: in-process listeners, then the ``fm_stage_event`` hook (hosts persist it)."""
         for listener in self.listeners:
             try:
                 listener(kind, self.run, stage, data)
             except Exception:  # noqa: BLE001 - a broken progress display must not break the run
+                pass
+        hook = self._hooks.get("fm_stage_event")
+        if hook is not None:
+            try:
+                hook(kind=kind, run=self.run, stage=stage, data=data)
+            except Exception:  # noqa: BLE001 - an observer must not break the run
                 pass
 
     def _hook(self, name: str, **kwargs: Any) -> None:
         hook = self._hooks.get(name)
         if hook is not None:
             hook(**kwargs)
+
+    async def run_stages(self, ctx: StageContext, ids: Iterable[str], *, context: dict[str, Any] | None = None,
+                         label: str | None = None) -> dict[str, Any]:
+        """Run a control-flow stage's owned stages as a sub-graph of its own (``StageContext.run_stages``)."""
+        ids = list(ids)
+        if not ids:
+            return {}
+        parent = ctx.scope
+        local: dict[str, Any] = {}
+        scope = dict(parent)
+        scope["upstream"] = ChainMap(local, parent["upstream"])
+        if context:
+            scope["context"] = ChainMap(context, parent.get("context") or {})
+        outer = ctx.graph.label
+        if outer is not None:
+            # the full iteration path: foreach in foreach is "2/1", a try body inside iteration 2 is "2"
+            label = outer if label is None else f"{outer}/{label}"
+        sub = _Graph(self, ids, scope, local, label=label, parent=ctx.graph)
+        await sub.run()
+        return local
 
     def blocks(self, sid: str) -> bool:
         """True when a failure of ``sid`` keeps its dependents from running (on_error=skip)."""
@@ -399,7 +365,11 @@ class Execution:
         sid = stage.id
         if self.sem is not None:
             async with self.sem:
+                if self.gate is not None:
+                    await self.gate(StagePoint(self, stage, graph.label, graph.scope))
                 return await self._run_stage(sp, graph, sid, stage)
+        if self.gate is not None:
+            await self.gate(StagePoint(self, stage, graph.label, graph.scope))
         return await self._run_stage(sp, graph, sid, stage)
 
     def _begin(self, sp: StagePlan, graph: _Graph) -> tuple[StageContext, float, float]:
@@ -417,8 +387,7 @@ class Execution:
             raise
         if self.listeners or self._hooks:
             shown = self._public(sp, graph, config)
-            if self.listeners:
-                self.emit("stage.started", stage, shown)
+            self.emit("stage.started", stage, shown)
             self._hook("fm_stage_started", run=self.run, stage=stage, inputs=shown)
         return StageContext(self, sp, config, graph.scope, graph), started, t0
 
@@ -474,6 +443,8 @@ class Execution:
         except _Return as ret:
             self._finish_stage(sp, graph, _COMPLETED, ctx.config if ctx else None, ret.value, None, started, t0, 1, ctx)
             raise
+        except Suspend:
+            raise
         except Exception as exc:  # noqa: BLE001 - any component failure is a stage failure
             return self._fail(sp, graph, exc, ctx, started, t0, 1)
         graph.results[sid] = output
@@ -490,14 +461,17 @@ class Execution:
             retry = stage.retry_config
             max_attempts = 1 + (retry.max_retries if retry else 0)
             timeout = sp.timeout_s or DEFAULT_STAGE_TIMEOUT_S
+            call: StageCall = sp.component.call
+            for wrap in self.wrappers:
+                call = wrap(ctx, call)
             while True:
                 attempts += 1
                 ctx.attempt = attempts
                 try:
                     async with asyncio.timeout(timeout):
-                        output = await sp.component.call(ctx)
+                        output = await call(ctx)
                     break
-                except _Return:
+                except (_Return, Suspend):
                     raise
                 except TimeoutError:
                     err: BaseException = StageTimeoutError(
@@ -518,7 +492,11 @@ class Execution:
         except _Return as ret:
             self._finish_stage(sp, graph, _COMPLETED, ctx.config if ctx else None, ret.value, None, started, t0, attempts, ctx)
             raise
+        except Suspend:
+            raise  # not finished: its host runs it again when the run continues
         except asyncio.CancelledError:
+            if self.suspended is not None:
+                raise  # parked, not cancelled: nothing to record
             self._finish_stage(sp, graph, StageStatus.CANCELLED, ctx.config if ctx else None, None,
                                {"message": "cancelled"}, started, t0, attempts, ctx)
             raise
@@ -550,8 +528,7 @@ class Execution:
         })
         self._record(result)
         if status is _COMPLETED:
-            if self.listeners:
-                self.emit("stage.finished", sp.stage, result)
+            self.emit("stage.finished", sp.stage, result)
             self._hook("fm_stage_finished", run=self.run, stage=sp.stage, result=result)
         elif status is _FAILED:
             self.emit("stage.failed", sp.stage, result)
@@ -624,7 +601,12 @@ class Execution:
                 run.output = ret.value
             run.status = RunStatus.COMPLETED
             self._check_output()
+        except Suspend as why:
+            self.suspended = why.reason
+            return self._parked()
         except asyncio.CancelledError:
+            if self.suspended is not None:
+                return self._parked()
             run.status = RunStatus.CANCELLED
             run.error = {"code": "cancelled", "message": "the run was cancelled"}
             self._close(t0)
@@ -641,6 +623,14 @@ class Execution:
             raise StageError(f"{type(exc).__name__}: {exc}", pipeline=self.plan.name) from exc
         self._close(t0)
         return run
+
+    def _parked(self) -> Run:
+        """The run stops unfinished (still ``running`` in its record): its host continues it later."""
+        flush = getattr(self.recorder, "flush", None)
+        if flush is not None:
+            flush()
+        self.emit("run.suspended", None, {"reason": self.suspended})
+        return self.run
 
     def _close(self, t0: float) -> None:
         run = self.run
@@ -690,6 +680,11 @@ class Execution:
         if self._task is not None and not self._task.done():
             self._task.cancel()
 
+    def suspend(self, reason: str) -> None:
+        """Park the run from outside (a deadline): in-flight stages stop unrecorded, the run stays unfinished."""
+        self.suspended = reason
+        self.cancel()
+
     async def run_child(self, ref: Any, inputs: dict[str, Any], stage: Stage) -> Any:
         if self.depth >= 16:
             raise StageError("sub-pipelines nested more than 16 deep", pipeline=self.plan.name, stage=stage.id,
@@ -705,9 +700,7 @@ class Execution:
         else:
             raise StageError(f"cannot find sub-pipeline '{ref}'", pipeline=self.plan.name, stage=stage.id,
                              field="config.pipeline_id", hint="give a path to a .pipeline.json file or an inline pipeline")
-        from .plugins import get_registry
-
-        plan = compile_plan(child, get_registry().components)
+        plan = plan_for(child)
         sub = Execution(plan, inputs, recorder=self.recorder, listeners=self.listeners, max_concurrency=self.max_concurrency,
                         loader=self.loader, hooks=self._hooks, depth=self.depth + 1)
         sub.run.metadata["parent_run_id"] = self.run.id
@@ -745,7 +738,22 @@ def _error_dict(exc: BaseException, pipeline: str, stage: str | None) -> dict[st
             "field": None, "hint": None, "type": type(exc).__name__}
 
 
-_EVENT_HOOKS = ("fm_run_started", "fm_run_finished", "fm_stage_started", "fm_stage_finished", "fm_stage_failed", "fm_stage_skipped")
+_EVENT_HOOKS = ("fm_run_started", "fm_run_finished", "fm_stage_started", "fm_stage_finished", "fm_stage_failed",
+                "fm_stage_skipped", "fm_stage_event", "fm_wrap_stage")
+
+
+def _innermost(ctx: Any, call: StageCall) -> StageCall:
+    return call
+
+
+def _hook_wrapper(hook: Any) -> StageWrapper:
+    """The ``fm_wrap_stage`` hook as a stage wrapper: pluggy wrappers compose around the kernel's call."""
+
+    def wrap(ctx: StageContext, call: StageCall) -> StageCall:
+        # the kernel's own call is the innermost implementation; plugin wrappers receive it from `yield`
+        return hook.call_extra([_innermost], {"ctx": ctx, "call": call})
+
+    return wrap
 
 
 def _event_hooks() -> dict[str, Callable[..., Any]]:
@@ -756,20 +764,22 @@ def _event_hooks() -> dict[str, Callable[..., Any]]:
     return {name: getattr(pm.hook, name) for name in _EVENT_HOOKS if getattr(pm.hook, name).get_hookimpls()}
 
 
-_plan_cache: dict[int, tuple[Pipeline, Plan]] = {}
+_plan_cache: dict[tuple[int, int], tuple[Pipeline, Plan]] = {}
 
 
 def plan_for(pipeline: Pipeline) -> Plan:
-    """Compile (once per pipeline object) with the loaded components."""
+    """Compile (once per pipeline object and component set) with the loaded components."""
     from .plugins import get_registry
 
-    cached = _plan_cache.get(id(pipeline))
+    components = get_registry().components
+    key = (id(pipeline), id(components))
+    cached = _plan_cache.get(key)
     if cached is not None and cached[0] is pipeline:
         return cached[1]
-    plan = compile_plan(pipeline, get_registry().components)
+    plan = compile_plan(pipeline, components)
     if len(_plan_cache) > 256:
         _plan_cache.clear()
-    _plan_cache[id(pipeline)] = (pipeline, plan)
+    _plan_cache[key] = (pipeline, plan)
     return plan
 
 

@@ -91,6 +91,22 @@ def fm_register_codegen_targets(register):
 
 
 @hookspec
+def fm_register_loaders(register):
+    """Register pipeline reference schemes: ``register(scheme, load)``.
+
+    ``load(ref: str, origin: LoadContext) -> dict`` returns the pipeline
+    definition (the parsed JSON object) that ``ref`` names. ``scheme`` is
+    what a reference starts with (``file`` for paths, ``store`` for a
+    saved pipeline ``store://ID@3``, later ``registry://org/name@1.2``); a
+    reference with no ``scheme://`` is tried as a file path next to the
+    referring pipeline, then as a stored pipeline id. The runner uses the
+    loaders for what a user runs, for ``extends`` parents and for
+    sub-pipelines, so every entry point resolves references the same way.
+    Raise ``NotFoundError`` when the reference names nothing.
+    """
+
+
+@hookspec
 def fm_register_exporters(register):
     """Register run exporters: ``register(format, export)``; ``export(run, stages, pipeline) -> str | bytes``."""
 
@@ -108,7 +124,52 @@ def fm_resolve_pipeline(pipeline, loader):
     """
 
 
-# -- execution events: called by the executor; only when implemented --
+# -- execution: called by the executor; only when implemented --
+
+
+@hookspec(firstresult=True)
+def fm_wrap_stage(ctx, call):
+    """Wrap a stage's component call (caching, recorded model calls, tracing).
+
+    Implement it as a pluggy wrapper: ``@hookimpl(wrapper=True)``. ``ctx``
+    is the stage's ``StageContext`` (config already rendered); ``inner =
+    yield`` gives the call built so far, an ``async (ctx) -> output``
+    function (the component itself when yours is the innermost wrapper);
+    return the call to use instead, or ``inner`` unchanged. Called once
+    per stage execution, before its retries and inside its timeout, so the
+    returned call runs once per attempt. Implementing it takes the
+    executor off its inline fast path for plain-function stages, so
+    implement it only in plugins that need it.
+    """
+
+
+@hookspec(firstresult=True)
+def fm_wrap_provider(name, provider):
+    """Wrap an LLM provider when a run first asks for it (record/replay, caching, tracing).
+
+    Implement it as a pluggy wrapper: ``@hookimpl(wrapper=True)``; ``inner =
+    yield`` gives the provider built so far (the factory's, when yours is the
+    innermost wrapper); return the provider to use instead (same interface as
+    ``kernel.providers.Provider``), or ``inner``. Called by
+    ``kernel.providers.resolve_provider`` once per provider per run.
+    """
+
+
+@hookspec
+def fm_stage_event(kind, run, stage, data):
+    """Everything a live view needs, as it happens: the one event channel.
+
+    ``kind`` is ``run.started``, ``stage.started`` (``data``: the rendered,
+    secret-masked config), ``stage.log`` (``{"level", "message", "data"}``),
+    ``stage.token`` (a streamed text chunk), ``stage.retry``,
+    ``stage.progress``, ``stage.finished``/``stage.failed``/
+    ``stage.skipped``/``stage.cancelled`` (``data``: the ``StageResult``),
+    ``run.suspended`` or ``run.finished`` (``data``: the Run). ``stage`` is
+    the ``model.Stage`` or ``None`` for run events. Called synchronously on
+    the event loop: do little (append to a buffer), never block. Hosts
+    (``fm serve``, the worker) persist these so event streams show live
+    stages, logs and tokens. Return value ignored.
+    """
 
 
 @hookspec

@@ -31,10 +31,12 @@ ENTRY_POINT_GROUP = "flowmason"
 DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("control_flow", "flowmason.plugins.control_flow"),
     ("inheritance", "flowmason.plugins.inheritance"),
+    ("loaders", "flowmason.plugins.loaders"),
     ("operators", "flowmason.plugins.operators"),
     ("sqlite_store", "flowmason.plugins.sqlite_store"),
     ("dynamodb_store", "flowmason.plugins.dynamodb_store"),
     ("providers", "flowmason.plugins.providers"),
+    ("cassettes", "flowmason.plugins.cassettes"),
     ("ai_nodes", "flowmason.plugins.ai_nodes"),
     ("core_cli", "flowmason.plugins.core_cli"),
     ("store_cli", "flowmason.plugins.store_cli"),
@@ -179,6 +181,7 @@ _KINDS = {
     "triggers": ("fm_register_triggers", "trigger"),
     "codegen_targets": ("fm_register_codegen_targets", "codegen target"),
     "exporters": ("fm_register_exporters", "exporter"),
+    "loaders": ("fm_register_loaders", "loader"),
 }
 
 

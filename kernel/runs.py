@@ -10,7 +10,10 @@ Item layout (one partition per run, so a run's checkpoint is one query):
 Run ids start with a hex timestamp, so sort-key order is time order. The
 run and its listing entries are written in one transaction; a stage
 result is one put (the checkpoint the executor writes after each stage).
-``ns`` is the tenant namespace ("" on a laptop; "org#ID#" on the server).
+``ns`` is the tenant namespace (``namespace(org)``): the default
+organization, which is the user on a laptop, keeps its items at the root,
+so runs made by ``fm run`` and through ``fm serve`` on the same store see
+each other; any other organization's items live under "org#ID#".
 """
 from __future__ import annotations
 
@@ -27,6 +30,16 @@ _SUMMARY_FIELDS = ("id", "pipeline_id", "pipeline_name", "pipeline_version", "st
                    "started_at", "finished_at", "duration_ms", "error")
 # leave room for keys and bookkeeping under the backend's item limit
 _VALUE_BUDGET = MAX_ITEM_BYTES - 8 * 1024
+
+
+DEFAULT_ORG = "default"
+
+
+def namespace(org: str | None) -> str:
+    """The key prefix of an organization's items ("" for the default organization)."""
+    if not org or org == DEFAULT_ORG:
+        return ""
+    return f"org#{org}#"
 
 
 # The repository recording each live run, so event-hook plugins (time travel)

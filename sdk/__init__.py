@@ -20,28 +20,26 @@ __all__ = sorted(_NAMES | {"run"})
 
 
 def run(pipeline: Any, inputs: dict[str, Any] | None = None, *, record: bool = False, store: str | None = None) -> Any:
-    """Run a pipeline (a Pipeline, a dict or a path) to completion and return the finished Run."""
-    import asyncio
-    from pathlib import Path
+    """Run a pipeline (a Pipeline, a dict, a path or a reference) to completion and return the finished Run.
 
-    from .kernel import executor, model
+    It goes through the same runner as ``fm run``: ``extends`` parents and
+    sub-pipelines resolve the same way; ``record=True`` keeps the run in the
+    store (``store`` a URL or path, default the user's store), where
+    ``fm runs`` and ``fm serve`` see it.
+    """
+    from flowmason.kernel.runner import Runner
 
-    if isinstance(pipeline, (str, Path)):
-        pipeline = model.load_pipeline(pipeline)
-    elif isinstance(pipeline, dict):
-        pipeline = model.parse_pipeline(pipeline)
-    recorder = None
-    if record:
-        from .kernel.runs import RunRepository
-        from .kernel.storage import open_store
+    opened = None
+    if store is not None:
+        from flowmason.kernel.storage import open_store
 
-        recorder = RunRepository(open_store(store))
-    return asyncio.run(executor.run_pipeline(pipeline, inputs or {}, recorder=recorder))
+        opened = open_store(store)
+    return Runner(store=opened, record=record).run_sync(pipeline, inputs or {})
 
 
 def __getattr__(name: str) -> Any:
     if name in _NAMES:
-        from . import kernel
+        import flowmason.kernel as kernel
 
         value = getattr(kernel, name)
         globals()[name] = value

@@ -53,14 +53,10 @@ def parse_inputs(inline: str | None, path: Path | None) -> dict[str, Any]:
 
 
 def load_resolved(path: Path) -> Any:
-    """Load a pipeline file and apply inheritance through the `fm_resolve_pipeline` hook."""
-    from flowmason.kernel.model import FileLoader, load_pipeline
-    from flowmason.kernel.plugins import get_plugin_manager
+    """Load a pipeline file the way the runner does: inheritance applied, references next to it."""
+    from flowmason.kernel.runner import Runner
 
-    pipeline = load_pipeline(path)
-    loader = FileLoader(path.parent)
-    resolved = get_plugin_manager().hook.fm_resolve_pipeline(pipeline=pipeline, loader=loader)
-    return resolved or pipeline, loader
+    return Runner().load(path)
 
 
 def _recorder(enabled: bool) -> Any:
@@ -104,29 +100,26 @@ def run_command(
     cassette_replay: Optional[Path] = typer.Option(None, "--replay", help="Answer model calls from this cassette file."),
 ) -> None:
     """Run a pipeline and print its output."""
-    from flowmason.kernel.executor import Execution
     from flowmason.kernel.model import RunStatus
-    from flowmason.kernel.plan import compile_plan
-    from flowmason.kernel.plugins import get_registry
+    from flowmason.kernel.runner import Runner
 
     if cassette_record:
         os.environ["FM_RECORD"] = str(cassette_record)
     if cassette_replay:
         os.environ["FM_REPLAY"] = str(cassette_replay)
     inputs = parse_inputs(input, input_file)
-    pipeline, loader = load_resolved(pipeline_path)
-    recorder = _recorder(record)
-    if pipeline.abstract:
-        exc = FlowMasonError("the pipeline is abstract and cannot run on its own", pipeline=pipeline.key,
-                             field="abstract", hint="run a pipeline that extends it")
-        _record_invalid(recorder, pipeline, inputs, exc)
-        raise exc
+    runner = Runner(record=record, max_concurrency=concurrency)
+    pipeline, loader = runner.load(pipeline_path)
     try:
-        plan = compile_plan(pipeline, get_registry().components)
+        runner.compile(pipeline)
     except PipelineValidationError as exc:
-        _record_invalid(recorder, pipeline, inputs, exc)
+        _record_invalid(runner.recorder, pipeline, inputs, exc)
         exc.exit_code = 2
         raise
+    except FlowMasonError as exc:  # abstract
+        _record_invalid(runner.recorder, pipeline, inputs, exc)
+        raise
+    recorder = runner.recorder
     listeners: list[Any] = []
     live = None
     if not quiet:
@@ -139,7 +132,7 @@ def run_command(
             from .progress import PlainProgress
 
             listeners.append(PlainProgress())
-    ex = Execution(plan, inputs, recorder=recorder, listeners=listeners, max_concurrency=concurrency, loader=loader)
+    ex = runner.execution(pipeline, inputs, listeners=listeners, loader=loader)
 
     async def go() -> Any:
         loop = asyncio.get_running_loop()
@@ -177,15 +170,15 @@ def validate_command(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable report."),
 ) -> None:
     """Check pipelines: components, references, cycles, reachability, configs. Non-zero exit on any problem."""
-    from flowmason.kernel.plan import compile_plan
-    from flowmason.kernel.plugins import get_registry
+    from flowmason.kernel.runner import Runner
 
     report = []
     bad = 0
     for path in paths:
         try:
-            pipeline, _ = load_resolved(path)
-            plan = compile_plan(pipeline, get_registry().components)
+            runner = Runner()
+            pipeline, _ = runner.load(path)
+            plan = runner.compile(pipeline, runnable=False)
             report.append({"file": str(path), "ok": True, "stages": len(pipeline.stages), "warnings": plan.warnings, "problems": []})
         except PipelineValidationError as exc:
             bad += 1

@@ -63,11 +63,21 @@ def _page(request: Request) -> tuple[int, str | None]:
     return _int_param(request, "limit", 50, low=1, high=200) or 50, request.query_params.get("cursor") or None
 
 
-def _compile(pipeline: Any) -> Any:
-    from flowmason.kernel.plan import compile_plan
-    from flowmason.kernel.plugins import get_registry
+def _runner(request: Request) -> Any:
+    """The runner for this tenant: references (``extends``, sub-pipelines) load from its saved pipelines."""
+    from flowmason.kernel.runner import Runner
+    from flowmason.kernel.runs import namespace
 
-    return compile_plan(pipeline, get_registry().components)
+    svc = _svc(request)
+    return Runner(store=svc.store, namespace=namespace(svc.org(request.state.identity)), files=False)
+
+
+def _resolve(request: Request, definition: dict[str, Any]) -> Any:
+    """Load, resolve and check a submitted definition (an abstract base is valid: pipelines extend it)."""
+    runner = _runner(request)
+    pipeline, _ = runner.load(parse_pipeline(definition))
+    runner.compile(pipeline, runnable=False)
+    return pipeline
 
 
 # -- pipelines --
@@ -75,14 +85,14 @@ def _compile(pipeline: Any) -> Any:
 
 def create_pipeline(request: Request) -> Any:
     definition = request.state.json
-    _compile(parse_pipeline(definition))
+    _resolve(request, definition)
     return 201, _svc(request).pipelines(request.state.identity).create(definition, created_by=_subject(request))
 
 
 def add_version(request: Request) -> Any:
     definition = request.state.json
     pid = request.path_params["pipeline_id"]
-    _compile(parse_pipeline({**definition, "id": pid}))
+    _resolve(request, {**definition, "id": pid})
     return 201, _svc(request).pipelines(request.state.identity).add_version(pid, definition, created_by=_subject(request))
 
 
@@ -109,9 +119,8 @@ def validate_pipeline(request: Request) -> Any:
     problems: list[dict[str, Any]] = []
     stages = 0
     try:
-        pipeline = parse_pipeline(request.state.json)
-        stages = len(pipeline.stages)
-        _compile(pipeline)
+        stages = len(parse_pipeline(request.state.json).stages)
+        stages = len(_resolve(request, request.state.json).stages)
     except PipelineValidationError as exc:
         problems = [p.to_dict() for p in exc.problems]
     except FlowMasonError as exc:
@@ -137,8 +146,12 @@ def start_run(request: Request) -> Any:
         definition, version = record["definition"], record["version"]
     else:
         definition = body.pipeline
-    pipeline = parse_pipeline(definition)
-    _compile(pipeline)
+    runner = _runner(request)
+    pipeline, _ = runner.load(parse_pipeline(definition))
+    runner.compile(pipeline)
+    if pipeline.extends is None and definition.get("extends"):
+        # the run keeps the exact pipeline it runs: the resolved one, not a reference to a parent that may change
+        definition = pipeline.model_dump(mode="json", exclude_none=True)
     org = svc.org(identity)
     run = create_run(svc.store, org, pipeline, definition, body.inputs, version=version, created_by=_subject(request))
     try:

@@ -14,7 +14,7 @@ import threading
 from typing import Any
 
 from flowmason.kernel.pipelines import PipelineRepository
-from flowmason.kernel.runs import RunRepository
+from flowmason.kernel.runs import DEFAULT_ORG, RunRepository, namespace
 from flowmason.kernel.storage import Store, open_store
 
 log = logging.getLogger("flowmason.api")
@@ -114,14 +114,10 @@ class Services:
     # -- per request --
     @staticmethod
     def org(identity: dict[str, Any] | None) -> str:
-        return str((identity or {}).get("org_id") or "default")
+        return str((identity or {}).get("org_id") or DEFAULT_ORG)
 
     def runs(self, identity: dict[str, Any] | None) -> RunRepository:
-        from flowmason.functions.jobs import namespace
-
         return RunRepository(self.store, namespace(self.org(identity)))
 
     def pipelines(self, identity: dict[str, Any] | None) -> PipelineRepository:
-        from flowmason.functions.jobs import namespace
-
         return PipelineRepository(self.store, namespace(self.org(identity)))

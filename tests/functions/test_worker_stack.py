@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections import Counter
 
 from flowmason.kernel.model import StageStatus
-from flowmason.kernel.runs import RunRepository
+from flowmason.kernel.runs import DEFAULT_ORG, RunRepository, namespace
 from flowmason.kernel.storage import open_store
 
 from .components import chain
@@ -16,7 +16,7 @@ from .conftest import call, finished_result, wait_for
 
 
 def _stages(stack, run_id: str) -> dict[str, str]:
-    repo = RunRepository(open_store(stack.store_url), "org#default#")
+    repo = RunRepository(open_store(stack.store_url), namespace(DEFAULT_ORG))
     return {r.stage_id: r.status.value for r in repo.stage_results(run_id) if r.iteration is None}
 
 
@@ -182,7 +182,7 @@ def test_a_run_message_that_finds_the_run_leased_comes_back_later(make_stack, ap
     first = wait_for(lambda: sqs.receive_message(QueueUrl=stack.queue_url).get("Messages"))[0]
     body = json.loads(first["Body"])
     jobs = stack.jobs()
-    pk = f"org#default#run#{run['id']}"
+    pk = f"{namespace(DEFAULT_ORG)}run#{run['id']}"
     jobs.store.put(pk, "lease", {"owner": "someone else"}, expires_at=time.time() + 60)
 
     assert asyncio.run(jobs.handle(body)) == "busy-retry"

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from flowmason.kernel import plugins
-from flowmason.kernel.runs import RunRepository
+from flowmason.kernel.runs import DEFAULT_ORG, RunRepository, namespace
 from flowmason.kernel.storage import open_store
 from flowmason.plugins import timetravel
 
@@ -18,7 +18,7 @@ from .helpers import Components, record, story_pipeline
 pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 
-NS = "org#default#"  # the local single-user tenant of the API
+NS = namespace(DEFAULT_ORG)  # the local single-user tenant of the API: the root, shared with `fm run`
 INPUTS = {"topic": "owls", "style": "gothic"}
 
 
