@@ -46,10 +46,9 @@ FUNCTIONS = "flowmason.functions"
 
 # Known crossings, (importing module, imported module), each being removed by its owner; empty it as they go.
 ALLOWED = {
-    # 1. `fm test` loads pipelines with `fm run`'s loader until the kernel's one runner offers it
-    ("flowmason.plugins.testing.runner", "flowmason.plugins.core_cli.commands"),
-    # 2. the HTTP API and time travel's routes start and cancel runs through the durable engine, which is
-    #    moving out of functions/ (into the kernel or one plugin); `fm serve --aws-local` starts the local stack
+    # (`fm test` importing core_cli's loader was the other case; the kernel's runner replaced it)
+    # the HTTP API and time travel's routes start and cancel runs through the durable engine, which is
+    # moving out of functions/ (into the kernel or one plugin); `fm serve --aws-local` starts the local stack
     ("flowmason.plugins.http_api.services", "flowmason.functions.jobs"),
     ("flowmason.plugins.http_api.services", "flowmason.functions.sqs"),
     ("flowmason.plugins.http_api.routes", "flowmason.functions.jobs"),
