@@ -216,9 +216,11 @@ def _compare_table(cmp: dict[str, Any]) -> Any:
 
 
 def _print_compare(cmp: dict[str, Any], word_diff: bool = True) -> None:
+    from flowmason.kernel.plugins import get_plugin_manager
+
     con = _console()
     con.print(_compare_table(cmp))
-    if word_diff:
+    if word_diff and get_plugin_manager().has_plugin("promptdiff"):  # optional: left out of a subset, no word diff
         from flowmason.plugins.promptdiff import diff_values, render_rich
 
         for row in cmp["stages"]:
