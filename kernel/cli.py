@@ -4,6 +4,11 @@
 ``--store``) and asks every plugin for its commands through
 ``fm_register_commands``. ``main()`` turns FlowMason errors into one clear
 message and an exit code instead of a traceback.
+
+A plugin subset (``--plugins control_flow,operators``, for a small device)
+still gets the core commands in the ``fm`` process: ``main()`` adds
+``CLI_PLUGINS`` to the subset, so ``fm run`` exists and can record the run.
+The Python API and the servers load exactly the subset they are given.
 """
 from __future__ import annotations
 
@@ -12,8 +17,27 @@ import sys
 from typing import Any
 
 
+# What every `fm` process keeps, whatever subset is asked for: the core commands (run, validate,
+# runs, plugins) and the embedded store `fm run` records to by default (standard-library sqlite3).
+# Without them `fm --plugins control_flow,operators run x.pipeline.json` says "No such command 'run'".
+CLI_PLUGINS = ("core_cli", "sqlite_store")
+
+
+def with_cli_plugins(spec: str | None) -> str | None:
+    """``spec`` (FM_PLUGINS syntax) with ``+name`` for each CLI plugin a subset leaves out.
+
+    Only a subset needs it (the defaults already hold them); a plugin the spec
+    names itself, ``-core_cli`` included, is left as the spec says.
+    """
+    names = [n.strip() for n in (spec or "").split(",") if n.strip()]
+    if not any(n[0] not in "+-" for n in names):
+        return spec  # no subset: defaults plus or minus some
+    mentioned = {n.lstrip("+-") for n in names}
+    return ",".join(names + [f"+{p}" for p in CLI_PLUGINS if p not in mentioned])
+
+
 def _preparse(argv: list[str]) -> None:
-    """Apply --plugins/--store before plugins load: they decide which commands exist."""
+    """Apply --plugins/--store before plugins load (they decide which commands exist), keeping CLI_PLUGINS."""
     for i, arg in enumerate(argv):
         for opt, env in (("--plugins", "FM_PLUGINS"), ("--store", "FM_STORE")):
             if arg == opt and i + 1 < len(argv):
@@ -22,6 +46,8 @@ def _preparse(argv: list[str]) -> None:
                 os.environ[env] = arg.split("=", 1)[1]
         if arg == "--":
             break
+    if os.environ.get("FM_PLUGINS"):
+        os.environ["FM_PLUGINS"] = with_cli_plugins(os.environ["FM_PLUGINS"])
 
 
 def build_app() -> Any:

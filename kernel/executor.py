@@ -23,6 +23,7 @@ import time
 from collections import ChainMap, deque
 from typing import Any, Awaitable, Callable, Iterable, Mapping, Protocol
 
+from .components import StageContext, Suspend, _Return
 from .errors import (
     ConfigError,
     FlowMasonError,
@@ -34,7 +35,7 @@ from .errors import (
 )
 from .model import Pipeline, Run, RunStatus, Stage, StageResult, StageStatus
 from .plan import Plan, StagePlan, compile_plan
-from .templating import EnvView, render as render_value, evaluate as evaluate_expr
+from .templating import EnvView, evaluate as evaluate_expr
 
 DEFAULT_STAGE_TIMEOUT_S = 600.0
 
@@ -54,21 +55,6 @@ class Recorder(Protocol):
 
 
 Listener = Callable[[str, Run, "Stage | None", Any], None]
-
-
-class _Return(Exception):
-    """Raised inside the graph when a `return` stage ends the run early."""
-
-    def __init__(self, value: Any) -> None:
-        self.value = value
-
-
-class Suspend(Exception):
-    """Raised by ``StageContext.suspend``: the run stops here unfinished, to be continued by its host."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 class StagePoint:
@@ -106,126 +92,6 @@ StageGate = Callable[[StagePoint], Awaitable[None]]
 # ``wrap(ctx, call) -> call``: the component call, wrapped (caching, recorded calls, fan-out)
 StageCall = Callable[["StageContext"], Awaitable[Any]]
 StageWrapper = Callable[["StageContext", StageCall], StageCall]
-
-
-class StageContext:
-    """What a component sees: its rendered config and the handles to steer the run."""
-
-    __slots__ = ("execution", "stage", "config", "scope", "graph", "attempt", "_plan", "usage")
-
-    def __init__(self, execution: "Execution", sp: StagePlan, config: dict[str, Any], scope: Mapping[str, Any], graph: "_Graph") -> None:
-        self.execution = execution
-        self.stage = sp.stage
-        self.config = config
-        self.scope = scope
-        self.graph = graph
-        self.attempt = 1
-        self._plan = sp
-        self.usage: dict[str, Any] | None = None
-
-    # -- reading --
-    @property
-    def run(self) -> Run:
-        return self.execution.run
-
-    @property
-    def inputs(self) -> dict[str, Any]:
-        return self.execution.run.inputs
-
-    @property
-    def upstream(self) -> Mapping[str, Any]:
-        return self.scope["upstream"]
-
-    @property
-    def variables(self) -> dict[str, Any]:
-        return self.execution.variables
-
-    @property
-    def pipeline(self) -> Pipeline:
-        return self.execution.plan.pipeline
-
-    def lazy(self, key: str, default: Any = None) -> Any:
-        """The raw (unrendered) value of a lazy config key."""
-        return self._plan.lazy.get(key, default)
-
-    def _in_scope(self, fn: Callable[[Any, Mapping[str, Any]], Any], value: Any, extra: dict[str, Any]) -> Any:
-        scope = ChainMap(extra, self.scope) if extra else self.scope
-        try:
-            return fn(value, scope)
-        except TemplateError as exc:
-            exc.stage = self.stage.id
-            exc.pipeline = self.execution.plan.name
-            raise
-
-    def render(self, value: Any, **extra: Any) -> Any:
-        """Render templates in ``value`` with extra names in scope (``data=...``)."""
-        return self._in_scope(render_value, value, extra)
-
-    def evaluate(self, expression: str, **extra: Any) -> Any:
-        """Evaluate a bare expression such as a filter condition."""
-        return self._in_scope(evaluate_expr, expression, extra)
-
-    def log(self, level: str, message: str, **data: Any) -> None:
-        self.execution.emit("stage.log", self.stage, {"level": level, "message": message, "data": data})
-
-    def record_usage(self, **usage: Any) -> None:
-        """Model usage for this stage (tokens, cost); summed into the run."""
-        current = self.usage or {}
-        for k, v in usage.items():
-            current[k] = current.get(k, 0) + v if isinstance(v, (int, float)) else v
-        self.usage = current
-
-    def emit(self, kind: str, data: Any) -> None:
-        """Stream something to listeners (tokens as they arrive, progress)."""
-        self.execution.emit(kind, self.stage, data)
-
-    def provider(self, name: str | None = None, **settings: Any) -> Any:
-        return self.execution.provider(name or self.stage.provider, **settings)
-
-    # -- steering (control flow) --
-    async def run_stages(self, ids: Iterable[str], *, context: dict[str, Any] | None = None, label: str | None = None) -> dict[str, Any]:
-        """Run owned stages as a sub-graph; returns their outputs by stage id.
-
-        ``context`` adds names under ``{{context.*}}``; ``label`` tags the
-        recorded results (``stage[3]``). A failing stage raises StageError.
-        """
-        ids = list(ids)
-        if not ids:
-            return {}
-        parent = self.scope
-        local: dict[str, Any] = {}
-        scope = dict(parent)
-        scope["upstream"] = ChainMap(local, parent["upstream"])
-        if context:
-            scope["context"] = ChainMap(context, parent.get("context") or {})
-        outer = self.graph.label
-        if outer is not None:
-            # the full iteration path: foreach in foreach is "2/1", a try body inside iteration 2 is "2"
-            label = outer if label is None else f"{outer}/{label}"
-        sub = _Graph(self.execution, ids, scope, local, label=label, parent=self.graph)
-        await sub.run()
-        return local
-
-    def skip(self, ids: Iterable[str]) -> None:
-        """Mark gated stages as not taken: they and whatever depends only on them are skipped."""
-        self.graph.skip_requested.update(ids)
-
-    def finish(self, value: Any) -> None:
-        """End the whole run now with ``value`` as its output (the `return` component)."""
-        raise _Return(value)
-
-    def suspend(self, reason: str) -> None:
-        """Park the whole run here, unfinished: a durable host continues it later (fan-out, deadline).
-
-        The stage is not recorded; the run is not recorded as finished;
-        ``Execution.execute`` returns the run with ``suspended`` set.
-        """
-        self.execution.suspended = reason  # before the other stages are cancelled: they are parked, not cancelled
-        raise Suspend(reason)
-
-    async def run_pipeline(self, ref: Any, inputs: dict[str, Any]) -> Any:
-        """Run another pipeline (by id, path or inline dict) and return its output."""
-        return await self.execution.run_child(ref, inputs, self.stage)
 
 
 class _Graph:
@@ -427,6 +293,26 @@ class Execution:
         hook = self._hooks.get(name)
         if hook is not None:
             hook(**kwargs)
+
+    async def run_stages(self, ctx: StageContext, ids: Iterable[str], *, context: dict[str, Any] | None = None,
+                         label: str | None = None) -> dict[str, Any]:
+        """Run a control-flow stage's owned stages as a sub-graph of its own (``StageContext.run_stages``)."""
+        ids = list(ids)
+        if not ids:
+            return {}
+        parent = ctx.scope
+        local: dict[str, Any] = {}
+        scope = dict(parent)
+        scope["upstream"] = ChainMap(local, parent["upstream"])
+        if context:
+            scope["context"] = ChainMap(context, parent.get("context") or {})
+        outer = ctx.graph.label
+        if outer is not None:
+            # the full iteration path: foreach in foreach is "2/1", a try body inside iteration 2 is "2"
+            label = outer if label is None else f"{outer}/{label}"
+        sub = _Graph(self, ids, scope, local, label=label, parent=ctx.graph)
+        await sub.run()
+        return local
 
     def blocks(self, sid: str) -> bool:
         """True when a failure of ``sid`` keeps its dependents from running (on_error=skip)."""

@@ -143,6 +143,18 @@ def fm_wrap_stage(ctx, call):
     """
 
 
+@hookspec(firstresult=True)
+def fm_wrap_provider(name, provider):
+    """Wrap an LLM provider when a run first asks for it (record/replay, caching, tracing).
+
+    Implement it as a pluggy wrapper: ``@hookimpl(wrapper=True)``; ``inner =
+    yield`` gives the provider built so far (the factory's, when yours is the
+    innermost wrapper); return the provider to use instead (same interface as
+    ``kernel.providers.Provider``), or ``inner``. Called by
+    ``kernel.providers.resolve_provider`` once per provider per run.
+    """
+
+
 @hookspec
 def fm_stage_event(kind, run, stage, data):
     """Everything a live view needs, as it happens: the one event channel.

@@ -36,6 +36,7 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("sqlite_store", "flowmason.plugins.sqlite_store"),
     ("dynamodb_store", "flowmason.plugins.dynamodb_store"),
     ("providers", "flowmason.plugins.providers"),
+    ("cassettes", "flowmason.plugins.cassettes"),
     ("ai_nodes", "flowmason.plugins.ai_nodes"),
     ("core_cli", "flowmason.plugins.core_cli"),
     ("store_cli", "flowmason.plugins.store_cli"),
@@ -46,6 +47,7 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("ratelimit", "flowmason.plugins.ratelimit"),  # inert unless FM_RATELIMIT=LIMIT/SECONDS
     ("saml", "flowmason.plugins.saml"),  # inert unless FM_SAML_CONFIG names a config file
     ("timetravel", "flowmason.plugins.timetravel"),
+    ("debugger", "flowmason.plugins.debugger"),
     ("animation", "flowmason.plugins.animation"),
     ("promptdiff", "flowmason.plugins.promptdiff"),
     ("tracing", "flowmason.plugins.tracing"),

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from flowmason.kernel.plugins import hookimpl
 
+# `fm runs resume` and the stale mark in `fm runs` use the durable engine's public API
+USES = ("durable",)
+
 
 @hookimpl
 def fm_register_commands(app):

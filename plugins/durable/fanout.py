@@ -31,7 +31,7 @@ import time
 from typing import Any, Callable
 
 from flowmason.kernel.errors import ConditionFailedError, FlowMasonError, NotFoundError, StageError
-from flowmason.kernel.executor import StageContext
+from flowmason.kernel.components import StageContext
 from flowmason.kernel.model import StageResult, StageStatus
 from flowmason.kernel.runs import RunRepository
 from flowmason.kernel.storage import Store

@@ -48,10 +48,32 @@ added to the response either way (``RateLimit-*``), and a refusal becomes
 ``conflict`` 409, ``bad_input``/``validation`` 422, ...) or ``ApiError``
 with an explicit status. Unexpected exceptions become a 500 that does not
 echo their text.
+
+**Bodies** — an endpoint without a ``request_model`` that reads the body
+itself (a form post) calls ``await read_body(request, limit)``: the bytes,
+or a 413 before more than ``limit`` bytes are read.
+
+Public names (``__all__``): ``ApiError`` and ``read_body``, the two pieces
+of this package other plugins may import; everything else here is private.
+They load on first use, so importing the package stays free of starlette.
 """
 from __future__ import annotations
 
+from typing import Any
+
 from flowmason.kernel.plugins import hookimpl
+
+__all__ = ["ApiError", "read_body"]
+# runs start, cancel and (under `fm serve`) execute on the durable engine
+REQUIRES = ("durable",)
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from . import app
+
+        return getattr(app, name)
+    raise AttributeError(name)
 
 
 @hookimpl
