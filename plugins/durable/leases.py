@@ -74,9 +74,10 @@ def settings() -> Settings:
 
 
 def reset_settings() -> None:
-    """Read the environment again (tests that change it)."""
+    """Read the environment again (tests that change it); the heartbeat thread picks the new period up now."""
     global _settings
     _settings = None
+    _beat.wake()
 
 
 class Lease:
@@ -181,6 +182,9 @@ class _Heartbeat:
         with self._lock:
             self._leases.pop(id(lease), None)
 
+    def wake(self) -> None:
+        self._wake.set()
+
     def held(self) -> list[Lease]:
         with self._lock:
             return list(self._leases.values())
@@ -188,7 +192,9 @@ class _Heartbeat:
     def _loop(self) -> None:
         for _ in range(10**9):  # bounded; a daemon thread ends with the process
             cfg = settings()
-            self._wake.wait(cfg.heartbeat_s)
+            if self._wake.wait(cfg.heartbeat_s):
+                self._wake.clear()
+                cfg = settings()
             for lease in self.held():
                 try:
                     lease.renew(cfg.lease_s)
