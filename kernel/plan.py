@@ -18,8 +18,10 @@ Two entry points:
   identity of ``components``. A pipeline edited in place gets a new plan;
   an equal pipeline loaded again (another object) gets the cached one. The
   components mapping is keyed by identity because a registry never changes
-  once built (``plugins.reset`` builds a new one). Failed compiles are not
-  cached. Every entry point that runs pipelines calls this one.
+  once built (``plugins.reset`` and ``register_plugin`` build a new one).
+  Failed compiles are not cached. This is the one for entry points that run
+  pipelines; a cached plan is shared by every run of that content, so
+  nothing may change it.
 
 Compiling is linear in stages, dependencies and references (a 20,000-stage
 chain compiles in a fraction of a second; it used to take a minute): one
