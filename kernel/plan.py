@@ -415,12 +415,13 @@ def _stage_plans(
     owner: dict[str, str], gate: dict[str, str], problems: _Problems,
 ) -> dict[str, StagePlan]:
     plans: dict[str, StagePlan] = {}
+    schemas = _Schemas()
     for st, conf in zip(pipeline.stages, settings):
         comp = comps.get(st.id)
         if comp is None:
             continue
         if comp.config_schema:
-            _check_config(st, comp, problems.add, conf)
+            _check_config(st, comp, problems.add, conf, schemas)
         try:
             render, lazy = _config_renderer(st, comp, conf)
         except TemplateError as exc:
@@ -466,10 +467,10 @@ def _assemble(
     return Plan(pipeline=pipeline, stages=plans, main=main, dependents=dependents, sinks=sinks, warnings=warnings)
 
 
-def _check_config(st: Stage, comp: Component, problem: Callable[..., None], settings: dict[str, Any]) -> None:
+def _check_config(
+    st: Stage, comp: Component, problem: Callable[..., None], settings: dict[str, Any], schemas: _Schemas,
+) -> None:
     """Check the literal parts of a config against the component's JSON schema."""
-    from .schemas import compile_schema
-
     schema = comp.config_schema or {}
     for key in schema.get("required", []):
         if key not in settings:
@@ -482,12 +483,32 @@ def _check_config(st: Stage, comp: Component, problem: Callable[..., None], sett
         sub = props.get(key)
         if sub is None or _has_template(value):
             continue
-        err = compile_schema(sub).first_error(value)
+        err = schemas.get(sub).first_error(value)
         if err:
             problem(
                 f"config '{key}' {err}", stage=st.id, fld=f"config.{key}",
                 hint=f"see `fm schema --component {comp.name}`",
             )
+
+
+class _Schemas:
+    """A component's config sub-schemas, compiled once per compile rather than once per stage.
+
+    ``compile_schema`` caches by the schema's JSON text, which costs a
+    sorted dump per call; the sub-schema objects live on the components,
+    so their ids are stable for the length of one compile.
+    """
+
+    def __init__(self) -> None:
+        self._by_id: dict[int, Any] = {}
+
+    def get(self, sub: dict[str, Any]) -> Any:
+        compiled = self._by_id.get(id(sub))
+        if compiled is None:
+            from .schemas import compile_schema
+
+            compiled = self._by_id[id(sub)] = compile_schema(sub)
+        return compiled
 
 
 def _has_template(value: Any) -> bool:
