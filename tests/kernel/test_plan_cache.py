@@ -37,7 +37,13 @@ def test_pipeline_edited_in_place_gets_a_new_plan(components):
     second = compile_cached(p, components)
     assert second is not first and second.stages["b"].render({"input": {"x": 1}}) == {"value": "1!"}
     p.stages.append(p.stages[0].model_copy(update={"id": "c"}))
-    assert "c" in compile_cached(p, components).stages
+    third = compile_cached(p, components)
+    assert "c" in third.stages
+    p.stages[1].depends_on.append("c")
+    fourth = compile_cached(p, components)
+    assert fourth is not third and fourth.stages["b"].deps == ["a", "c"]
+    p.stages[2].enabled = False  # a field that was at its default
+    assert compile_cached(p, components).warnings == ["stage 'b' depends on disabled stage 'c' and will be skipped"]
 
 
 def test_a_cached_plan_whose_pipeline_was_edited_is_not_handed_out(components):
