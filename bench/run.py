@@ -8,6 +8,9 @@ W1 chain: 200 sequential trivial stages (recorded to SQLite, and with recording 
 W2 fan-out: 1 stage, 500 parallel stages awaiting 20 ms, a join.
 W3 cold start: a fresh process running `fm run` on a 1-stage pipeline; `import flowmason.kernel`.
 W4 scale: W2 with 5,000 stages; wall time and peak RSS (measured in a fresh process).
+W5 compile: `compile_plan` of a 20,000-stage chain; `compile_cached` answering it again (the content key).
+W6 first run: a 2,000-stage chain run once in a fresh process (parse, compile, execute, recorded to
+   SQLite) against running it again with the plan compiled; and `fm run` of it as a user pays it.
 """
 from __future__ import annotations
 
@@ -33,6 +36,8 @@ TARGETS = {
     "W2": "≤60 ms wall",
     "W3": "≤300 ms fm run, ≤80 ms import",
     "W4": "≤250 ms wall, ≤150 MB peak RSS",
+    "W5": "≤1 s compile",
+    "W6": "parse + compile ≤ 60 ms",
 }
 
 
@@ -117,6 +122,69 @@ def w4() -> dict:
             "floor_peak_rss_mb": floor["peak_rss_mb"], "stages": engine["stages"]}
 
 
+def w5(n: int = 20_000, repeat: int = 3) -> dict:
+    from flowmason.kernel.plan import compile_cached, compile_plan
+    from flowmason.kernel.plugins import get_registry
+
+    _, _, parse = _engine_cached()
+    comps = get_registry().components
+    p = parse(W.chain(n))
+    compile_s = min(_seconds(lambda: compile_plan(p, comps)) for _ in range(repeat))
+    cpu_s = min(_seconds(lambda: compile_plan(p, comps), time.process_time) for _ in range(repeat))
+    compile_cached(p, comps)
+    cached_s = min(_seconds(lambda: compile_cached(p, comps)) for _ in range(repeat))
+    return {"wall_s": compile_s, "cpu_s": cpu_s, "cached_s": cached_s, "stages": n}
+
+
+def _seconds(fn, clock=time.perf_counter) -> float:
+    # CPU time (process_time) beside wall time: on a shared machine the wall clock also counts other processes
+    t0 = clock()
+    fn()
+    return clock() - t0
+
+
+def first_run(n: int = 2_000) -> dict:
+    """In this (fresh) process: the first run of an n-stage chain, compile included, then a compiled run."""
+    from flowmason.kernel.plan import compile_plan
+    from flowmason.kernel.plugins import get_registry
+    from flowmason.kernel.runs import RunRepository
+    from flowmason.kernel.storage import open_store
+
+    Execution, _, parse = _engine_cached()
+    with tempfile.TemporaryDirectory() as d:
+        store = open_store(f"sqlite:///{d}/bench.db")
+        repo = RunRepository(store)
+
+        def once(plan=None):
+            t0 = time.perf_counter()
+            plan = plan or compile_plan(parse(W.chain(n)), get_registry().components)
+            t1 = time.perf_counter()
+            asyncio.run(Execution(plan, {"x": 1}, recorder=repo).execute())
+            return time.perf_counter() - t0, t1 - t0, plan
+
+        first, compiling, plan = once()
+        again = min(once(plan)[0] for _ in range(3))
+        store.close()
+    return {"first_s": first, "parse_compile_s": compiling, "compiled_s": again}
+
+
+def w6(n: int = 2_000, repeat: int = 3) -> dict:
+    inproc = _child(f"R.first_run({n})")
+    fm = [sys.executable, "-m", "flowmason.kernel.cli"]
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "chain.pipeline.json"
+        p.write_text(json.dumps(W.builtin_chain(n)))
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        env["FM_HOME"] = d
+        runs = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            subprocess.run(fm + ["run", str(p), "--input", '{"x": 1}', "-q"], env=env, check=True, capture_output=True)
+            runs.append(time.perf_counter() - t0)
+    return {"wall_s": inproc["first_s"], "parse_compile_s": inproc["parse_compile_s"], "compiled_s": inproc["compiled_s"],
+            "fm_run_s": statistics.median(runs), "stages": n}
+
+
 def w3(repeat: int = 7) -> dict:
     fm = [sys.executable, "-m", "flowmason.kernel.cli"]
     with tempfile.TemporaryDirectory() as d:
@@ -147,7 +215,7 @@ def w3(repeat: int = 7) -> dict:
 
 
 def engine_suite() -> dict:
-    return {"W1": w1(), "W2": fan(500), "W3": w3(), "W4": w4()}
+    return {"W1": w1(), "W2": fan(500), "W3": w3(), "W4": w4(), "W5": w5(), "W6": w6()}
 
 
 OPTIONAL_SUITES = {
@@ -172,6 +240,14 @@ def table(results: dict) -> str:
     w4r = results["W4"]
     lines.append(f"{'W4':<9} {w4r['wall_s'] * 1e3:>9.1f} ms {w4r['floor_wall_s'] * 1e3:>11.1f} ms "
                  f"{'peak RSS %.0f MB (floor %.0f MB)' % (w4r['peak_rss_mb'], w4r['floor_peak_rss_mb']):<44} {TARGETS['W4']}")
+    w5r = results["W5"]
+    lines.append(f"{'W5':<9} {w5r['wall_s'] * 1e3:>9.1f} ms {'':>14} "
+                 f"{'20,000 stages, %.0f ms CPU; cached %.1f ms' % (w5r['cpu_s'] * 1e3, w5r['cached_s'] * 1e3):<44} "
+                 f"{TARGETS['W5']}")
+    w6r = results["W6"]
+    lines.append(f"{'W6':<9} {w6r['wall_s'] * 1e3:>9.1f} ms {'':>14} "
+                 f"{'2,000: compile %.0f, compiled run %.0f, fm run %.0f ms' % (w6r['parse_compile_s'] * 1e3, w6r['compiled_s'] * 1e3, w6r['fm_run_s'] * 1e3):<44} "
+                 f"{TARGETS['W6']}")
     return "\n".join(lines)
 
 
@@ -181,7 +257,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--all", action="store_true", help="also run the other suites in bench/")
     ap.add_argument("--only", help="comma-separated workloads, e.g. W1,W2")
     args = ap.parse_args(argv)
-    runners = {"W1": w1, "W2": lambda: fan(500), "W3": w3, "W4": w4}
+    runners = {"W1": w1, "W2": lambda: fan(500), "W3": w3, "W4": w4, "W5": w5, "W6": w6}
     wanted = args.only.split(",") if args.only else list(runners)
     results = {k: runners[k]() for k in wanted}
     if args.all:

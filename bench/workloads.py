@@ -1,4 +1,4 @@
-"""The engine's standard workloads (W1 chain, W2 fan-out, W4 scale) and their asyncio floors.
+"""The engine's standard workloads (W1 chain, W2 fan-out, W4 scale, W5/W6 compile) and their asyncio floors.
 
 A bench-only plugin registers two components through the normal hooks:
 ``bench-noop`` (returns at once) and ``bench-sleep`` (awaits like a model
@@ -40,6 +40,17 @@ def chain(n: int = 200) -> dict[str, Any]:
         for i in range(1, n)
     ]
     return {"id": f"w1-chain-{n}", "name": "W1 chain", "stages": stages}
+
+
+def builtin_chain(n: int) -> dict[str, Any]:
+    """A chain of a built-in operator, for `fm run` in a fresh process (which has no bench plugin)."""
+    stages = [{"id": "s0", "component_type": "variable-set", "config": {"name": "v", "value": "{{input.x}}"}}]
+    stages += [
+        {"id": f"s{i}", "component_type": "variable-set", "depends_on": [f"s{i - 1}"],
+         "config": {"name": "v", "value": f"{{{{upstream.s{i - 1}.value}}}}"}}
+        for i in range(1, n)
+    ]
+    return {"id": f"builtin-chain-{n}", "name": f"chain {n}", "stages": stages}
 
 
 def fan_out(n: int, seconds: float = 0.02) -> dict[str, Any]:

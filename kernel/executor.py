@@ -34,7 +34,7 @@ from .errors import (
     TemplateError,
 )
 from .model import Pipeline, Run, RunStatus, Stage, StageResult, StageStatus
-from .plan import Plan, StagePlan, compile_plan
+from .plan import Plan, StagePlan, compile_cached
 from .templating import EnvView, evaluate as evaluate_expr
 
 DEFAULT_STAGE_TIMEOUT_S = 600.0
@@ -764,23 +764,11 @@ def _event_hooks() -> dict[str, Callable[..., Any]]:
     return {name: getattr(pm.hook, name) for name in _EVENT_HOOKS if getattr(pm.hook, name).get_hookimpls()}
 
 
-_plan_cache: dict[tuple[int, int], tuple[Pipeline, Plan]] = {}
-
-
 def plan_for(pipeline: Pipeline) -> Plan:
-    """Compile (once per pipeline object and component set) with the loaded components."""
+    """Compile with the loaded components, cached by the pipeline's content (``plan.compile_cached``)."""
     from .plugins import get_registry
 
-    components = get_registry().components
-    key = (id(pipeline), id(components))
-    cached = _plan_cache.get(key)
-    if cached is not None and cached[0] is pipeline:
-        return cached[1]
-    plan = compile_plan(pipeline, components)
-    if len(_plan_cache) > 256:
-        _plan_cache.clear()
-    _plan_cache[key] = (pipeline, plan)
-    return plan
+    return compile_cached(pipeline, get_registry().components)
 
 
 async def run_pipeline(
