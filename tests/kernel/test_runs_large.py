@@ -17,7 +17,7 @@ from flowmason.kernel.storage import MAX_ITEM_BYTES, open_store
 @pytest.fixture(scope="module")
 def dynamodb_endpoint():
     pytest.importorskip("moto")
-    from flowmason.plugins.dynamodb_store.testing import local_dynamodb
+    from tests.support.dynamodb import local_dynamodb
 
     with local_dynamodb() as endpoint:  # moto's server on 127.0.0.1: the real wire path
         yield endpoint
@@ -35,7 +35,7 @@ def any_repo(request, repo):
     if request.param == "sqlite":
         yield repo
         return
-    from flowmason.plugins.dynamodb_store.testing import dynamodb_url
+    from tests.support.dynamodb import dynamodb_url
 
     store = open_store(dynamodb_url(request.getfixturevalue("dynamodb_endpoint")))
     yield RunRepository(store)
