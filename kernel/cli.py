@@ -7,19 +7,20 @@ message and an exit code instead of a traceback.
 """
 from __future__ import annotations
 
-import os
 import sys
 from typing import Any
 
 
 def _preparse(argv: list[str]) -> None:
     """Apply --plugins/--store before plugins load: they decide which commands exist."""
+    from .settings import set_from_option
+
     for i, arg in enumerate(argv):
         for opt, env in (("--plugins", "FM_PLUGINS"), ("--store", "FM_STORE")):
             if arg == opt and i + 1 < len(argv):
-                os.environ[env] = argv[i + 1]
+                set_from_option(env, argv[i + 1], opt)
             elif arg.startswith(opt + "="):
-                os.environ[env] = arg.split("=", 1)[1]
+                set_from_option(env, arg.split("=", 1)[1], opt)
         if arg == "--":
             break
 
@@ -44,7 +45,9 @@ def build_app() -> Any:
     ) -> None:
         """FlowMason: run, record, debug, test and deploy AI pipelines."""
 
-    plugins.get_plugin_manager().hook.fm_register_commands(app=app)
+    # plugin by plugin in registration order, so `fm --help` lists core commands first
+    for _name, call in plugins.each_plugin(plugins.get_plugin_manager(), "fm_register_commands"):
+        call(app=app)
     return app
 
 
