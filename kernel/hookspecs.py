@@ -100,9 +100,10 @@ def fm_register_loaders(register):
     :param register: ``register(scheme, load)``. ``scheme`` is what a
         reference starts with (``file`` for paths, ``store`` for a saved
         pipeline ``store://ID@3``, later ``registry://org/name@1.2``);
-        ``load(ref: str, origin: LoadContext) -> dict | Pipeline`` returns
-        the pipeline definition ``ref`` names (the parsed JSON object, or a
-        ``Pipeline``). ``LoadContext`` gives the referring file's folder,
+        ``load(ref: str, origin: LoadContext) -> dict | Pipeline`` gets
+        the reference without its ``scheme://`` (``ID@3`` for
+        ``store://ID@3``) and returns the pipeline definition it names (the
+        parsed JSON object, or a ``Pipeline``). ``LoadContext`` gives the referring file's folder,
         the store, the tenant namespace and whether files may be read
         (``files`` is False on servers). Raise ``NotFoundError`` when the
         reference names nothing. A reference with no ``scheme://`` is tried
@@ -270,8 +271,11 @@ def fm_stage_finished(run, stage, result):
     """A stage completed.
 
     Called by the executor when a stage execution settles successfully
-    (each iteration of a loop body is one execution).
+    (each iteration of a loop body is one execution), after the recorder
+    saw it.
 
+    :param run: the ``model.Run``.
+    :param stage: the ``model.Stage``.
     :param result: the ``model.StageResult`` (``output``, timings, usage).
     :return: ignored.
     """
@@ -281,6 +285,11 @@ def fm_stage_finished(run, stage, result):
 def fm_stage_failed(run, stage, result):
     """A stage failed after its retries (an exception, a timeout, a template error in its config).
 
+    Called by the executor when the failure is final, whatever the stage's
+    ``on_error`` then does to its dependents.
+
+    :param run: the ``model.Run``.
+    :param stage: the ``model.Stage``.
     :param result: the ``model.StageResult``; ``result.error`` holds the
         error as a dict (``code``, ``message``, ``stage``, ``hint``).
     :return: ignored.
@@ -291,6 +300,11 @@ def fm_stage_failed(run, stage, result):
 def fm_stage_skipped(run, stage, result):
     """A stage was skipped: disabled, its branch not taken, or an upstream failed with ``on_error=skip``.
 
+    Called by the executor once per skipped stage, when it is settled as
+    skipped (its component never runs).
+
+    :param run: the ``model.Run``.
+    :param stage: the ``model.Stage``.
     :param result: the ``model.StageResult`` with status ``skipped``.
     :return: ignored.
     """
