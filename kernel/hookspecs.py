@@ -116,8 +116,7 @@ def fm_register_loaders(register):
 def fm_register_exporters(register):
     """Register run exporters, the formats of ``fm export RUN --format F``.
 
-    Called by ``Registry.exporters`` when ``fm export`` (or an export
-    route) looks a format up.
+    Called by ``Registry.exporters`` when ``fm export`` looks a format up.
 
     :param register: ``register(format, export)``;
         ``export(run, stages, pipeline) -> str | bytes`` gets the

@@ -26,7 +26,6 @@ own order (last registered first); they must not depend on each other.
 """
 from __future__ import annotations
 
-import difflib
 import importlib
 import sys
 import threading
@@ -183,6 +182,8 @@ def check_pending(pm: pluggy.PluginManager) -> None:
         for impl in caller.get_hookimpls():
             if impl.optionalhook:
                 continue
+            import difflib
+
             plugin = _label(pm, impl.plugin)
             close = difflib.get_close_matches(name, specs, n=1)
             raise PluginError(

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Iterator, Protocol
 
 from .errors import ConfigError, FlowMasonError
+from .settings import get_settings
 
 
 @dataclass
@@ -111,7 +112,7 @@ class ProviderError(FlowMasonError):
 def resolve_provider(name: str | None, settings: dict[str, Any] | None = None) -> Provider:
     from .plugins import get_registry
 
-    name = name or os.environ.get("FM_PROVIDER") or "anthropic"
+    name = name or get_settings().provider or "anthropic"
     factories = get_registry().providers
     factory = factories.get(name)
     if factory is None:
@@ -258,10 +259,11 @@ def active_cassette() -> Cassette | None:
     current = _cassette_var.get()
     if current is not None:
         return current
-    replay = os.environ.get("FM_REPLAY")
+    settings = get_settings()
+    replay = settings.replay
     if replay:
         return open_cassette(replay, "replay")
-    record = os.environ.get("FM_RECORD")
+    record = settings.record
     if record:
         return open_cassette(record, "record")
     return None

@@ -15,8 +15,9 @@ stage, so the environment stays the source of truth without every caller
 remembering to call ``reload_settings()``.
 
 A malformed value (``FM_LLM_TIMEOUT_S=soon``) is a ``ConfigError`` naming
-the variable and an example, raised by ``get_settings()``; ``describe()``
-(what ``fm settings`` prints) never raises, so a user can still see it.
+the variable and an example, raised when that setting is read: a bad
+auth setting stops the HTTP API, not ``fm run``, and ``fm settings`` (which
+never raises) still lists everything, the bad value with its error.
 """
 from __future__ import annotations
 
@@ -57,7 +58,7 @@ def _names(raw: str) -> tuple[str, ...]:
 
 
 _EXAMPLES = {_flag: "1", _int: "10", _float: "2.5"}
-_KINDS = {_text: "text", _flag: "yes/no", _int: "whole number", _float: "number", _names: "comma-separated names"}
+_KINDS = {_text: "text", _flag: "yes/no value", _int: "whole number", _float: "number", _names: "comma-separated names"}
 
 
 def setting(env: str, default: Any, doc: str, *, owner: str, parse: Callable[[str], Any] = _text,
@@ -72,9 +73,33 @@ def setting(env: str, default: Any, doc: str, *, owner: str, parse: Callable[[st
                                             "minimum": minimum, "lenient": lenient})
 
 
+class _Invalid:
+    """A setting whose value did not parse: reading it raises the error (see ``Settings.__getattribute__``)."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: ConfigError) -> None:
+        self.error = error
+
+    def __repr__(self) -> str:
+        return f"<invalid: {self.error.message}>"
+
+
 @dataclass(frozen=True)
 class Settings:
     """One value per ``FM_*`` variable. Build with ``get_settings()`` or ``Settings.from_env(mapping)``."""
+
+    def __getattribute__(self, name: str) -> Any:
+        value = object.__getattribute__(self, name)
+        if type(value) is _Invalid:
+            raise value.error
+        return value
+
+    @property
+    def errors(self) -> dict[str, ConfigError]:
+        """Variable -> the error of its value, for the settings that did not parse."""
+        return {f.metadata["env"]: v.error for f in _declared()
+                if type(v := object.__getattribute__(self, f.name)) is _Invalid}
 
     # -- kernel --
     home: str | None = setting("FM_HOME", None, "data folder (default: the OS user-data folder + /flowmason)", owner="kernel")
@@ -135,22 +160,20 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
-        """Parse ``env`` (default ``os.environ``). Raises ``ConfigError`` naming the variable on a bad value."""
+        """Parse ``env`` (default ``os.environ``); a bad value raises its ``ConfigError`` when that setting is read."""
         env = os.environ if env is None else env
         values: dict[str, Any] = {}
         for f in _declared():
             raw = env.get(f.metadata["env"])
             if raw is None or raw == "":
                 continue
-            values[f.name] = _parse(f, raw)
+            try:
+                values[f.name] = _parse(f, raw)
+            except ConfigError as exc:
+                values[f.name] = _Invalid(exc)
         values["template_vars"] = tuple(k for k in env if k.startswith(VAR_PREFIX))
         return cls(**values)
 
-    def source(self, env_name: str) -> str:
-        """Where a variable's value came from: an option, the environment or the default."""
-        if env_name in _option_sources:
-            return _option_sources[env_name]
-        return "environment" if os.environ.get(env_name) else "default"
 
 
 def _declared() -> Iterator[Any]:
@@ -162,25 +185,28 @@ def _parse(f: Any, raw: str) -> Any:
     meta = f.metadata
     name, parse = meta["env"], meta["parse"]
     try:
-        value = parse(raw)
+        try:
+            value = parse(raw)
+        except ValueError:
+            raise ValueError("") from None  # Python's own wording ("could not convert string...") says nothing more
         if meta["minimum"] is not None and value < meta["minimum"]:
             raise ValueError(f"below {meta['minimum']:g}")
     except ValueError as exc:
+        what = f"is {exc}" if str(exc) else f"is not a {_KINDS[parse]}"
         if meta["lenient"]:
             import logging
 
-            logging.getLogger("flowmason.settings").warning("%s=%r is not a %s (%s); using %r", name, raw,
-                                                              _KINDS[parse], exc, f.default)
+            logging.getLogger("flowmason.settings").warning("%s=%r %s; using %r", name, raw, what, f.default)
             return f.default
         example = f.default if f.default not in (None, (), False) else _EXAMPLES.get(parse, "...")
-        raise ConfigError(f"{name}={raw!r} is not a valid {_KINDS[parse]}: {exc}", field=name,
+        raise ConfigError(f"{name}={raw!r} {what}", field=name,
                           hint=f"set {name} like {name}={example}, or unset it for the default") from None
     return value
 
 
 _lock = threading.Lock()
 _cached: tuple[tuple[tuple[str, str], ...], Settings] | None = None
-_option_sources: dict[str, str] = {}
+_option_sources: dict[str, tuple[str, str]] = {}  # variable -> (option, the value it set)
 
 
 def _fingerprint() -> tuple[tuple[str, str], ...]:
@@ -211,7 +237,17 @@ def reload_settings() -> Settings:
 def set_from_option(env_name: str, value: str, option: str) -> None:
     """A command-line option (``fm --store``) sets a variable: children inherit it; ``fm settings`` names the option."""
     os.environ[env_name] = value
-    _option_sources[env_name] = option
+    _option_sources[env_name] = (option, value)
+
+
+def source(env_name: str, env: Mapping[str, str] | None = None) -> str:
+    """Where a variable's value comes from: the option that set it, the environment, or the default."""
+    env = os.environ if env is None else env
+    raw = env.get(env_name) or None
+    option = _option_sources.get(env_name)
+    if option is not None and raw == option[1]:
+        return f"option {option[0]}"
+    return "environment" if raw else "default"
 
 
 def _mask(value: Any, secret: bool) -> str:
@@ -239,14 +275,13 @@ def describe(env: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
         meta = f.metadata
         name = meta["env"]
         raw = env.get(name) or None
-        row = {"name": name, "owner": meta["owner"], "doc": meta["doc"], "error": None,
-               "source": _option_sources.get(name) or ("environment" if raw else "default")}
+        row = {"name": name, "owner": meta["owner"], "doc": meta["doc"], "error": None, "source": source(name, env)}
         value = f.default
         if raw is not None:
             try:
                 value = _parse(f, raw)
             except ConfigError as exc:
-                value, row["error"] = raw, str(exc)
+                value, row["error"] = raw, f"{exc.message} ({exc.hint})"
         row["value"] = _mask(value, meta["secret"])
         rows.append(row)
     for name in sorted(k for k in env if k.startswith(VAR_PREFIX)):

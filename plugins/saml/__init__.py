@@ -10,7 +10,6 @@ tests: real key pairs, real signatures.
 """
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from flowmason.kernel.plugins import hookimpl
@@ -33,7 +32,9 @@ def __getattr__(name: str) -> Any:
 def fm_register_routes(register):
     from .service import _config, get_config
 
-    if _config is None and not os.environ.get("FM_SAML_CONFIG"):
+    from flowmason.kernel.settings import get_settings
+
+    if _config is None and not get_settings().saml_config:
         return  # not configured: nothing to import
     from flowmason.plugins.auth.service import settings as auth_settings
 
