@@ -46,8 +46,8 @@ def build_app() -> Any:
         """FlowMason: run, record, debug, test and deploy AI pipelines."""
 
     # plugin by plugin in registration order, so `fm --help` lists core commands first
-    for _name, call in plugins.each_plugin(plugins.get_plugin_manager(), "fm_register_commands"):
-        call(app=app)
+    for name, call in plugins.each_plugin(plugins.get_plugin_manager(), "fm_register_commands"):
+        plugins.call_plugin(name, "fm_register_commands", call, app=app)
     return app
 
 

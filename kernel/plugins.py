@@ -373,7 +373,20 @@ def _collect(pm: pluggy.PluginManager, hook_name: str, registry: Registry, kind:
             target[name] = obj
             registry._origin[(kind, name)] = _plugin
 
-        call(register=register)
+        call_plugin(plugin_name, hook_name, call, register=register)
+
+
+def call_plugin(plugin: str, hook_name: str, call: Callable[..., Any], **kwargs: Any) -> Any:
+    """Call one plugin's hook; a crash inside it becomes a PluginError that says which plugin and hook."""
+    from .errors import FlowMasonError
+
+    try:
+        return call(**kwargs)
+    except FlowMasonError:
+        raise  # already says what is wrong (a duplicate name, a bad setting)
+    except Exception as exc:  # noqa: BLE001 - a third-party plugin's bug must name the plugin
+        raise PluginError(f"plugin '{plugin}' failed in {hook_name}: {type(exc).__name__}: {exc}",
+                          hint=f"fix or remove the plugin ('FM_PLUGINS=-{plugin}' leaves it out)") from exc
 
 
 def get_registry() -> Registry:

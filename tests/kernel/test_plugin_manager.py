@@ -136,3 +136,19 @@ def test_fm_trace_plugins_prints_hook_calls_to_stderr(tmp_path):
     quiet = subprocess.run([sys.executable, "-m", "flowmason.kernel.cli", "run", str(p), "-q", "--no-record-run"],
                            capture_output=True, text=True, env={**env, "FM_TRACE_PLUGINS": "0"}, timeout=60)
     assert quiet.returncode == 0 and "fm-trace" not in quiet.stderr
+
+
+def test_a_plugin_crashing_in_a_registration_hook_is_named():
+    class Broken:
+        @hookimpl
+        def fm_register_exporters(self, register):
+            raise KeyError("oops")
+
+    plugins.reset("control_flow", extra=[Broken()])
+    try:
+        name = plugins.get_plugin_manager().get_name(next(p for p in plugins.get_plugin_manager().get_plugins()
+                                                          if isinstance(p, Broken)))
+        with pytest.raises(PluginError, match=f"plugin '{name}' failed in fm_register_exporters: KeyError"):
+            plugins.get_registry().exporters
+    finally:
+        plugins.reset()
