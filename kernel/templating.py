@@ -40,9 +40,10 @@ ROOTS = ("input", "upstream", "context", "env", "variables", "run", "pipeline", 
 
 def env_allowlist() -> frozenset[str]:
     """Names readable as ``{{env.NAME}}``: ``FM_ENV_ALLOWLIST`` (comma-separated) plus ``FM_VAR_*``."""
-    names = {n.strip() for n in os.environ.get("FM_ENV_ALLOWLIST", "").split(",") if n.strip()}
-    names |= {k for k in os.environ if k.startswith("FM_VAR_")}
-    return frozenset(names)
+    from .settings import get_settings
+
+    settings = get_settings()
+    return frozenset(settings.env_allowlist) | frozenset(settings.template_vars)
 
 
 class EnvView(Mapping[str, str]):
