@@ -12,8 +12,6 @@ The Python API and the servers load exactly the subset they are given.
 """
 from __future__ import annotations
 
-import os
-
 import sys
 from typing import Any
 
@@ -50,8 +48,9 @@ def _preparse(argv: list[str]) -> None:
         if arg == "--":
             break
     spec = get_settings().plugins
-    if spec:
-        os.environ["FM_PLUGINS"] = with_cli_plugins(spec)  # a subset keeps the CLI's own plugins
+    if spec and with_cli_plugins(spec) != spec:
+        # a subset keeps the CLI's own plugins; `fm settings` says where the value came from
+        set_from_option("FM_PLUGINS", with_cli_plugins(spec), "--plugins (with the CLI's own plugins)")
 
 
 def build_app() -> Any:

@@ -201,11 +201,15 @@ def fm_wrap_stage(ctx, call):
 def fm_wrap_provider(name, provider):
     """Wrap an LLM provider when a run first asks for it (record/replay, caching, tracing).
 
-    Implement it as a pluggy wrapper: ``@hookimpl(wrapper=True)``; ``inner =
-    yield`` gives the provider built so far (the factory's, when yours is the
-    innermost wrapper); return the provider to use instead (same interface as
-    ``kernel.providers.Provider``), or ``inner``. Called by
-    ``kernel.providers.resolve_provider`` once per provider per run.
+    Implement it as a pluggy wrapper, ``@hookimpl(wrapper=True)``; the
+    provider the factory made is the innermost implementation. Called by
+    ``kernel.providers.resolve_provider`` once per provider per run (the
+    cassettes plugin records and replays model calls here).
+
+    :param name: the provider's registered name (``anthropic``, ``openai``, ...).
+    :param provider: the provider the factory made (``kernel.providers.Provider``).
+    :return: ``inner = yield`` gives the provider built so far; return the
+        provider to use instead (same interface), or ``inner`` unchanged.
     """
 
 

@@ -69,6 +69,42 @@ def test_fm_register_providers_a_registered_provider_answers_an_llm_stage(with_p
     assert plugin.calls == ["stressed"] and plugin.factories == 1
 
 
+class Shouting:
+    """A provider wrapper: every answer comes back upper-cased, and each wrapped provider is counted."""
+
+    def __init__(self):
+        self.wrapped: list[str] = []
+
+    @hookimpl(wrapper=True)
+    def fm_wrap_provider(self, name, provider):
+        inner = yield
+        self.wrapped.append(name)
+
+        class Loud:
+            name = inner.name
+            default_model = inner.default_model
+
+            async def complete(self, request):
+                done = await inner.complete(request)
+                done.text = done.text.upper()
+                return done
+
+            def stream(self, request):
+                return inner.stream(request)
+
+        return Loud()
+
+
+def test_fm_wrap_provider_wraps_the_provider_a_stage_gets(with_plugin):
+    loud = Shouting()
+    with_plugin(ProviderPlugin(), loud)
+    p = P({"id": "g", "component_type": "generator", "provider": "t-echo",
+           "config": {"prompt": "{{input.q}}", "stream": False}})
+    run = Runner().run_sync(p, {"q": "stressed"})
+    assert run.output["content"] == "DESSERTS"
+    assert loud.wrapped == ["t-echo"]
+
+
 class MemoryScheme:
     """``tmem://NAME`` opens the SQLite file NAME.db in a folder: a backend under a scheme of its own."""
 
