@@ -150,10 +150,24 @@ def build_plugin_manager(spec: str | None = None) -> pluggy.PluginManager:
             f"unknown plugin(s): {', '.join(sorted(missing))}",
             hint="`fm plugins` lists what is available",
         )
+    check_requires(pm)
     check_pending(pm)
     if get_settings().trace_plugins:
         trace_hook_calls(pm)
     return pm
+
+
+def check_requires(pm: pluggy.PluginManager) -> None:
+    """A plugin's ``REQUIRES`` (names of plugins it imports) must be loaded too: say which, and how to fix it."""
+    loaded = {name for name, plugin in pm.list_name_plugin() if plugin is not None}
+    for name, plugin in pm.list_name_plugin():
+        needs = [n for n in getattr(plugin, "REQUIRES", ()) if n not in loaded]
+        if needs:
+            raise PluginError(
+                f"plugin '{name}' requires {', '.join(repr(n) for n in needs)}, which "
+                f"{'is' if len(needs) == 1 else 'are'} not loaded",
+                hint=f"load {' and '.join(needs)} too (FM_PLUGINS=+{needs[0]}), or leave out {name} (FM_PLUGINS=-{name})",
+            )
 
 
 def _register(pm: pluggy.PluginManager, plugin: Any, name: str | None) -> None:

@@ -152,3 +152,13 @@ def test_a_plugin_crashing_in_a_registration_hook_is_named():
             plugins.get_registry().exporters
     finally:
         plugins.reset()
+
+
+def test_a_plugin_whose_requirement_is_left_out_is_refused_naming_both():
+    from flowmason.kernel.errors import PluginError
+    from flowmason.kernel.plugins import build_plugin_manager
+
+    with pytest.raises(PluginError) as info:
+        build_plugin_manager("-auth")
+    assert "'saml' requires 'auth'" in str(info.value) and "FM_PLUGINS=-saml" in (info.value.hint or "")
+    assert build_plugin_manager("-auth,-saml").has_plugin("http_api")
