@@ -8,21 +8,20 @@ boto3 loads when the store or queue first talks to AWS.
 """
 from __future__ import annotations
 
-import os
-
 from mangum import Mangum
 
+from flowmason.kernel.settings import get_settings
 from flowmason.plugins.http_api.app import create_app
 from flowmason.plugins.http_api.services import Services
 
 
 def services_from_env() -> Services:
-    queue_url = os.environ.get("FM_QUEUE_URL")
-    if not queue_url:
+    settings = get_settings()
+    if not settings.queue_url:
         return Services.from_env()
     from .sqs import SqsQueue
 
-    return Services(os.environ.get("FM_STORE"), SqsQueue(queue_url))
+    return Services(settings.store, SqsQueue(settings.queue_url))
 
 
 app = create_app(services_from_env())

@@ -12,7 +12,6 @@ The Python API and the servers load exactly the subset they are given.
 """
 from __future__ import annotations
 
-import os
 import sys
 from typing import Any
 
@@ -38,16 +37,20 @@ def with_cli_plugins(spec: str | None) -> str | None:
 
 def _preparse(argv: list[str]) -> None:
     """Apply --plugins/--store before plugins load (they decide which commands exist), keeping CLI_PLUGINS."""
+    from .settings import get_settings, set_from_option
+
     for i, arg in enumerate(argv):
         for opt, env in (("--plugins", "FM_PLUGINS"), ("--store", "FM_STORE")):
             if arg == opt and i + 1 < len(argv):
-                os.environ[env] = argv[i + 1]
+                set_from_option(env, argv[i + 1], opt)
             elif arg.startswith(opt + "="):
-                os.environ[env] = arg.split("=", 1)[1]
+                set_from_option(env, arg.split("=", 1)[1], opt)
         if arg == "--":
             break
-    if os.environ.get("FM_PLUGINS"):
-        os.environ["FM_PLUGINS"] = with_cli_plugins(os.environ["FM_PLUGINS"])
+    spec = get_settings().plugins
+    if spec and with_cli_plugins(spec) != spec:
+        # a subset keeps the CLI's own plugins; `fm settings` says where the value came from
+        set_from_option("FM_PLUGINS", with_cli_plugins(spec), "--plugins (with the CLI's own plugins)")
 
 
 def build_app() -> Any:
@@ -70,7 +73,9 @@ def build_app() -> Any:
     ) -> None:
         """FlowMason: run, record, debug, test and deploy AI pipelines."""
 
-    plugins.get_plugin_manager().hook.fm_register_commands(app=app)
+    # plugin by plugin in registration order, so `fm --help` lists core commands first
+    for name, call in plugins.each_plugin(plugins.get_plugin_manager(), "fm_register_commands"):
+        plugins.call_plugin(name, "fm_register_commands", call, app=app)
     return app
 
 

@@ -34,7 +34,7 @@ from .errors import (
     TemplateError,
 )
 from .model import Pipeline, Run, RunStatus, Stage, StageResult, StageStatus
-from .plan import Plan, StagePlan, compile_plan
+from .plan import Plan, StagePlan, compile_cached
 from .templating import EnvView, evaluate as evaluate_expr
 
 DEFAULT_STAGE_TIMEOUT_S = 600.0
@@ -87,7 +87,8 @@ class StagePoint:
 
 _TEMPLATE_MARKS = re.compile(r"\{\{(.*?)\}\}", re.S)
 
-# awaited before each stage renders its config, outside its timeout and retries
+# awaited before each stage renders its config, outside its timeout and retries; an object with a
+# `wants(stage_id, iteration) -> bool` method is awaited only where that says it may stop
 StageGate = Callable[[StagePoint], Awaitable[None]]
 # ``wrap(ctx, call) -> call``: the component call, wrapped (caching, recorded calls, fan-out)
 StageCall = Callable[["StageContext"], Awaitable[Any]]
@@ -172,7 +173,7 @@ class _Graph:
                 settle(sid, _SKIPPED)
                 return
             sp = stages[sid]
-            if sp.sync_ok and ex.inline:
+            if sp.sync_ok and ex.inline and (ex.gate_wants is None or not ex.gate_wants(sid, self.label)):
                 # plain functions run inline; a queue keeps long chains from recursing
                 inline.append(sid)
                 if not draining[0]:
@@ -262,11 +263,14 @@ class Execution:
         self._hooks = hooks if hooks is not None else _event_hooks()
         self._graph_scope: dict[str, Any] | None = None
         self.gate = gate
+        # a gate with `wants(stage_id, iteration) -> bool` is awaited only where it may stop (a debugger
+        # with breakpoints elsewhere leaves the inline fast path on); a plain async callable before every stage
+        self.gate_wants: Callable[[str, str | None], bool] | None = getattr(gate, "wants", None)
         self.wrappers = list(wrappers)
         if "fm_wrap_stage" in self._hooks:
             self.wrappers.append(_hook_wrapper(self._hooks["fm_wrap_stage"]))
         # plain functions run inline unless something must await around them
-        self.inline = self.sem is None and gate is None and not self.wrappers
+        self.inline = self.sem is None and not self.wrappers and (gate is None or self.gate_wants is not None)
         self.suspended: str | None = None  # the reason, when the run was parked unfinished
 
     @property
@@ -365,12 +369,15 @@ class Execution:
         sid = stage.id
         if self.sem is not None:
             async with self.sem:
-                if self.gate is not None:
-                    await self.gate(StagePoint(self, stage, graph.label, graph.scope))
+                await self._at_gate(stage, graph)
                 return await self._run_stage(sp, graph, sid, stage)
-        if self.gate is not None:
-            await self.gate(StagePoint(self, stage, graph.label, graph.scope))
+        await self._at_gate(stage, graph)
         return await self._run_stage(sp, graph, sid, stage)
+
+    async def _at_gate(self, stage: Stage, graph: _Graph) -> None:
+        gate = self.gate
+        if gate is not None and (self.gate_wants is None or self.gate_wants(stage.id, graph.label)):
+            await gate(StagePoint(self, stage, graph.label, graph.scope))
 
     def _begin(self, sp: StagePlan, graph: _Graph) -> tuple[StageContext, float, float]:
         """Render the config and announce the stage; a template error fails the stage here."""
@@ -764,23 +771,11 @@ def _event_hooks() -> dict[str, Callable[..., Any]]:
     return {name: getattr(pm.hook, name) for name in _EVENT_HOOKS if getattr(pm.hook, name).get_hookimpls()}
 
 
-_plan_cache: dict[tuple[int, int], tuple[Pipeline, Plan]] = {}
-
-
 def plan_for(pipeline: Pipeline) -> Plan:
-    """Compile (once per pipeline object and component set) with the loaded components."""
+    """Compile with the loaded components, cached by the pipeline's content (``plan.compile_cached``)."""
     from .plugins import get_registry
 
-    components = get_registry().components
-    key = (id(pipeline), id(components))
-    cached = _plan_cache.get(key)
-    if cached is not None and cached[0] is pipeline:
-        return cached[1]
-    plan = compile_plan(pipeline, components)
-    if len(_plan_cache) > 256:
-        _plan_cache.clear()
-    _plan_cache[key] = (pipeline, plan)
-    return plan
+    return compile_cached(pipeline, get_registry().components)
 
 
 async def run_pipeline(

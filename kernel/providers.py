@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Protocol
 
 from .errors import ConfigError, FlowMasonError
+from .settings import get_settings
 
 
 @dataclass
@@ -102,7 +102,7 @@ def resolve_provider(name: str | None, settings: dict[str, Any] | None = None) -
     from .plugins import get_plugin_manager, get_registry
 
     factories = get_registry().providers
-    name = name or os.environ.get("FM_PROVIDER") or next(
+    name = name or get_settings().provider or next(
         (n for n, f in factories.items() if getattr(f, "default", False)), None)
     factory = factories.get(name) if name else None
     if factory is None:

@@ -26,6 +26,7 @@ from typing import Any, AsyncIterator, Iterator
 from flowmason.kernel.errors import ConfigError
 from flowmason.kernel.plugins import hookimpl
 from flowmason.kernel.providers import Completion, CompletionRequest, ProviderError
+from flowmason.kernel.settings import get_settings
 
 __all__ = ["Cassette", "CassetteProvider", "active_cassette", "close_cassettes", "flush_cassettes", "open_cassette",
            "use_cassette"]
@@ -159,10 +160,11 @@ def active_cassette() -> Cassette | None:
     current = _cassette_var.get()
     if current is not None:
         return current
-    replay = os.environ.get("FM_REPLAY")
+    settings = get_settings()
+    replay = settings.replay
     if replay:
         return open_cassette(replay, "replay")
-    record = os.environ.get("FM_RECORD")
+    record = settings.record
     if record:
         return open_cassette(record, "record")
     return None

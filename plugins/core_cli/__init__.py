@@ -1,4 +1,4 @@
-"""The core `fm` commands: run, validate, schema, plugins, runs (list, show, resume).
+"""The core `fm` commands: run, validate, schema, plugins, runs (list, show, resume), settings.
 
 Registered through ``fm_register_commands`` like every other command;
 heavy modules (rich, the executor) load inside the commands that need them.
@@ -13,6 +13,7 @@ USES = ("durable",)
 
 @hookimpl
 def fm_register_commands(app):
-    from . import commands
+    from . import commands, settings_cmd
 
     commands.register(app)
+    settings_cmd.register(app)

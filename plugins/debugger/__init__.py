@@ -1,6 +1,6 @@
 """Breakpoints on the executor's stage gate: the session a debugger front end (the editor's DAP adapter) drives.
 
-A ``DebugSession`` is an ``Execution(gate=session.gate)``: before each
+A ``DebugSession`` is the stage gate of an ``Execution(gate=session)``: before each
 stage renders its config (outside its timeout and retries, so a held
 breakpoint never times a stage out or repeats on a retry) the session
 decides whether to stop there:
@@ -109,7 +109,11 @@ class DebugSession:
 
     # -- what the front end sets --
     def set_breakpoints(self, stage: str, breakpoints: list[Breakpoint]) -> None:
-        self.breakpoints[stage] = list(breakpoints)
+        """Replace the stage's breakpoints (an empty list clears them)."""
+        if breakpoints:
+            self.breakpoints[stage] = list(breakpoints)
+        else:
+            self.breakpoints.pop(stage, None)
 
     def continue_(self) -> None:
         self._stepping = False
@@ -134,7 +138,11 @@ class DebugSession:
                 s.resumed.set_result(None)
 
     # -- the gate --
-    async def gate(self, point: Any) -> None:
+    def wants(self, stage: str, iteration: str | None) -> bool:
+        """Whether the gate may stop at this stage: elsewhere the executor does not await it (stays fast)."""
+        return self._stepping or self._pausing or stage in self.breakpoints
+
+    async def __call__(self, point: Any) -> None:
         self._execution = point.execution
         reason = self._reason(point)
         if reason is None:

@@ -37,7 +37,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import time
 from typing import Any, Protocol
 
@@ -53,7 +52,6 @@ from .recorder import HostRecorder
 log = logging.getLogger("flowmason.worker")
 
 TERMINAL = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED})
-MAX_CONTINUATIONS = int(os.environ.get("FM_MAX_CONTINUATIONS", "200"))
 # inputs share the run item with its bookkeeping; keep well under the item limit
 MAX_INPUT_BYTES = MAX_ITEM_BYTES // 2
 _CHUNK_HOOKS = ("fm_stage_started", "fm_stage_finished", "fm_stage_failed", "fm_stage_skipped", "fm_stage_event",
@@ -65,6 +63,12 @@ class Queue(Protocol):
     def send(self, body: dict[str, Any], *, delay_s: int = 0) -> None: ...
 
     def send_many(self, bodies: list[dict[str, Any]]) -> None: ...
+
+
+def _max_continuations() -> int:
+    from flowmason.kernel.settings import get_settings
+
+    return get_settings().max_continuations
 
 
 def run_message(org: str, run_id: str, **extra: Any) -> dict[str, Any]:
@@ -218,7 +222,7 @@ class Jobs:
             finish_cancelled(repo, run)
             return "cancelled"
         continuation = int(body.get("continuation", 0))
-        if continuation > MAX_CONTINUATIONS:
+        if continuation > _max_continuations():
             fail_run(repo, run, "too_many_continuations", f"the run was continued {continuation} times",
                      "a stage probably takes longer than the worker's time limit; make it smaller")
             return "failed"

@@ -18,10 +18,11 @@ not an event-loop task, so a stage that blocks the loop does not make a
 live run look dead. A run whose lease has expired while its record says
 ``running`` has lost its process: ``recovery`` resumes it.
 
-Settings (environment, read once): ``FM_HEARTBEAT_S`` (default 5),
-``FM_LEASE_S`` (default 30, at least twice the heartbeat),
-``FM_RECOVERY_SCAN_S`` (30), ``FM_RECOVERY_GRACE_S`` (the lease time),
-``FM_MAX_RECOVERIES`` (5), ``FM_CANCEL_POLL_S`` (1).
+Settings (``flowmason.kernel.settings``, read once per process or
+``reset_settings()``): ``FM_HEARTBEAT_S`` (default 5), ``FM_LEASE_S``
+(default 30, at least twice the heartbeat), ``FM_RECOVERY_SCAN_S`` (30),
+``FM_RECOVERY_GRACE_S`` (the lease time), ``FM_MAX_RECOVERIES`` (5),
+``FM_CANCEL_POLL_S`` (1).
 """
 from __future__ import annotations
 
@@ -54,13 +55,14 @@ class Settings:
 
     @classmethod
     def from_env(cls) -> "Settings":
-        env = os.environ
-        beat = max(0.05, float(env.get("FM_HEARTBEAT_S") or 5))
-        lease = max(2 * beat, float(env.get("FM_LEASE_S") or 30))
-        return cls(heartbeat_s=beat, lease_s=lease, scan_s=max(0.05, float(env.get("FM_RECOVERY_SCAN_S") or 30)),
-                   grace_s=float(env.get("FM_RECOVERY_GRACE_S") or lease),
-                   max_recoveries=int(env.get("FM_MAX_RECOVERIES") or 5),
-                   cancel_poll_s=max(0.01, float(env.get("FM_CANCEL_POLL_S") or 1)))
+        """From ``flowmason.kernel.settings`` (FM_HEARTBEAT_S and friends)."""
+        from flowmason.kernel.settings import get_settings
+
+        fm = get_settings()
+        lease = max(2 * fm.heartbeat_s, fm.lease_s)
+        grace = fm.recovery_grace_s if fm.recovery_grace_s is not None else lease
+        return cls(heartbeat_s=fm.heartbeat_s, lease_s=lease, scan_s=fm.recovery_scan_s, grace_s=grace,
+                   max_recoveries=fm.max_recoveries, cancel_poll_s=fm.cancel_poll_s)
 
 
 _settings: Settings | None = None
@@ -74,7 +76,7 @@ def settings() -> Settings:
 
 
 def reset_settings() -> None:
-    """Read the environment again (tests that change it); the heartbeat thread picks the new period up now."""
+    """Read the settings again (tests that change them); the heartbeat thread picks the new period up now."""
     global _settings
     _settings = None
     _beat.wake()

@@ -10,7 +10,6 @@ with no AWS at all.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from typing import Any
 
@@ -63,7 +62,9 @@ class Services:
     @classmethod
     def from_env(cls) -> "Services":
         """The local shape from ``FM_STORE``; with a queue service, build ``Services(store, queue)`` instead."""
-        return cls.local(os.environ.get("FM_STORE"))
+        from flowmason.kernel.settings import get_settings
+
+        return cls.local(get_settings().store)
 
     # -- lifecycle (the ASGI lifespan; not called under mangum) --
     def start(self) -> None:

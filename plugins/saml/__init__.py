@@ -18,7 +18,6 @@ for SAML to sign anyone into.
 """
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from flowmason.kernel.plugins import hookimpl
@@ -44,7 +43,9 @@ def __getattr__(name: str) -> Any:
 def fm_register_routes(register):
     from .service import _config, get_config
 
-    if _config is None and not os.environ.get("FM_SAML_CONFIG"):
+    from flowmason.kernel.settings import get_settings
+
+    if _config is None and not get_settings().saml_config:
         return  # not configured: nothing to import
     from flowmason.plugins.auth import current_settings as auth_settings
 

@@ -29,7 +29,7 @@ async def drive(session: DebugSession, pipeline, script) -> tuple[list, Executio
         asyncio.get_running_loop().call_soon(script, session, stop)
 
     session.on_stop = on_stop
-    ex = Execution(plan_for(pipeline), {}, gate=session.gate)
+    ex = Execution(plan_for(pipeline), {}, gate=session)
     try:
         await ex.execute()
     except RunCancelledError:
@@ -77,7 +77,7 @@ def test_a_log_point_logs_and_does_not_stop(probe):
     logs = []
     s = DebugSession()
     s.set_breakpoints("review", [Breakpoint("review", log="inputs are {{len(input)}}")])
-    ex = Execution(plan_for(P(S("review"))), {"a": 1}, gate=s.gate,
+    ex = Execution(plan_for(P(S("review"))), {"a": 1}, gate=s,
                    listeners=[lambda kind, run, stage, data: logs.append(data["message"]) if kind == "stage.log" else None])
     asyncio.run(ex.execute())
     assert logs == ["inputs are 1"]
