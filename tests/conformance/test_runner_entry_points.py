@@ -1,5 +1,7 @@
 """One runner: a pipeline with `extends` and a sub-pipeline gives the same output through every entry point.
 
+(The Lambda API → SQS → worker path runs the same fixture in tests/functions/test_worker_stack.py.)
+
 The fixture is three files: ``base`` (two stages), ``child`` (extends base,
 overrides one stage, adds a sub-pipeline stage that runs ``sub``), and
 ``sub``. Every way of starting a run must resolve them the same way.

@@ -198,3 +198,18 @@ def test_a_run_message_that_finds_the_run_leased_comes_back_later(make_stack, ap
     assert retry == {**body, "busy": 1}
     assert asyncio.run(jobs.handle(retry)) == "completed"
     assert tally_plugin.DONE["s1"] == 1
+
+
+def test_an_extends_and_subpipeline_fixture_runs_the_same_through_the_lambda_worker(make_stack, api_handler):
+    # the runner's conformance fixture (tests/conformance/test_runner_entry_points.py), on SQS + DynamoDB
+    from tests.conformance.test_runner_entry_points import BASE, CHILD, EXPECTED, INPUTS, SUB
+
+    make_stack()
+    handler = api_handler()
+    for doc in (BASE, SUB, CHILD):
+        status, _ = call(handler, "POST", "/pipelines", doc)
+        assert status == 201
+    _, run = call(handler, "POST", "/runs", {"pipeline_id": "child", "inputs": INPUTS})
+    result = finished_result(handler, run["id"])
+    assert result["status"] == "completed", result
+    assert result["output"] == EXPECTED
