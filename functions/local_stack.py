@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import re
 import threading
 import time
@@ -45,7 +44,9 @@ def load_template(path: str | Path | None = None) -> dict[str, Any]:
         raise ConfigError("the local AWS stack reads template.yaml with cfn-lint, which is not installed",
                           hint="pip install 'flowmason[aws-local]'") from None
 
-    p = Path(path or os.environ.get("FM_TEMPLATE") or DEFAULT_TEMPLATE)
+    from flowmason.kernel.settings import get_settings
+
+    p = Path(path or get_settings().template or DEFAULT_TEMPLATE)
     if not p.is_file():
         raise ConfigError(f"no template at {p}", field="template", hint="pass --template path/to/template.yaml")
     template, problems = decode_str(p.read_text(encoding="utf-8"))
@@ -193,9 +194,12 @@ class LocalStack:
 
         from .sqs import SqsQueue
 
-        env = self._function_env("WorkerFunction")
-        fanout = self.fanout_min_items if self.fanout_min_items is not None else int(env.get("FM_FANOUT_MIN_ITEMS", 1000))
-        chunk = self.chunk_size if self.chunk_size is not None else int(env.get("FM_FANOUT_CHUNK_SIZE", 100))
+        from flowmason.kernel.settings import Settings
+
+        # what the template gives the worker (YAML may write numbers; the environment holds text)
+        declared = Settings.from_env({k: str(v) for k, v in self._function_env("WorkerFunction").items()})
+        fanout = self.fanout_min_items if self.fanout_min_items is not None else declared.fanout_min_items
+        chunk = self.chunk_size if self.chunk_size is not None else declared.fanout_chunk_size
         return Jobs(open_store(self.store_url), SqsQueue(self.queue_url, self.sqs()), fanout_min_items=fanout, chunk_size=chunk)
 
     def api_services(self) -> Any:

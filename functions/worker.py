@@ -45,16 +45,19 @@ def configure(jobs: Any) -> None:
 def get_jobs() -> Any:
     jobs = _state.get("jobs")
     if jobs is None:
+        from flowmason.kernel.errors import ConfigError
+        from flowmason.kernel.settings import get_settings
         from flowmason.kernel.storage import open_store
         from flowmason.plugins.durable import Jobs
 
         from .sqs import SqsQueue
 
-        jobs = Jobs(
-            open_store(os.environ["FM_STORE"]), SqsQueue(os.environ["FM_QUEUE_URL"]),
-            fanout_min_items=int(os.environ.get("FM_FANOUT_MIN_ITEMS", "1000")),
-            chunk_size=int(os.environ.get("FM_FANOUT_CHUNK_SIZE", "100")),
-        )
+        settings = get_settings()
+        if not settings.store or not settings.queue_url:
+            raise ConfigError("the worker needs FM_STORE and FM_QUEUE_URL", field="environment",
+                              hint="template.yaml sets both on the worker function")
+        jobs = Jobs(open_store(settings.store), SqsQueue(settings.queue_url),
+                    fanout_min_items=settings.fanout_min_items, chunk_size=settings.fanout_chunk_size)
         _state["jobs"] = jobs
     return jobs
 
@@ -64,7 +67,9 @@ def _deadline(context: Any) -> float | None:
     if remaining is None:
         return None
     left_ms = float(remaining())
-    margin_ms = min(float(os.environ.get("FM_DEADLINE_MARGIN_MS", "10000")), left_ms / 5)
+    from flowmason.kernel.settings import get_settings
+
+    margin_ms = min(get_settings().deadline_margin_ms, left_ms / 5)
     return time.monotonic() + (left_ms - margin_ms) / 1000
 
 

@@ -24,13 +24,13 @@ the earlier product did (``strict=False``) with a warning in the log.
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from flowmason.kernel.errors import ConfigError, StageError
 from flowmason.kernel.providers import Completion, CompletionRequest
+from flowmason.kernel.settings import get_settings
 
 
 @dataclass
@@ -50,21 +50,22 @@ def _llm(ctx: Any) -> dict[str, Any]:
     return ctx.stage.llm_settings or {}
 
 
-def choose(ctx: Any) -> tuple[str, str | None]:
-    """(provider name, model or None for the provider's default) for this stage."""
+def choose(ctx: Any) -> tuple[str | None, str | None]:
+    """(provider name, model) for this stage; None picks the default provider / the provider's default model."""
     stage = ctx.stage
     llm = _llm(ctx)
     meta = ctx.pipeline.metadata or {}
-    env_provider = os.environ.get("FM_PROVIDER") or None
+    settings = get_settings()
+    env_provider = settings.provider or None
     stage_provider = stage.provider or llm.get("provider")
-    provider = stage_provider or meta.get("default_provider") or env_provider or "anthropic"
+    provider = stage_provider or meta.get("default_provider") or env_provider
     explicit = stage.model or llm.get("model") or ctx.config.get("model")
     if explicit:
         return provider, str(explicit)
     meta_model = meta.get("default_model")
     if meta_model and provider == (meta.get("default_provider") or provider):
         return provider, str(meta_model)
-    env_model = os.environ.get("FM_MODEL")
+    env_model = settings.model
     if env_model and provider == (env_provider or provider):
         return provider, env_model
     return provider, None
@@ -147,6 +148,7 @@ async def ask(
     _refuse_keys(ctx)
     name, model = choose(ctx)
     provider = ctx.provider(name)
+    name = name or getattr(provider, "name", None) or "default"  # the default provider says who it is
     temp = _number(ctx, "temperature", None, temperature, float)
     limit = _number(ctx, "max_tokens", "max_output_tokens", max_tokens, int)
     stop = _llm(ctx).get("stop") or ctx.config.get("stop_sequences") or None

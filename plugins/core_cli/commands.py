@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import sys
 from pathlib import Path
@@ -103,10 +102,12 @@ def run_command(
     from flowmason.kernel.model import RunStatus
     from flowmason.kernel.runner import Runner
 
+    from flowmason.kernel.settings import set_from_option
+
     if cassette_record:
-        os.environ["FM_RECORD"] = str(cassette_record)
+        set_from_option("FM_RECORD", str(cassette_record), "--record")
     if cassette_replay:
-        os.environ["FM_REPLAY"] = str(cassette_replay)
+        set_from_option("FM_REPLAY", str(cassette_replay), "--replay")
     inputs = parse_inputs(input, input_file)
     runner = Runner(record=record, max_concurrency=concurrency)
     pipeline, loader = runner.load(pipeline_path)

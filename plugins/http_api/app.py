@@ -19,7 +19,6 @@ import contextlib
 import inspect
 import json
 import logging
-import os
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -36,7 +35,6 @@ from flowmason.kernel.errors import FlowMasonError
 log = logging.getLogger("flowmason.api")
 
 LOCAL_IDENTITY = {"subject": "local", "org_id": "default", "roles": ["owner"], "scopes": ["*"]}
-DEFAULT_MAX_BODY = 1024 * 1024
 
 # error code -> HTTP status; an exception may also carry ``http_status`` itself
 STATUS_BY_CODE = {
@@ -294,7 +292,9 @@ def openapi_document(specs: list[RouteSpec], *, title: str = "FlowMason API", ve
 
 def create_app(services: Any, *, max_body: int | None = None) -> Starlette:
     """The API: plugin routes behind the guards, ``/openapi.json``, JSON errors for unknown paths."""
-    max_body = max_body or int(os.environ.get("FM_MAX_BODY_BYTES", DEFAULT_MAX_BODY))
+    from flowmason.kernel.settings import get_settings
+
+    max_body = max_body or get_settings().max_body_bytes
     specs = collect_routes()
     guards = _Guards()
     document = openapi_document(specs)

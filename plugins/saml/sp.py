@@ -31,7 +31,6 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 from flowmason.kernel.errors import ConditionFailedError
 from flowmason.kernel.storage import Store
