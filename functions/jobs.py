@@ -390,7 +390,12 @@ class Jobs:
 
             pm = get_plugin_manager()
             hooks = {name: getattr(pm.hook, name) for name in _STAGE_EVENTS if getattr(pm.hook, name).get_hookimpls()}
-        ex = Execution(plan, run=run, recorder=job.recorder, resume=resume, loader=loader, hooks=hooks)
+        # events (issue 10 item 4): the run's live events for /runs/{id}/events; carry over when this moves
+        from flowmason.plugins.events import EventLog
+
+        events = EventLog.for_host(self.store, repo.ns, run_events=job.chunk is None)
+        ex = Execution(plan, run=run, recorder=job.recorder, resume=resume, loader=loader, hooks=hooks,
+                       listeners=[events] if events else None)
         task = asyncio.ensure_future(ex.execute())
         watcher = asyncio.ensure_future(self._watch_cancel(pk, ex, task))
         timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -399,7 +404,7 @@ class Jobs:
             if not done:
                 # the deadline: stop here without recording the run as cancelled; resume later
                 job.recorder.pausing = True
-                task.cancel()
+                ex.suspend("deadline")  # events (issue 10 item 4): parked, so the log says suspended, not cancelled
                 await asyncio.gather(task, return_exceptions=True)
                 return "paused"
             try:
@@ -416,6 +421,8 @@ class Jobs:
             await asyncio.gather(watcher, return_exceptions=True)
             if job.recorder.storage_error is None:
                 job.recorder.flush()
+            if events is not None:  # events (issue 10 item 4)
+                events.flush()
 
     async def _watch_cancel(self, pk: str, ex: Any, task: asyncio.Future) -> None:
         for _ in range(10_000_000):  # bounded; ends with the execution (cancelled by _execute)
