@@ -19,20 +19,26 @@ follow the run as it happens (``GET /runs/{id}/events``):
     anything else (ctx.emit) its own kind                    run_id, stage_id, data
 
 The settled names are the ones the stream used before there was a log, so
-its clients keep working. A sub-pipeline's events go to its root run's log
+its clients keep working. Starts, logs and tokens carry no ``iteration``:
+the executor's listener call does not say which loop iteration emitted
+them (the settled events do, from their StageResult). A sub-pipeline's events go to its root run's log
 (``run_id`` says which run they belong to; its start and end are
 ``pipeline.started`` / ``pipeline.<status>``, never final), because the
 client follows the run it started.
 
 Writes are group commits, like ``RunRepository``'s: the events of one turn
-of the event loop go out together at the end of the turn (a counter bump
-reserving their numbers, then one ``batch_put``); tokens wait up to
-``TOKEN_FLUSH_S`` and all the tokens of a stage in that window become one
-event, never one item per token. The run's last event (finished or
-suspended) is written at once. A failing write never fails the run: that
-batch is dropped and logged. Event items do not expire: run records and
-stage results have no retention either, and ``batch_put`` writes items
-without an expiry; when runs get a retention, events should follow it.
+of the event loop go out together at the end of the turn, as one counter
+bump reserving their numbers and one ``batch_put`` of a few items (one item
+holds many events, see ``layout``), but no sooner than ``FLUSH_INTERVAL_S``
+after the previous write: a chain of async stages settles one stage per
+turn, and a write per turn would be a write per stage. Tokens wait up to
+``TOKEN_FLUSH_S``, and all the tokens of a stage in that window become one
+event, never one item per token. A client polls every half second, so these
+delays do not show. The run's last event (finished or suspended) is
+written at once. A failing write never fails the run: that batch is
+dropped and logged. Event items do not expire: run records and stage
+results have no retention either, and ``batch_put`` writes items without
+an expiry; when runs get a retention, events should follow it.
 """
 from __future__ import annotations
 
@@ -44,27 +50,31 @@ from typing import Any
 
 from flowmason.kernel.storage import Store
 
-from .layout import SEQ_FIELD, SEQ_KEY, event_sk, run_pk
+from .layout import SEQ_FIELD, SEQ_KEY, chunk_row, run_pk
 
 log = logging.getLogger("flowmason.events")
 
 TOKEN_FLUSH_S = 0.1
+# events written at most this often while they keep coming (a chain of async stages settles one per turn)
+FLUSH_INTERVAL_S = 0.05
 GROUP_LIMIT = 500  # a long synchronous stretch still writes every this many events
+CHUNK_BYTES = 96 * 1024  # events per stored item, far under the 400 KB item limit
+_EVENT_BYTES = 160  # an event's JSON besides its variable parts (names, ids, numbers)
 MESSAGE_CHARS = 8_000  # a log line or a coalesced token event is cut (and says so) past this
 DATA_BYTES = 32_000
 
 _SETTLED = {"stage.finished", "stage.failed", "stage.skipped", "stage.cancelled"}
 
 
-def _plain(value: Any) -> Any:
-    """JSON-safe and bounded: a component's log data must not break (or bloat) the write."""
+def _plain(value: Any) -> tuple[Any, int]:
+    """JSON-safe and bounded, with its size: a component's log data must not break (or bloat) the write."""
     try:
         text = json.dumps(value, default=str, ensure_ascii=False)
     except (TypeError, ValueError):
         text = json.dumps(str(value))
     if len(text) > DATA_BYTES:
-        return {"__truncated__": True, "size": len(text), "preview": text[:2000]}
-    return json.loads(text)
+        return {"__truncated__": True, "size": len(text), "preview": text[:2000]}, 2100
+    return json.loads(text), len(text.encode())
 
 
 def _cut(text: Any) -> str:
@@ -89,6 +99,7 @@ class EventLog:
         self._roots: dict[str, str] = {}  # run id -> the run whose log it writes to
         self._soon = False
         self._timer: asyncio.TimerHandle | None = None
+        self._last = 0.0  # when the last flush happened (monotonic)
         self.written = 0
         self.dropped = 0
 
@@ -112,89 +123,92 @@ class EventLog:
             parent = run.metadata.get("parent_run_id")
             root = self._roots.get(parent, run_id) if parent else run_id
             self._roots[run_id] = root
-        child = root != run_id
         sid = stage.id if stage is not None else None
-        if sid is not None:
+        if sid is not None and self._tokens:
             self._tokens.pop((run_id, sid), None)  # what the stage did next comes after its tokens
-        base: dict[str, Any] = {"run_id": run_id}
         if kind in _SETTLED:
             status = data.status.value
+            error, size = _plain(data.error) if data.error is not None else (None, 0)
             self._add(root, f"stage.{status}", {
-                **base, "stage_id": data.stage_id, "iteration": data.iteration, "status": status,
-                "duration_ms": data.duration_ms, "error": _plain(data.error)})
+                "run_id": run_id, "stage_id": data.stage_id, "iteration": data.iteration, "status": status,
+                "duration_ms": data.duration_ms, "error": error}, size)
         elif kind == "stage.started":
-            self._add(root, kind, {**base, "stage_id": sid, "type": stage.component_type})
+            self._add(root, kind, {"run_id": run_id, "stage_id": sid, "type": stage.component_type})
         elif kind == "stage.log":
             data = data if isinstance(data, dict) else {"message": data}
-            self._add(root, kind, {**base, "stage_id": sid, "level": str(data.get("level") or "info"),
-                                   "message": _cut(data.get("message", "")), "data": _plain(data.get("data") or {})})
+            extra, size = _plain(data.get("data") or {})
+            message = _cut(data.get("message", ""))
+            self._add(root, kind, {"run_id": run_id, "stage_id": sid, "level": str(data.get("level") or "info"),
+                                   "message": message, "data": extra}, size + len(message))
         elif kind == "stage.retry":
-            self._add(root, kind, {**base, "stage_id": sid, **_plain(data)})
+            extra, size = _plain(data)
+            self._add(root, kind, {"run_id": run_id, "stage_id": sid, **(extra if isinstance(extra, dict) else {})},
+                      size)
         elif kind == "run.started":
-            if child:
-                self._add(root, "pipeline.started", {**base, "parent_stage_id": run.metadata.get("parent_stage_id")})
+            if root != run_id:
+                self._add(root, "pipeline.started", {"run_id": run_id,
+                                                     "parent_stage_id": run.metadata.get("parent_stage_id")})
             elif self.run_events:
-                self._add(root, "run.running", {**base, "status": "running"})
+                self._add(root, "run.running", {"run_id": run_id, "status": "running"})
         elif kind == "run.finished":
             status = run.status.value
-            body = {**base, "status": status, "error": _plain(run.error)}
-            if child:
-                self._add(root, f"pipeline.{status}", body)
+            error, size = _plain(run.error) if run.error is not None else (None, 0)
+            body = {"run_id": run_id, "status": status, "error": error}
+            if root != run_id:
+                self._add(root, f"pipeline.{status}", body, size)
             else:
-                self._add(root, f"run.{status}", body, final=True)
+                self._add(root, f"run.{status}", body, size, final=True)
                 self._roots.pop(run_id, None)
         elif kind == "run.suspended":
-            self._add(root, kind, {**base, "reason": (data or {}).get("reason")}, urgent=True)
+            self._add(root, kind, {"run_id": run_id, "reason": (data or {}).get("reason")}, urgent=True)
         else:  # a component's own kind (progress, ...)
-            self._add(root, kind, {**base, "stage_id": sid, "data": _plain(data)})
+            extra, size = _plain(data)
+            self._add(root, kind, {"run_id": run_id, "stage_id": sid, "data": extra}, size)
 
     def _token(self, run: Any, stage: Any, text: Any) -> None:
+        text = text if isinstance(text, str) else str(text)
         key = (run.id, stage.id if stage is not None else "")
         open_event = self._tokens.get(key)
         if open_event is not None and len(open_event["data"]["text"]) < MESSAGE_CHARS:
-            open_event["data"]["text"] += text if isinstance(text, str) else str(text)
+            open_event["data"]["text"] += text
             open_event["data"]["tokens"] += 1
             return
-        root = self._roots.get(run.id, run.id)
-        item = self._item("stage.token", {"run_id": run.id, "stage_id": key[1] or None,
-                                          "text": text if isinstance(text, str) else str(text), "tokens": 1})
+        item = {"event": "stage.token", "data": {"run_id": run.id, "stage_id": key[1] or None, "text": text, "tokens": 1},
+                "at": time.time()}
         self._tokens[key] = item
-        self._pending.append((root, item))
-        self._schedule(later=True)
+        # a token event grows until the flush: count it at the most it may hold
+        self._pending.append((self._roots.get(run.id, run.id), item, MESSAGE_CHARS * 4))
+        if not self._soon and self._timer is None:
+            self._schedule(TOKEN_FLUSH_S)
 
     # -- group commit --
-    @staticmethod
-    def _item(event: str, data: dict[str, Any], final: bool = False) -> dict[str, Any]:
+    def _add(self, root: str, event: str, data: dict[str, Any], size: int = 0, *, final: bool = False,
+             urgent: bool = False) -> None:
         item = {"event": event, "data": data, "at": time.time()}
         if final:
             item["final"] = True
-        return item
-
-    def _add(self, root: str, event: str, data: dict[str, Any], *, final: bool = False, urgent: bool = False) -> None:
-        self._pending.append((root, self._item(event, data, final)))
+        self._pending.append((root, item, size))
         if final or urgent or len(self._pending) >= GROUP_LIMIT:
             self.flush()  # the stream ends on the final event: do not leave it to a later turn
-        else:
-            self._schedule(later=False)
+        elif not self._soon and self._timer is None:
+            self._schedule(self._last + FLUSH_INTERVAL_S - time.monotonic())
 
-    def _schedule(self, *, later: bool) -> None:
-        if self._soon:
-            return
+    def _schedule(self, wait: float) -> None:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # no event loop: nothing to group with
             self.flush()
             return
-        if later:
-            if self._timer is None:
-                self._timer = loop.call_later(TOKEN_FLUSH_S, self.flush)
-            return
-        self._soon = True
-        loop.call_soon(self.flush)
+        if wait <= 0:  # the first event after a quiet spell goes out when this turn ends
+            self._soon = True
+            loop.call_soon(self.flush)
+        else:
+            self._timer = loop.call_later(wait, self.flush)
 
     def flush(self) -> None:
-        """Write the pending events: per run one counter bump for their numbers, then one batch."""
+        """Write the pending events: per run one counter bump for their numbers, then one batch of chunks."""
         self._soon = False
+        self._last = time.monotonic()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -202,19 +216,27 @@ class EventLog:
         pending, self._pending = self._pending, []
         if not pending:
             return
-        by_run: dict[str, list[dict[str, Any]]] = {}
-        for root, item in pending:
-            by_run.setdefault(root, []).append(item)
+        by_run: dict[str, list[tuple[dict[str, Any], int]]] = {}
+        for root, item, size in pending:
+            by_run.setdefault(root, []).append((item, size))
         rows: list[tuple[str, str, dict[str, Any]]] = []
         try:
             for root, items in by_run.items():
                 pk = run_pk(self.ns, root)
-                last = self.store.increment(pk, SEQ_KEY, SEQ_FIELD, len(items))
-                first = last - len(items) + 1
-                rows.extend((pk, event_sk(first + i), item) for i, item in enumerate(items))
+                seq = self.store.increment(pk, SEQ_KEY, SEQ_FIELD, len(items)) - len(items) + 1
+                chunk: list[dict[str, Any]] = []
+                budget = 0
+                for item, size in items:
+                    cost = _EVENT_BYTES + size
+                    if chunk and budget + cost > CHUNK_BYTES:
+                        rows.append(chunk_row(pk, seq, chunk))
+                        seq += len(chunk)
+                        chunk, budget = [], 0
+                    chunk.append(item)
+                    budget += cost
+                rows.append(chunk_row(pk, seq, chunk))
             self.store.batch_put(rows)
-            self.written += len(rows)
+            self.written += len(pending)
         except Exception as exc:  # noqa: BLE001 - losing live events must not fail the run they describe
             self.dropped += len(pending)
             log.warning("dropped %d run events: %s: %s", len(pending), type(exc).__name__, exc)
-

@@ -52,17 +52,19 @@ class EventCursor:
         for _ in range(MAX_PAGES):
             page = self.store.query(pk, prefix=PREFIX, start=event_sk(self.after + 1), limit=PAGE, cursor=cursor)
             for item in page.items:
-                seq = seq_of(item.sk)
-                if seq not in self._ahead:
-                    data = item.data
-                    out.append(Event(seq, data.get("event", "message"), data.get("data") or {},
-                                     bool(data.get("final")), data.get("at")))
-                if not hole and seq == self.after + 1:
-                    self.after = seq
-                    self._ahead.discard(seq)
-                else:
-                    hole = True
-                    self._ahead.add(seq)
+                first = int(item.data.get("first", seq_of(item.sk)))
+                for seq, data in enumerate(item.data.get("events") or (), start=first):
+                    if seq <= self.after:
+                        continue  # the start of a chunk that was read before
+                    if seq not in self._ahead:
+                        out.append(Event(seq, data.get("event", "message"), data.get("data") or {},
+                                         bool(data.get("final")), data.get("at")))
+                    if not hole and seq == self.after + 1:
+                        self.after = seq
+                        self._ahead.discard(seq)
+                    else:
+                        hole = True
+                        self._ahead.add(seq)
             cursor = page.cursor
             if not cursor:
                 break

@@ -5,6 +5,7 @@ redelivery really comes from SQS's visibility timeout and redrive policy.
 """
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 from flowmason.kernel.model import StageStatus
@@ -12,7 +13,7 @@ from flowmason.kernel.runs import DEFAULT_ORG, RunRepository, namespace
 from flowmason.kernel.storage import open_store
 
 from .components import chain
-from .conftest import call, finished_result, wait_for
+from .conftest import call, finished_result, http_event, wait_for
 
 
 def _stages(stack, run_id: str) -> dict[str, str]:
@@ -23,7 +24,7 @@ def _stages(stack, run_id: str) -> dict[str, str]:
 def test_api_event_starts_a_run_that_the_worker_finishes_through_sqs_and_dynamodb(make_stack, api_handler, tally_plugin):
     stack = make_stack()
     handler = api_handler()
-    status, saved = call(handler, "POST", "/pipelines", chain("three", 3))
+    status, saved = call(handler, "POST", "/pipelines", chain("three", 3, say="hi", tokens=["to", "ken"]))
     assert status == 201 and saved["version"] == 1
     status, run = call(handler, "POST", "/runs", {"pipeline_id": "three", "inputs": {"x": "hello"}})
     assert status == 202 and run["status"] == "pending"
@@ -37,6 +38,15 @@ def test_api_event_starts_a_run_that_the_worker_finishes_through_sqs_and_dynamod
     assert stack.invocations >= 1
     status, listed = call(handler, "GET", "/runs", query="status=completed")
     assert [r["id"] for r in listed["items"]] == [run["id"]]
+    # the worker kept the run's events in DynamoDB: the API streams starts, logs and tokens, numbered
+    response = handler(http_event("GET", f"/runs/{run['id']}/events"), None)
+    assert response["statusCode"] == 200 and not response.get("isBase64Encoded")
+    events = [block.split("\n") for block in response["body"].strip().split("\n\n")]
+    assert [int(lines[0][4:]) for lines in events] == list(range(1, len(events) + 1))
+    names = [lines[1][7:] for lines in events]
+    assert names[0] == "run.running" and names[-1] == "run.completed"
+    assert names.count("stage.started") == names.count("stage.log") == names.count("stage.completed") == 3
+    assert "".join(json.loads(lines[2][6:])["text"] for lines in events if lines[1] == "event: stage.token") == "token" * 3
 
 
 def test_a_worker_killed_after_stage_k_is_redelivered_and_resumes_without_rerunning_finished_stages(
