@@ -2,7 +2,7 @@
 
     python bench/run.py            # table
     python bench/run.py --json     # one JSON object keyed by workload (W1..W4)
-    python bench/run.py --all      # also the storage, LLM, serverless, auth and debug suites
+    python bench/run.py --all      # also the storage, LLM, serverless, auth, debug and events suites
 
 W1 chain: 200 sequential trivial stages (recorded to SQLite, and with recording off).
 W2 fan-out: 1 stage, 500 parallel stages awaiting 20 ms, a join.
@@ -156,6 +156,7 @@ OPTIONAL_SUITES = {
     "serverless": ("bench.serverless", "run_serverless_bench"),
     "auth": ("bench.auth", "run_auth_bench"),
     "debug": ("bench.debug", "run_debug_bench"),
+    "events": ("bench.events", "run_events_bench"),
 }
 
 

@@ -21,6 +21,12 @@ def _stages(stack, run_id: str) -> dict[str, str]:
     return {r.stage_id: r.status.value for r in repo.stage_results(run_id) if r.iteration is None}
 
 
+def _events(stack, run_id: str) -> list:
+    from flowmason.plugins.events import read_events
+
+    return read_events(open_store(stack.store_url), namespace(DEFAULT_ORG), run_id)
+
+
 def test_api_event_starts_a_run_that_the_worker_finishes_through_sqs_and_dynamodb(make_stack, api_handler, tally_plugin):
     stack = make_stack()
     handler = api_handler()
@@ -77,6 +83,14 @@ def test_a_run_longer_than_the_time_limit_continues_in_later_invocations(make_st
     assert tally_plugin.DONE == Counter({f"s{i}": 1 for i in range(1, 5)})
     _, got = call(handler, "GET", f"/runs/{run['id']}")
     assert got["status"] == "completed"
+    # one log across the invocations: parked at each deadline (not cancelled), numbered on without a repeat
+    events = _events(stack, run["id"])
+    names = [e.event for e in events]
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    assert names.count("run.running") >= 2 and "run.cancelled" not in names
+    assert {e.data["reason"] for e in events if e.event == "run.suspended"} == {"deadline"}
+    assert names[-1] == "run.completed" and names.count("run.completed") == 1
+    assert [e.data["stage_id"] for e in events if e.event == "stage.completed"] == ["s1", "s2", "s3", "s4"]
 
 
 def test_a_run_that_keeps_crashing_ends_in_the_dead_letter_queue_marked_failed(make_stack, api_handler, tally_plugin):
@@ -136,6 +150,13 @@ def test_a_foreach_over_2000_items_fans_out_across_invocations_and_runs_every_it
     # the 8 chunks, the first pass and the join can't fit in fewer than 5 invocations of 2 messages
     assert stack.invocations >= 5
     assert _stages(stack, run["id"])["each"] == StageStatus.COMPLETED.value
+    # chunks on parallel workers write to one log: no number handed out twice, every item's end in it
+    events = _events(stack, run["id"])
+    seqs = [e.seq for e in events]
+    assert len(seqs) == len(set(seqs)) and seqs == sorted(seqs)
+    done = [e.data["iteration"] for e in events if e.event == "stage.completed" and e.data["stage_id"] == "work"]
+    assert sorted(done, key=int) == [str(i) for i in range(2000)]
+    assert events[-1].event == "run.completed" and [e for e in events if e.final] == [events[-1]]
 
 
 def _fan_pipeline(pid: str, *, sleep: float = 0, parallel: bool = True) -> dict:
