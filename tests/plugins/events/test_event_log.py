@@ -26,6 +26,17 @@ async def stream(ctx):
     return {"ok": True}
 
 
+FLAKY: dict[str, int] = {}
+
+
+@operator("t-flaky")
+async def flaky(ctx):
+    FLAKY[ctx.run.id] = FLAKY.get(ctx.run.id, 0) + 1
+    if FLAKY[ctx.run.id] == 1:
+        raise RuntimeError("first try fails")
+    return {"try": FLAKY[ctx.run.id]}
+
+
 @operator("t-plain")
 def plain(ctx):
     return ctx.config.get("value")
@@ -36,6 +47,7 @@ class Parts:
     def fm_register_components(self, register):
         register(stream)
         register(plain)
+        register(flaky)
 
 
 class Counting:
@@ -177,3 +189,18 @@ def test_a_sub_pipelines_events_go_to_the_log_of_the_run_the_client_follows(stor
     log = next(e for e in events if e.event == "stage.log")
     assert log.data["stage_id"] == "c1" and log.data["run_id"] != run.id
     assert [e for e in events if e.final] == [events[-1]]
+
+
+def test_a_retry_and_a_failure_are_in_the_log_with_their_errors(store):
+    run = _run({"id": "p", "name": "p", "stages": [
+        {"id": "a", "type": "t-flaky", "retry_config": {"max_retries": 1, "initial_delay_ms": 1}},
+        {"id": "b", "type": "t-stream", "depends_on": ["a"], "config": {"tokens": "many"},
+         "on_error": "continue"}]},
+        store, EventLog(store))
+    events = read_events(store, "", run.id)
+    retry = next(e for e in events if e.event == "stage.retry")
+    assert retry.data["stage_id"] == "a" and retry.data["attempt"] == 1 and "first try fails" in retry.data["error"]
+    assert [e.event for e in events if e.data.get("stage_id") == "a"] == ["stage.started", "stage.retry", "stage.completed"]
+    failed = next(e for e in events if e.event == "stage.failed")
+    assert failed.data["stage_id"] == "b" and failed.data["status"] == "failed" and "many" in failed.data["error"]["message"]
+    assert events[-1].event == "run.completed"
