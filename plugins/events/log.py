@@ -85,9 +85,10 @@ def _cut(text: Any) -> str:
 class EventLog:
     """An executor listener ``(kind, run, stage, data)`` that persists a run's events for live clients.
 
-    ``run_events=False`` leaves out the run's own start (a fan-out chunk
-    is part of a run, not a run). Call ``flush()`` when the host is done
-    with the execution (the last events of a run parked from outside).
+    One per execution (its sub-pipelines included). ``run_events=False``
+    leaves out the run's own start, suspension and end: a fan-out chunk is
+    part of a run, not the run, so only its stages' events belong in the
+    log. Call ``flush()`` when the host is done with the execution.
     """
 
     def __init__(self, store: Store, namespace: str = "", *, run_events: bool = True) -> None:
@@ -156,11 +157,15 @@ class EventLog:
             body = {"run_id": run_id, "status": status, "error": error}
             if root != run_id:
                 self._add(root, f"pipeline.{status}", body, size)
-            else:
+            elif self.run_events:
                 self._add(root, f"run.{status}", body, size, final=True)
-                self._roots.pop(run_id, None)
+            else:
+                self.flush()
         elif kind == "run.suspended":
-            self._add(root, kind, {"run_id": run_id, "reason": (data or {}).get("reason")}, urgent=True)
+            if self.run_events:
+                self._add(root, kind, {"run_id": run_id, "reason": (data or {}).get("reason")}, urgent=True)
+            else:
+                self.flush()
         else:  # a component's own kind (progress, ...)
             extra, size = _plain(data)
             self._add(root, kind, {"run_id": run_id, "stage_id": sid, "data": extra}, size)

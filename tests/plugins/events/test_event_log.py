@@ -204,3 +204,9 @@ def test_a_retry_and_a_failure_are_in_the_log_with_their_errors(store):
     failed = next(e for e in events if e.event == "stage.failed")
     assert failed.data["stage_id"] == "b" and failed.data["status"] == "failed" and "many" in failed.data["error"]["message"]
     assert events[-1].event == "run.completed"
+
+
+def test_a_fan_out_chunk_logs_its_stages_but_not_a_start_or_end_of_the_run(store):
+    run = _run({"id": "p", "name": "p", "stages": [{"id": "a", "type": "t-stream", "config": {"say": "chunk"}}]},
+               store, EventLog(store, run_events=False))
+    assert [e.event for e in read_events(store, "", run.id)] == ["stage.started", "stage.log", "stage.completed"]
