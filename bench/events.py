@@ -10,9 +10,9 @@ return at once, what LLM stages are minus the network). Each runs without
 an event log and with one (``EventLog`` installed as the execution's
 listener, as ``Jobs`` does), rounds interleaved so machine noise hits both.
 Reported: best wall time of the rounds and the median CPU time of this
-process (the steadier figure on a busy machine), µs per stage of the difference,
-the event items written per run and the event-log writes (counter bumps +
-batches) per run. ``fm run`` installs no event log and pays nothing.
+process (the steadier figure on a busy machine), µs per stage of the
+difference, the events written per run and the event log's writes (counter
+bumps + batches) per run. ``fm run`` installs no event log and pays nothing.
 """
 from __future__ import annotations
 

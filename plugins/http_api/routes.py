@@ -365,4 +365,4 @@ def register_routes(register: Any) -> None:
     r("POST", "/runs/{run_id}/cancel", cancel_run, name="cancel_run", auth="run", summary="Cancel a run",
       response_model=RunOut, status_code=202, tags=["runs"])
     r("GET", "/runs/{run_id}/events", run_events, name="run_events", auth="read",
-      summary="Server-sent events of a run's stages", tags=["runs"])
+      summary="A run's events, live (SSE; resume with Last-Event-ID or ?after=N)", tags=["runs"])

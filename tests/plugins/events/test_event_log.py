@@ -145,6 +145,11 @@ def test_numbers_stay_unique_across_writers_of_one_run_and_a_cursor_resumes_afte
     assert [e.seq for e in before + after] == list(range(1, len(before) + len(after) + 1))
     assert cursor.poll() == []  # nothing new: nothing handed out twice
     assert read_events(store, "", run.id, after=before[-1].seq) == after
+    # back on the first host: it numbers on after the second's events
+    asyncio.run(Execution(plan, {}, run=run, listeners=[first]).execute())
+    events = read_events(store, "", run.id)
+    assert [e.seq for e in events] == list(range(1, len(before) + 2 * len(after) + 1))
+    assert first.dropped == 0
 
 
 def test_a_hole_left_by_a_slower_writer_is_filled_in_when_it_lands_and_passed_over_when_it_never_does(store):
