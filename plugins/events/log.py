@@ -56,7 +56,7 @@ log = logging.getLogger("flowmason.events")
 
 TOKEN_FLUSH_S = 0.1
 # events written at most this often while they keep coming (a chain of async stages settles one per turn)
-FLUSH_INTERVAL_S = 0.05
+FLUSH_INTERVAL_S = 0.25
 GROUP_LIMIT = 500  # a long synchronous stretch still writes every this many events
 CHUNK_BYTES = 96 * 1024  # events per stored item, far under the 400 KB item limit
 _EVENT_BYTES = 160  # an event's JSON besides its variable parts (names, ids, numbers)
