@@ -44,7 +44,7 @@ def _serve(env: dict[str, str], store_url: str) -> Any:
 
     import httpx
 
-    from flowmason.plugins.ratelimit.testing import free_port
+    from tests.support.net import free_port
 
     port = free_port()
     proc = subprocess.Popen(
@@ -108,11 +108,11 @@ def _one(backend: str, requests: int, concurrency: int, repeat: int) -> float:
         if backend not in ("none", "noauth"):
             env.update(FM_RATELIMIT=f"{10**9}/60", FM_RATELIMIT_BACKEND=backend if backend != "sqlite" else "store")
             if backend in ("redis", "hybrid"):
-                from flowmason.plugins.ratelimit.testing import local_redis
+                from tests.support.redis_server import local_redis
 
                 env["FM_RATELIMIT_REDIS"] = stack.enter_context(local_redis())
             elif backend == "dynamodb":
-                from flowmason.plugins.dynamodb_store.testing import dynamodb_url, local_dynamodb
+                from tests.support.dynamodb import dynamodb_url, local_dynamodb
 
                 endpoint = stack.enter_context(local_dynamodb())
                 env.update(FM_RATELIMIT_STORE=dynamodb_url(endpoint), AWS_ACCESS_KEY_ID="testing",
@@ -136,7 +136,7 @@ def run_auth_bench(requests: int = 2000, concurrency: int = 16, repeat: int = 3)
     "none" is authentication without a limiter; "noauth" is the local single-user mode (no authenticator,
     no limiter), the floor the others are compared with.
     """
-    from flowmason.plugins.ratelimit.testing import redis_binary
+    from tests.support.redis_server import redis_binary
 
     import os
 

@@ -6,7 +6,7 @@
 The pipeline is W2's shape (one start stage, 500 parallel stages, a join)
 with ``generator`` stages calling a provider through its real client code:
 ``openai`` (httpx, any OpenAI-compatible endpoint) and ``anthropic`` (the
-official SDK). The server is ``flowmason.plugins.providers.testing`` in its
+official SDK). The server is ``tests.support.llm_server`` in its
 own process (so it does not share our GIL), answering every call after
 20 ms. The floor is 500 raw concurrent ``httpx`` POSTs of the same request
 to the same server from one client, decoding the JSON answer; target: the
@@ -52,8 +52,8 @@ def pipeline_doc(provider: str, n: int = N) -> dict[str, Any]:
 
 def start_server(delay_ms: float) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "flowmason.plugins.providers.testing", "--delay-ms", str(delay_ms)],
-        stdout=subprocess.PIPE, text=True,
+        [sys.executable, "-m", "tests.support.llm_server", "--delay-ms", str(delay_ms)],
+        stdout=subprocess.PIPE, text=True, cwd=ROOT,  # the harness is under tests/, not in the package
     )
     url = proc.stdout.readline().strip() if proc.stdout else ""
     if not url.startswith("http://"):
@@ -133,7 +133,7 @@ def run_llm_bench(n: int = N, delay_ms: float = DELAY_MS, repeat: int = 5,
                   providers: tuple[str, ...] = ("openai", "anthropic")) -> dict[str, Any]:
     from bench.workloads import BenchPlugin
     from flowmason.kernel import plugins
-    from flowmason.kernel.providers import close_cassettes
+    from flowmason.plugins.cassettes import close_cassettes
 
     proc, url = start_server(delay_ms)
     saved = {k: os.environ.get(k) for k in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "ANTHROPIC_BASE_URL", "ANTHROPIC_API_KEY",

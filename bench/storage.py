@@ -197,7 +197,7 @@ def bench_sqlite(writes: int = WRITES, queries: int = QUERIES, repeat: int = 3) 
 
 def bench_dynamodb(writes: int = WRITES, queries: int = QUERIES) -> dict[str, Any]:
     from flowmason.kernel.storage import open_store
-    from flowmason.plugins.dynamodb_store.testing import dynamodb_url, local_dynamodb
+    from tests.support.dynamodb import dynamodb_url, local_dynamodb
 
     with local_dynamodb() as endpoint:
         store = open_store(dynamodb_url(endpoint, "fm-bench"))

@@ -1,4 +1,4 @@
-"""The engine's standard workloads (W1 chain, W2 fan-out, W4 scale) and their asyncio floors.
+"""The engine's standard workloads (W1 chain, W2 fan-out, W4 scale, W5/W6 compile) and their asyncio floors.
 
 A bench-only plugin registers two components through the normal hooks:
 ``bench-noop`` (returns at once) and ``bench-sleep`` (awaits like a model
@@ -20,6 +20,12 @@ def bench_noop(ctx):
     return {"i": ctx.config.get("i")}
 
 
+@operator("bench-async")
+async def bench_async(ctx):
+    await asyncio.sleep(0)
+    return {"i": ctx.config.get("i")}
+
+
 @operator("bench-sleep")
 async def bench_sleep(ctx):
     await asyncio.sleep(ctx.config.get("seconds", 0.02))
@@ -30,6 +36,7 @@ class BenchPlugin:
     @hookimpl
     def fm_register_components(self, register):
         register(bench_noop)
+        register(bench_async)
         register(bench_sleep)
 
 
@@ -40,6 +47,27 @@ def chain(n: int = 200) -> dict[str, Any]:
         for i in range(1, n)
     ]
     return {"id": f"w1-chain-{n}", "name": "W1 chain", "stages": stages}
+
+
+def async_chain(n: int = 200) -> dict[str, Any]:
+    """W1 with async stages (what LLM stages are): each awaits once, like a model call that answers at once."""
+    stages = [{"id": "s0", "component_type": "bench-async", "config": {"i": "{{input.x}}"}}]
+    stages += [
+        {"id": f"s{i}", "component_type": "bench-async", "depends_on": [f"s{i - 1}"], "config": {"i": f"{{{{upstream.s{i - 1}.i}}}}"}}
+        for i in range(1, n)
+    ]
+    return {"id": f"w1-async-chain-{n}", "name": "W1 async chain", "stages": stages}
+
+
+def builtin_chain(n: int) -> dict[str, Any]:
+    """A chain of a built-in operator, for `fm run` in a fresh process (which has no bench plugin)."""
+    stages = [{"id": "s0", "component_type": "variable-set", "config": {"name": "v", "value": "{{input.x}}"}}]
+    stages += [
+        {"id": f"s{i}", "component_type": "variable-set", "depends_on": [f"s{i - 1}"],
+         "config": {"name": "v", "value": f"{{{{upstream.s{i - 1}.value}}}}"}}
+        for i in range(1, n)
+    ]
+    return {"id": f"builtin-chain-{n}", "name": f"chain {n}", "stages": stages}
 
 
 def fan_out(n: int, seconds: float = 0.02) -> dict[str, Any]:
@@ -54,6 +82,16 @@ def fan_out(n: int, seconds: float = 0.02) -> dict[str, Any]:
 
 async def floor_chain(n: int) -> None:
     async def step(i: int) -> dict[str, int]:
+        return {"i": i}
+
+    value = 0
+    for _ in range(n):
+        value = (await step(value))["i"]
+
+
+async def floor_async_chain(n: int) -> None:
+    async def step(i: int) -> dict[str, int]:
+        await asyncio.sleep(0)
         return {"i": i}
 
     value = 0

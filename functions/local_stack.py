@@ -43,7 +43,7 @@ def load_template(path: str | Path | None = None) -> dict[str, Any]:
         from cfnlint.decode import decode_str
     except ImportError:
         raise ConfigError("the local AWS stack reads template.yaml with cfn-lint, which is not installed",
-                          hint="pip install 'flowmason[dev]'") from None
+                          hint="pip install 'flowmason[aws-local]'") from None
 
     p = Path(path or os.environ.get("FM_TEMPLATE") or DEFAULT_TEMPLATE)
     if not p.is_file():
@@ -149,14 +149,9 @@ class LocalStack:
         return f"dynamodb://{self.table}?endpoint_url={self.endpoint}&region={REGION}"
 
     def start(self) -> "LocalStack":
-        from flowmason.plugins.dynamodb_store.testing import local_dynamodb
+        from .moto_server import moto_server  # says which extra to install when moto is missing
 
-        try:
-            import moto.server  # noqa: F401
-        except ImportError:
-            raise ConfigError("the local AWS stack needs moto's server mode, which is not installed",
-                              hint="pip install 'flowmason[dev]'") from None
-        self.endpoint = self._exit.enter_context(local_dynamodb())
+        self.endpoint = self._exit.enter_context(moto_server())
         try:
             self._create_resources()
             if self.run_worker:

@@ -21,7 +21,7 @@ _LAZY = {
     "parse_pipeline": "model",
     "run_pipeline": "executor",
     "Execution": "executor",
-    "StageContext": "executor",
+    "StageContext": "components",
     "compile_plan": "plan",
     "Store": "storage",
     "open_store": "storage",

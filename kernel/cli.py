@@ -4,24 +4,53 @@
 ``--store``) and asks every plugin for its commands through
 ``fm_register_commands``. ``main()`` turns FlowMason errors into one clear
 message and an exit code instead of a traceback.
+
+A plugin subset (``--plugins control_flow,operators``, for a small device)
+still gets the core commands in the ``fm`` process: ``main()`` adds
+``CLI_PLUGINS`` to the subset, so ``fm run`` exists and can record the run.
+The Python API and the servers load exactly the subset they are given.
 """
 from __future__ import annotations
 
-import os
 import sys
 from typing import Any
 
 
+# What every `fm` process keeps, whatever subset is asked for: the core commands (run, validate,
+# runs, plugins) and the embedded store `fm run` records to by default (standard-library sqlite3).
+# Without them `fm --plugins control_flow,operators run x.pipeline.json` says "No such command 'run'".
+CLI_PLUGINS = ("core_cli", "sqlite_store")
+
+
+def with_cli_plugins(spec: str | None) -> str | None:
+    """``spec`` (FM_PLUGINS syntax) with ``+name`` for each CLI plugin a subset leaves out.
+
+    Only a subset needs it (the defaults already hold them); a plugin the spec
+    names itself, ``-core_cli`` included, is left as the spec says.
+    """
+    names = [n.strip() for n in (spec or "").split(",") if n.strip()]
+    if not any(n[0] not in "+-" for n in names):
+        return spec  # no subset: defaults plus or minus some
+    mentioned = {n.lstrip("+-") for n in names}
+    return ",".join(names + [f"+{p}" for p in CLI_PLUGINS if p not in mentioned])
+
+
 def _preparse(argv: list[str]) -> None:
-    """Apply --plugins/--store before plugins load: they decide which commands exist."""
+    """Apply --plugins/--store before plugins load (they decide which commands exist), keeping CLI_PLUGINS."""
+    from .settings import get_settings, set_from_option
+
     for i, arg in enumerate(argv):
         for opt, env in (("--plugins", "FM_PLUGINS"), ("--store", "FM_STORE")):
             if arg == opt and i + 1 < len(argv):
-                os.environ[env] = argv[i + 1]
+                set_from_option(env, argv[i + 1], opt)
             elif arg.startswith(opt + "="):
-                os.environ[env] = arg.split("=", 1)[1]
+                set_from_option(env, arg.split("=", 1)[1], opt)
         if arg == "--":
             break
+    spec = get_settings().plugins
+    if spec and with_cli_plugins(spec) != spec:
+        # a subset keeps the CLI's own plugins; `fm settings` says where the value came from
+        set_from_option("FM_PLUGINS", with_cli_plugins(spec), "--plugins (with the CLI's own plugins)")
 
 
 def build_app() -> Any:
@@ -44,7 +73,9 @@ def build_app() -> Any:
     ) -> None:
         """FlowMason: run, record, debug, test and deploy AI pipelines."""
 
-    plugins.get_plugin_manager().hook.fm_register_commands(app=app)
+    # plugin by plugin in registration order, so `fm --help` lists core commands first
+    for name, call in plugins.each_plugin(plugins.get_plugin_manager(), "fm_register_commands"):
+        plugins.call_plugin(name, "fm_register_commands", call, app=app)
     return app
 
 

@@ -1,4 +1,4 @@
-"""The component API for plugin authors: decorators and the stage context.
+"""The component API for plugin authors: the decorators, ``Component`` and the ``StageContext`` a component sees.
 
 A component is an async (or plain) function of one argument, the
 ``StageContext``; it returns the stage's output. Decorators attach the
@@ -26,12 +26,142 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
+from collections import ChainMap
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Callable
 
+from .errors import TemplateError
+
 if TYPE_CHECKING:  # pragma: no cover
-    from .executor import StageContext  # noqa: F401
+    from .executor import Execution
+    from .model import Pipeline, Run
+    from .plan import StagePlan
 
 ComponentFn = Callable[["StageContext"], Any]
+
+
+class _Return(Exception):
+    """Raised inside the graph when a `return` stage ends the run early."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+class Suspend(Exception):
+    """Raised by ``StageContext.suspend``: the run stops here unfinished, to be continued by its host."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class StageContext:
+    """What a component sees: its rendered config and the handles to steer the run."""
+
+    __slots__ = ("execution", "stage", "config", "scope", "graph", "attempt", "_plan", "usage")
+
+    def __init__(self, execution: "Execution", sp: StagePlan, config: dict[str, Any], scope: Mapping[str, Any], graph: Any) -> None:
+        self.execution = execution
+        self.stage = sp.stage
+        self.config = config
+        self.scope = scope
+        self.graph = graph
+        self.attempt = 1
+        self._plan = sp
+        self.usage: dict[str, Any] | None = None
+
+    # -- reading --
+    @property
+    def run(self) -> Run:
+        return self.execution.run
+
+    @property
+    def inputs(self) -> dict[str, Any]:
+        return self.execution.run.inputs
+
+    @property
+    def upstream(self) -> Mapping[str, Any]:
+        return self.scope["upstream"]
+
+    @property
+    def variables(self) -> dict[str, Any]:
+        return self.execution.variables
+
+    @property
+    def pipeline(self) -> Pipeline:
+        return self.execution.plan.pipeline
+
+    def lazy(self, key: str, default: Any = None) -> Any:
+        """The raw (unrendered) value of a lazy config key."""
+        return self._plan.lazy.get(key, default)
+
+    def _in_scope(self, fn: Callable[[Any, Mapping[str, Any]], Any], value: Any, extra: dict[str, Any]) -> Any:
+        scope = ChainMap(extra, self.scope) if extra else self.scope
+        try:
+            return fn(value, scope)
+        except TemplateError as exc:
+            exc.stage = self.stage.id
+            exc.pipeline = self.execution.plan.name
+            raise
+
+    def render(self, value: Any, **extra: Any) -> Any:
+        """Render templates in ``value`` with extra names in scope (``data=...``)."""
+        from .templating import render
+
+        return self._in_scope(render, value, extra)
+
+    def evaluate(self, expression: str, **extra: Any) -> Any:
+        """Evaluate a bare expression such as a filter condition."""
+        from .templating import evaluate
+
+        return self._in_scope(evaluate, expression, extra)
+
+    def log(self, level: str, message: str, **data: Any) -> None:
+        self.execution.emit("stage.log", self.stage, {"level": level, "message": message, "data": data})
+
+    def record_usage(self, **usage: Any) -> None:
+        """Model usage for this stage (tokens, cost); summed into the run."""
+        current = self.usage or {}
+        for k, v in usage.items():
+            current[k] = current.get(k, 0) + v if isinstance(v, (int, float)) else v
+        self.usage = current
+
+    def emit(self, kind: str, data: Any) -> None:
+        """Stream something to listeners (tokens as they arrive, progress)."""
+        self.execution.emit(kind, self.stage, data)
+
+    def provider(self, name: str | None = None, **settings: Any) -> Any:
+        return self.execution.provider(name or self.stage.provider, **settings)
+
+    # -- steering (control flow) --
+    async def run_stages(self, ids: Iterable[str], *, context: dict[str, Any] | None = None, label: str | None = None) -> dict[str, Any]:
+        """Run owned stages as a sub-graph; returns their outputs by stage id.
+
+        ``context`` adds names under ``{{context.*}}``; ``label`` tags the
+        recorded results (``stage[3]``). A failing stage raises StageError.
+        """
+        return await self.execution.run_stages(self, ids, context=context, label=label)
+
+    def skip(self, ids: Iterable[str]) -> None:
+        """Mark gated stages as not taken: they and whatever depends only on them are skipped."""
+        self.graph.skip_requested.update(ids)
+
+    def finish(self, value: Any) -> None:
+        """End the whole run now with ``value`` as its output (the `return` component)."""
+        raise _Return(value)
+
+    def suspend(self, reason: str) -> None:
+        """Park the whole run here, unfinished: a durable host continues it later (fan-out, deadline).
+
+        The stage is not recorded; the run is not recorded as finished;
+        ``Execution.execute`` returns the run with ``suspended`` set.
+        """
+        self.execution.suspended = reason  # before the other stages are cancelled: they are parked, not cancelled
+        raise Suspend(reason)
+
+    async def run_pipeline(self, ref: Any, inputs: dict[str, Any]) -> Any:
+        """Run another pipeline (by id, path or inline dict) and return its output."""
+        return await self.execution.run_child(ref, inputs, self.stage)
 
 
 @dataclass

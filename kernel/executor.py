@@ -23,6 +23,7 @@ import time
 from collections import ChainMap, deque
 from typing import Any, Awaitable, Callable, Iterable, Mapping, Protocol
 
+from .components import StageContext, Suspend, _Return
 from .errors import (
     ConfigError,
     FlowMasonError,
@@ -33,8 +34,8 @@ from .errors import (
     TemplateError,
 )
 from .model import Pipeline, Run, RunStatus, Stage, StageResult, StageStatus
-from .plan import Plan, StagePlan, compile_plan
-from .templating import EnvView, render as render_value, evaluate as evaluate_expr
+from .plan import Plan, StagePlan, compile_cached
+from .templating import EnvView, evaluate as evaluate_expr
 
 DEFAULT_STAGE_TIMEOUT_S = 600.0
 
@@ -54,21 +55,6 @@ class Recorder(Protocol):
 
 
 Listener = Callable[[str, Run, "Stage | None", Any], None]
-
-
-class _Return(Exception):
-    """Raised inside the graph when a `return` stage ends the run early."""
-
-    def __init__(self, value: Any) -> None:
-        self.value = value
-
-
-class Suspend(Exception):
-    """Raised by ``StageContext.suspend``: the run stops here unfinished, to be continued by its host."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 class StagePoint:
@@ -101,131 +87,12 @@ class StagePoint:
 
 _TEMPLATE_MARKS = re.compile(r"\{\{(.*?)\}\}", re.S)
 
-# awaited before each stage renders its config, outside its timeout and retries
+# awaited before each stage renders its config, outside its timeout and retries; an object with a
+# `wants(stage_id, iteration) -> bool` method is awaited only where that says it may stop
 StageGate = Callable[[StagePoint], Awaitable[None]]
 # ``wrap(ctx, call) -> call``: the component call, wrapped (caching, recorded calls, fan-out)
 StageCall = Callable[["StageContext"], Awaitable[Any]]
 StageWrapper = Callable[["StageContext", StageCall], StageCall]
-
-
-class StageContext:
-    """What a component sees: its rendered config and the handles to steer the run."""
-
-    __slots__ = ("execution", "stage", "config", "scope", "graph", "attempt", "_plan", "usage")
-
-    def __init__(self, execution: "Execution", sp: StagePlan, config: dict[str, Any], scope: Mapping[str, Any], graph: "_Graph") -> None:
-        self.execution = execution
-        self.stage = sp.stage
-        self.config = config
-        self.scope = scope
-        self.graph = graph
-        self.attempt = 1
-        self._plan = sp
-        self.usage: dict[str, Any] | None = None
-
-    # -- reading --
-    @property
-    def run(self) -> Run:
-        return self.execution.run
-
-    @property
-    def inputs(self) -> dict[str, Any]:
-        return self.execution.run.inputs
-
-    @property
-    def upstream(self) -> Mapping[str, Any]:
-        return self.scope["upstream"]
-
-    @property
-    def variables(self) -> dict[str, Any]:
-        return self.execution.variables
-
-    @property
-    def pipeline(self) -> Pipeline:
-        return self.execution.plan.pipeline
-
-    def lazy(self, key: str, default: Any = None) -> Any:
-        """The raw (unrendered) value of a lazy config key."""
-        return self._plan.lazy.get(key, default)
-
-    def _in_scope(self, fn: Callable[[Any, Mapping[str, Any]], Any], value: Any, extra: dict[str, Any]) -> Any:
-        scope = ChainMap(extra, self.scope) if extra else self.scope
-        try:
-            return fn(value, scope)
-        except TemplateError as exc:
-            exc.stage = self.stage.id
-            exc.pipeline = self.execution.plan.name
-            raise
-
-    def render(self, value: Any, **extra: Any) -> Any:
-        """Render templates in ``value`` with extra names in scope (``data=...``)."""
-        return self._in_scope(render_value, value, extra)
-
-    def evaluate(self, expression: str, **extra: Any) -> Any:
-        """Evaluate a bare expression such as a filter condition."""
-        return self._in_scope(evaluate_expr, expression, extra)
-
-    def log(self, level: str, message: str, **data: Any) -> None:
-        self.execution.emit("stage.log", self.stage, {"level": level, "message": message, "data": data})
-
-    def record_usage(self, **usage: Any) -> None:
-        """Model usage for this stage (tokens, cost); summed into the run."""
-        current = self.usage or {}
-        for k, v in usage.items():
-            current[k] = current.get(k, 0) + v if isinstance(v, (int, float)) else v
-        self.usage = current
-
-    def emit(self, kind: str, data: Any) -> None:
-        """Stream something to listeners (tokens as they arrive, progress)."""
-        self.execution.emit(kind, self.stage, data)
-
-    def provider(self, name: str | None = None, **settings: Any) -> Any:
-        return self.execution.provider(name or self.stage.provider, **settings)
-
-    # -- steering (control flow) --
-    async def run_stages(self, ids: Iterable[str], *, context: dict[str, Any] | None = None, label: str | None = None) -> dict[str, Any]:
-        """Run owned stages as a sub-graph; returns their outputs by stage id.
-
-        ``context`` adds names under ``{{context.*}}``; ``label`` tags the
-        recorded results (``stage[3]``). A failing stage raises StageError.
-        """
-        ids = list(ids)
-        if not ids:
-            return {}
-        parent = self.scope
-        local: dict[str, Any] = {}
-        scope = dict(parent)
-        scope["upstream"] = ChainMap(local, parent["upstream"])
-        if context:
-            scope["context"] = ChainMap(context, parent.get("context") or {})
-        outer = self.graph.label
-        if outer is not None:
-            # the full iteration path: foreach in foreach is "2/1", a try body inside iteration 2 is "2"
-            label = outer if label is None else f"{outer}/{label}"
-        sub = _Graph(self.execution, ids, scope, local, label=label, parent=self.graph)
-        await sub.run()
-        return local
-
-    def skip(self, ids: Iterable[str]) -> None:
-        """Mark gated stages as not taken: they and whatever depends only on them are skipped."""
-        self.graph.skip_requested.update(ids)
-
-    def finish(self, value: Any) -> None:
-        """End the whole run now with ``value`` as its output (the `return` component)."""
-        raise _Return(value)
-
-    def suspend(self, reason: str) -> None:
-        """Park the whole run here, unfinished: a durable host continues it later (fan-out, deadline).
-
-        The stage is not recorded; the run is not recorded as finished;
-        ``Execution.execute`` returns the run with ``suspended`` set.
-        """
-        self.execution.suspended = reason  # before the other stages are cancelled: they are parked, not cancelled
-        raise Suspend(reason)
-
-    async def run_pipeline(self, ref: Any, inputs: dict[str, Any]) -> Any:
-        """Run another pipeline (by id, path or inline dict) and return its output."""
-        return await self.execution.run_child(ref, inputs, self.stage)
 
 
 class _Graph:
@@ -306,7 +173,7 @@ class _Graph:
                 settle(sid, _SKIPPED)
                 return
             sp = stages[sid]
-            if sp.sync_ok and ex.inline:
+            if sp.sync_ok and ex.inline and (ex.gate_wants is None or not ex.gate_wants(sid, self.label)):
                 # plain functions run inline; a queue keeps long chains from recursing
                 inline.append(sid)
                 if not draining[0]:
@@ -396,11 +263,14 @@ class Execution:
         self._hooks = hooks if hooks is not None else _event_hooks()
         self._graph_scope: dict[str, Any] | None = None
         self.gate = gate
+        # a gate with `wants(stage_id, iteration) -> bool` is awaited only where it may stop (a debugger
+        # with breakpoints elsewhere leaves the inline fast path on); a plain async callable before every stage
+        self.gate_wants: Callable[[str, str | None], bool] | None = getattr(gate, "wants", None)
         self.wrappers = list(wrappers)
         if "fm_wrap_stage" in self._hooks:
             self.wrappers.append(_hook_wrapper(self._hooks["fm_wrap_stage"]))
         # plain functions run inline unless something must await around them
-        self.inline = self.sem is None and gate is None and not self.wrappers
+        self.inline = self.sem is None and not self.wrappers and (gate is None or self.gate_wants is not None)
         self.suspended: str | None = None  # the reason, when the run was parked unfinished
 
     @property
@@ -427,6 +297,26 @@ class Execution:
         hook = self._hooks.get(name)
         if hook is not None:
             hook(**kwargs)
+
+    async def run_stages(self, ctx: StageContext, ids: Iterable[str], *, context: dict[str, Any] | None = None,
+                         label: str | None = None) -> dict[str, Any]:
+        """Run a control-flow stage's owned stages as a sub-graph of its own (``StageContext.run_stages``)."""
+        ids = list(ids)
+        if not ids:
+            return {}
+        parent = ctx.scope
+        local: dict[str, Any] = {}
+        scope = dict(parent)
+        scope["upstream"] = ChainMap(local, parent["upstream"])
+        if context:
+            scope["context"] = ChainMap(context, parent.get("context") or {})
+        outer = ctx.graph.label
+        if outer is not None:
+            # the full iteration path: foreach in foreach is "2/1", a try body inside iteration 2 is "2"
+            label = outer if label is None else f"{outer}/{label}"
+        sub = _Graph(self, ids, scope, local, label=label, parent=ctx.graph)
+        await sub.run()
+        return local
 
     def blocks(self, sid: str) -> bool:
         """True when a failure of ``sid`` keeps its dependents from running (on_error=skip)."""
@@ -479,12 +369,15 @@ class Execution:
         sid = stage.id
         if self.sem is not None:
             async with self.sem:
-                if self.gate is not None:
-                    await self.gate(StagePoint(self, stage, graph.label, graph.scope))
+                await self._at_gate(stage, graph)
                 return await self._run_stage(sp, graph, sid, stage)
-        if self.gate is not None:
-            await self.gate(StagePoint(self, stage, graph.label, graph.scope))
+        await self._at_gate(stage, graph)
         return await self._run_stage(sp, graph, sid, stage)
+
+    async def _at_gate(self, stage: Stage, graph: _Graph) -> None:
+        gate = self.gate
+        if gate is not None and (self.gate_wants is None or self.gate_wants(stage.id, graph.label)):
+            await gate(StagePoint(self, stage, graph.label, graph.scope))
 
     def _begin(self, sp: StagePlan, graph: _Graph) -> tuple[StageContext, float, float]:
         """Render the config and announce the stage; a template error fails the stage here."""
@@ -878,23 +771,11 @@ def _event_hooks() -> dict[str, Callable[..., Any]]:
     return {name: getattr(pm.hook, name) for name in _EVENT_HOOKS if getattr(pm.hook, name).get_hookimpls()}
 
 
-_plan_cache: dict[tuple[int, int], tuple[Pipeline, Plan]] = {}
-
-
 def plan_for(pipeline: Pipeline) -> Plan:
-    """Compile (once per pipeline object and component set) with the loaded components."""
+    """Compile with the loaded components, cached by the pipeline's content (``plan.compile_cached``)."""
     from .plugins import get_registry
 
-    components = get_registry().components
-    key = (id(pipeline), id(components))
-    cached = _plan_cache.get(key)
-    if cached is not None and cached[0] is pipeline:
-        return cached[1]
-    plan = compile_plan(pipeline, components)
-    if len(_plan_cache) > 256:
-        _plan_cache.clear()
-    _plan_cache[key] = (pipeline, plan)
-    return plan
+    return compile_cached(pipeline, get_registry().components)
 
 
 async def run_pipeline(

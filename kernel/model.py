@@ -280,31 +280,3 @@ class Event(BaseModel):
     stage_id: str | None = None
     at: float = Field(default_factory=time.time)
     data: dict[str, Any] = Field(default_factory=dict)
-
-
-class FileLoader:
-    """Finds pipelines referenced by other pipelines (subpipeline, extends) next to the referring file.
-
-    A reference is a path (absolute, or relative to ``base``), or a bare id
-    looked up as ``<base>/<id>.pipeline.json`` then ``<base>/<id>.json``.
-    """
-
-    def __init__(self, base: str | Path = ".") -> None:
-        self.base = Path(base)
-
-    def __call__(self, ref: Any) -> Pipeline:
-        if isinstance(ref, Pipeline):
-            return ref
-        if isinstance(ref, dict):
-            return parse_pipeline(ref)
-        ref = str(ref)
-        p = Path(ref)
-        candidates = [p] if p.is_absolute() else [self.base / ref, self.base / f"{ref}.pipeline.json", self.base / f"{ref}.json"]
-        for c in candidates:
-            if c.is_file():
-                return load_pipeline(c)
-        raise PipelineLoadError(
-            f"cannot find pipeline '{ref}' (looked in {self.base})",
-            field="pipeline_id",
-            hint="give a path relative to the referring pipeline file, or an id with a matching .pipeline.json beside it",
-        )

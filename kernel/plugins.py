@@ -10,18 +10,33 @@ loads just those; ``FM_PLUGINS=+extra`` adds to the defaults;
 Registries (components, providers, storage backends, ...) are filled once
 per process by calling the registration hooks, so the hot path never calls
 a hook to find a component.
+
+The manager is strict: a hookimpl whose name is no hook in hookspecs.py
+(``fm_stage_finsihed``) or whose arguments are not the hook's is refused
+with a ``PluginError`` naming the plugin, the hook and the closest real
+hook, when the manager is built and when a plugin is registered at run
+time. ``FM_TRACE_PLUGINS=1`` prints every hook call to stderr.
+
+Order: registration hooks run plugin by plugin in registration order
+(``DEFAULT_PLUGINS`` order, then entry points, then plugins registered at
+run time); ``tryfirst``/``trylast`` on a hookimpl move it to the front or
+the back. Where one answer wins (authenticators), the earliest wins.
+Notification hooks (``fm_stage_event`` ...) are called by pluggy in its
+own order (last registered first); they must not depend on each other.
 """
 from __future__ import annotations
 
 import importlib
-import os
+import sys
 import threading
-from typing import Any
+import time
+from typing import Any, Callable, Iterator
 
 import pluggy
 
 from . import hookspecs
 from .errors import ComponentNotFoundError, PluginError
+from .settings import get_settings
 
 hookimpl = pluggy.HookimplMarker("flowmason")
 
@@ -36,6 +51,7 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("sqlite_store", "flowmason.plugins.sqlite_store"),
     ("dynamodb_store", "flowmason.plugins.dynamodb_store"),
     ("providers", "flowmason.plugins.providers"),
+    ("cassettes", "flowmason.plugins.cassettes"),
     ("ai_nodes", "flowmason.plugins.ai_nodes"),
     ("core_cli", "flowmason.plugins.core_cli"),
     ("store_cli", "flowmason.plugins.store_cli"),
@@ -45,6 +61,7 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("ratelimit", "flowmason.plugins.ratelimit"),  # inert unless FM_RATELIMIT=LIMIT/SECONDS
     ("saml", "flowmason.plugins.saml"),  # inert unless FM_SAML_CONFIG names a config file
     ("timetravel", "flowmason.plugins.timetravel"),
+    ("debugger", "flowmason.plugins.debugger"),
     ("animation", "flowmason.plugins.animation"),
     ("promptdiff", "flowmason.plugins.promptdiff"),
     ("tracing", "flowmason.plugins.tracing"),
@@ -108,7 +125,7 @@ def build_plugin_manager(spec: str | None = None) -> pluggy.PluginManager:
             if only is not None and name in only:
                 raise PluginError(f"plugin '{name}' ({module}) is not installed", hint="check FM_PLUGINS")
             continue
-        pm.register(importlib.import_module(module), name=name)
+        _register(pm, importlib.import_module(module), name)
         sources[name] = "builtin"
     want_eps = only is None or bool(only - known) or bool(add - known)
     if want_eps:
@@ -124,7 +141,7 @@ def build_plugin_manager(spec: str | None = None) -> pluggy.PluginManager:
                     f"plugin '{ep.name}' failed to load: {exc}",
                     hint=f"fix or uninstall the package providing entry point {ep.value}",
                 ) from exc
-            pm.register(plugin, name=ep.name)
+            _register(pm, plugin, ep.name)
             dist = getattr(ep, "dist", None)
             sources[ep.name] = f"{dist.name} {dist.version}" if dist else ep.value
     requested = (only or set()) | add
@@ -134,14 +151,105 @@ def build_plugin_manager(spec: str | None = None) -> pluggy.PluginManager:
             f"unknown plugin(s): {', '.join(sorted(missing))}",
             hint="`fm plugins` lists what is available",
         )
+    check_requires(pm)
+    check_pending(pm)
+    if get_settings().trace_plugins:
+        trace_hook_calls(pm)
     return pm
+
+
+def check_requires(pm: pluggy.PluginManager) -> None:
+    """A plugin's ``REQUIRES`` (names of plugins it imports) must be loaded too: say which, and how to fix it."""
+    loaded = {name for name, plugin in pm.list_name_plugin() if plugin is not None}
+    for name, plugin in pm.list_name_plugin():
+        needs = [n for n in getattr(plugin, "REQUIRES", ()) if n not in loaded]
+        if needs:
+            raise PluginError(
+                f"plugin '{name}' requires {', '.join(repr(n) for n in needs)}, which "
+                f"{'is' if len(needs) == 1 else 'are'} not loaded",
+                hint=f"load {' and '.join(needs)} too (FM_PLUGINS=+{needs[0]}), or leave out {name} (FM_PLUGINS=-{name})",
+            )
+
+
+def _register(pm: pluggy.PluginManager, plugin: Any, name: str | None) -> None:
+    """``pm.register`` with pluggy's refusal (bad hook arguments) turned into a message naming the plugin."""
+    try:
+        pm.register(plugin, name=name)
+    except pluggy.PluginValidationError as exc:
+        label = name or getattr(plugin, "__name__", None) or f"{type(plugin).__module__}.{type(plugin).__qualname__}"
+        detail = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        raise PluginError(f"plugin '{label}' has a bad hook implementation: {detail}",
+                          hint="match the hook's arguments in flowmason.kernel.hookspecs") from None
+
+
+def _label(pm: pluggy.PluginManager, plugin: Any) -> str:
+    """A plugin's name for messages: its registered name, else its module or class (pluggy names objects by id)."""
+    name = pm.get_name(plugin)
+    if name and name != str(id(plugin)):
+        return name
+    return getattr(plugin, "__name__", None) or f"{type(plugin).__module__}.{type(plugin).__qualname__}"
+
+
+def check_pending(pm: pluggy.PluginManager) -> None:
+    """Refuse hookimpls that match no hook spec: a misspelt name would otherwise never be called."""
+    specs = sorted(n for n, c in vars(pm.hook).items() if isinstance(c, pluggy.HookCaller) and c.has_spec())
+    for name, caller in vars(pm.hook).items():
+        if not isinstance(caller, pluggy.HookCaller) or caller.has_spec():
+            continue
+        for impl in caller.get_hookimpls():
+            if impl.optionalhook:
+                continue
+            import difflib
+
+            plugin = _label(pm, impl.plugin)
+            close = difflib.get_close_matches(name, specs, n=1)
+            raise PluginError(
+                f"plugin '{plugin}' implements '{name}', which is not a FlowMason hook",
+                field=name,
+                hint=(f"did you mean '{close[0]}'?" if close else "the hooks are listed in flowmason.kernel.hookspecs")
+                + " (mark a hook of another host with @hookimpl(optionalhook=True))",
+            )
+    pm.check_pending()  # pluggy's own check, in case it learns more than the loop above
+
+
+def trace_hook_calls(pm: pluggy.PluginManager, write: Callable[[str], Any] | None = None) -> Callable[[], None]:
+    """Print each hook call, the plugins it reaches, its duration and outcome (``FM_TRACE_PLUGINS=1``).
+
+    Returns the function that stops tracing.
+    """
+    out = write or (lambda line: print(line, file=sys.stderr, flush=True))
+    started: list[float] = []
+
+    def names(impls: list[Any]) -> str:
+        return ", ".join(pm.get_name(i.plugin) or repr(i.plugin) for i in impls)
+
+    def args(kwargs: dict[str, Any]) -> str:
+        # values are short reprs: a Run or a pipeline would flood the terminal
+        return ", ".join(f"{k}={_short(v)}" for k, v in kwargs.items())
+
+    def before(hook_name: str, impls: list[Any], kwargs: dict[str, Any]) -> None:
+        started.append(time.perf_counter())
+        out(f"fm-trace: {hook_name}({args(kwargs)}) -> [{names(impls)}]")
+
+    def after(outcome: Any, hook_name: str, impls: list[Any], kwargs: dict[str, Any]) -> None:
+        ms = (time.perf_counter() - started.pop()) * 1000 if started else 0.0
+        exc = outcome.exception
+        result = f"raised {type(exc).__name__}: {exc}" if exc is not None else f"returned {_short(outcome.get_result())}"
+        out(f"fm-trace: {hook_name} {result} in {ms:.2f} ms")
+
+    return pm.add_hookcall_monitoring(before, after)
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = value.__name__ if callable(value) and hasattr(value, "__name__") else repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def get_plugin_manager() -> pluggy.PluginManager:
     global _pm
     with _lock:
         if _pm is None:
-            _pm = build_plugin_manager(os.environ.get("FM_PLUGINS"))
+            _pm = build_plugin_manager(get_settings().plugins)
         return _pm
 
 
@@ -149,9 +257,9 @@ def reset(spec: str | None = None, *, extra: list[Any] | None = None) -> pluggy.
     """Rebuild the plugin manager (``fm --plugins``, tests, benchmarks)."""
     global _pm, _registry
     with _lock:
-        _pm = build_plugin_manager(spec if spec is not None else os.environ.get("FM_PLUGINS"))
+        _pm = build_plugin_manager(spec if spec is not None else get_settings().plugins)
         for plugin in extra or []:
-            _pm.register(plugin)
+            _register_checked(_pm, plugin, None)
         _registry = None
         return _pm
 
@@ -160,8 +268,18 @@ def register_plugin(plugin: Any, name: str | None = None) -> None:
     """Register an extra plugin object at run time (tests, embedding, benchmarks)."""
     global _registry
     with _lock:
-        get_plugin_manager().register(plugin, name=name)
+        _register_checked(get_plugin_manager(), plugin, name)
         _registry = None
+
+
+def _register_checked(pm: pluggy.PluginManager, plugin: Any, name: str | None) -> None:
+    """Register at run time and refuse it (leaving the manager as it was) when a hookimpl matches no hook."""
+    _register(pm, plugin, name)
+    try:
+        check_pending(pm)
+    except PluginError:
+        pm.unregister(plugin)
+        raise
 
 
 def unregister_plugin(plugin: Any) -> None:
@@ -178,8 +296,6 @@ _KINDS = {
     "storage_backends": ("fm_register_storage_backends", "storage backend"),
     "authenticators": ("fm_register_authenticators", "authenticator"),
     "rate_limiters": ("fm_register_rate_limiters", "rate limiter"),
-    "triggers": ("fm_register_triggers", "trigger"),
-    "codegen_targets": ("fm_register_codegen_targets", "codegen target"),
     "exporters": ("fm_register_exporters", "exporter"),
     "loaders": ("fm_register_loaders", "loader"),
 }
@@ -237,10 +353,27 @@ class Registry:
             ) from None
 
 
-def _collect(pm: pluggy.PluginManager, hook_name: str, registry: Registry, kind: str, target: dict) -> None:
+def each_plugin(pm: pluggy.PluginManager, hook_name: str) -> Iterator[tuple[str, pluggy.HookCaller]]:
+    """``(plugin name, caller)`` per implementing plugin, in the documented order, for registration hooks.
+
+    pluggy calls a hook's implementations last-registered first and hands
+    them all the same arguments, so a shared ``register`` could not tell
+    which plugin registered what. Calling each plugin through
+    ``subset_hook_caller`` keeps pluggy's caller in the path (tracing and
+    hook-call monitoring see registration; wrappers still wrap) while the
+    host gives each plugin its own ``register`` and its own order.
+    """
     hook = getattr(pm.hook, hook_name)
-    for impl in reversed(hook.get_hookimpls()):  # registration order
-        plugin_name = pm.get_name(impl.plugin) or repr(impl.plugin)
+    impls = hook.get_hookimpls()  # registration order, trylast first and tryfirst last
+    plain = [i for i in impls if not (i.wrapper or i.hookwrapper)]
+    ordered = sorted(plain, key=lambda i: 0 if i.tryfirst else 2 if i.trylast else 1)  # stable: keeps registration order
+    for impl in ordered:
+        others = [i.plugin for i in plain if i.plugin is not impl.plugin]
+        yield pm.get_name(impl.plugin) or repr(impl.plugin), pm.subset_hook_caller(hook_name, others)
+
+
+def _collect(pm: pluggy.PluginManager, hook_name: str, registry: Registry, kind: str, target: dict) -> None:
+    for plugin_name, call in each_plugin(pm, hook_name):
 
         def register(name: Any, obj: Any = None, *, _plugin: str = plugin_name) -> None:
             if obj is None:  # register(component) form
@@ -257,7 +390,20 @@ def _collect(pm: pluggy.PluginManager, hook_name: str, registry: Registry, kind:
             target[name] = obj
             registry._origin[(kind, name)] = _plugin
 
-        impl.function(register)
+        call_plugin(plugin_name, hook_name, call, register=register)
+
+
+def call_plugin(plugin: str, hook_name: str, call: Callable[..., Any], **kwargs: Any) -> Any:
+    """Call one plugin's hook; a crash inside it becomes a PluginError that says which plugin and hook."""
+    from .errors import FlowMasonError
+
+    try:
+        return call(**kwargs)
+    except FlowMasonError:
+        raise  # already says what is wrong (a duplicate name, a bad setting)
+    except Exception as exc:  # noqa: BLE001 - a third-party plugin's bug must name the plugin
+        raise PluginError(f"plugin '{plugin}' failed in {hook_name}: {type(exc).__name__}: {exc}",
+                          hint=f"fix or remove the plugin ('FM_PLUGINS=-{plugin}' leaves it out)") from exc
 
 
 def get_registry() -> Registry:

@@ -172,11 +172,18 @@ class Runner:
         return self.compile(pipeline), loader
 
     def execution(self, ref: Any, inputs: dict[str, Any] | None = None, *, run: Run | None = None,
-                  resume: Mapping[str, StageResult] | None = None, **options: Any) -> Any:
-        """An ``Execution`` ready to start (``await ex.execute()``), for callers that steer it (cancel, suspend)."""
+                  resume: Mapping[str, StageResult] | None = None, loader: Loader | None = None,
+                  **options: Any) -> Any:
+        """An ``Execution`` ready to start (``await ex.execute()``), for callers that steer it (cancel, suspend).
+
+        ``loader``: the one ``load`` returned with the pipeline, when the caller loaded it first.
+        """
         from .executor import Execution
 
-        plan, loader = self.prepare(ref)
+        if loader is None:
+            plan, loader = self.prepare(ref)
+        else:
+            plan = self.compile(loader.resolve(ref) if isinstance(ref, Pipeline) else loader(ref))
         return Execution(
             plan, inputs, run=run, resume=resume, loader=loader, recorder=options.pop("recorder", self.recorder),
             listeners=options.pop("listeners", self.listeners), gate=options.pop("gate", self.gate),

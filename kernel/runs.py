@@ -4,6 +4,7 @@ Item layout (one partition per run, so a run's checkpoint is one query):
 
     pk = "{ns}run#{run_id}"        sk = "meta"                     the Run
     pk = "{ns}run#{run_id}"        sk = "stage#{stage_id}[#{iter}]"  a StageResult
+    pk = "{ns}run#{run_id}"        sk = "graph#{n:05d}"            a large run graph, in slices
     pk = "{ns}runs"                sk = "{run_id}"                 listing entry (newest last)
     pk = "{ns}runs#p#{pipeline}"   sk = "{run_id}"                 listing per pipeline
 
@@ -14,6 +15,13 @@ result is one put (the checkpoint the executor writes after each stage).
 organization, which is the user on a laptop, keeps its items at the root,
 so runs made by ``fm run`` and through ``fm serve`` on the same store see
 each other; any other organization's items live under "org#ID#".
+
+The run's graph (``metadata["graph"]``: stage -> what it waits for, which
+``fm runs show`` draws) grows with the pipeline; a 50,000-stage chain's is
+about 1 MB, past the item limit. A graph larger than 64 KB of JSON is
+written beside the run as ``graph#`` items holding slices of its JSON text,
+and the run item says how many (``metadata["graph_parts"]``); ``get_run``
+puts it back together, so readers see the same Run either way.
 """
 from __future__ import annotations
 
@@ -22,7 +30,7 @@ import json
 import weakref
 from typing import Any, Iterator
 
-from .errors import ItemTooLargeError, NotFoundError
+from .errors import ItemTooLargeError, NotFoundError, StorageError
 from .model import Run, RunStatus, StageResult, StageStatus
 from .storage import MAX_ITEM_BYTES, Op, Page, Store
 
@@ -30,6 +38,11 @@ _SUMMARY_FIELDS = ("id", "pipeline_id", "pipeline_name", "pipeline_version", "st
                    "started_at", "finished_at", "duration_ms", "error")
 # leave room for keys and bookkeeping under the backend's item limit
 _VALUE_BUDGET = MAX_ITEM_BYTES - 8 * 1024
+# a graph up to this size stays inside the run item, leaving room for inputs and output
+_GRAPH_INLINE_CHARS = 64 * 1024
+# the slice is stored as a JSON string, where every quote and backslash doubles: at most 2x
+_GRAPH_SLICE_CHARS = _VALUE_BUDGET // 2
+_GRAPH_PARTS = "graph_parts"
 
 
 DEFAULT_ORG = "default"
@@ -156,6 +169,7 @@ class RunRepository:
 
     def _write_run(self, run: Run) -> None:
         data = run.model_dump(mode="json")
+        self._write_large_graph(run.id, data)
         try:
             size = len(json.dumps(data).encode())
         except (TypeError, ValueError):
@@ -171,11 +185,51 @@ class RunRepository:
             Op("put", f"{self.ns}runs#p#{run.pipeline_id}", run.id, summary),
         ])
 
+    def _write_large_graph(self, run_id: str, data: dict[str, Any]) -> None:
+        """Move a large ``metadata["graph"]`` out of the run item ``data`` into its own items.
+
+        Written again with each write of the run (the same slices: the graph
+        never changes), always before the run item that refers to them.
+        """
+        meta = data.get("metadata")
+        graph = meta.get("graph") if isinstance(meta, dict) else None
+        if not isinstance(graph, dict):
+            return
+        text = json.dumps(graph, default=str)  # ASCII: a character is a byte
+        if len(text) <= _GRAPH_INLINE_CHARS:
+            return
+        parts = [text[i:i + _GRAPH_SLICE_CHARS] for i in range(0, len(text), _GRAPH_SLICE_CHARS)]
+        pk = self._run_pk(run_id)
+        self.store.batch_put((pk, f"graph#{n:05d}", {"text": part}) for n, part in enumerate(parts))
+        del meta["graph"]
+        meta[_GRAPH_PARTS] = len(parts)
+
+    def _read_large_graph(self, run_id: str, parts: int) -> dict[str, list[str]]:
+        texts: list[str] = []
+        cursor = None
+        while True:
+            page = self.store.query(self._run_pk(run_id), prefix="graph#", limit=100, cursor=cursor)
+            texts.extend(i.data["text"] for i in page.items)
+            cursor = page.cursor
+            if not cursor:
+                break
+        if len(texts) != parts:  # never show a partial graph as if it were the run's
+            raise StorageError(
+                f"run '{run_id}' has {len(texts)} of the {parts} items of its graph",
+                field="metadata.graph", hint="the store lost items of this run; its stage results are still readable",
+            )
+        return json.loads("".join(texts))
+
     # -- reading --
     def get_run(self, run_id: str) -> Run:
         item = self.store.get(self._run_pk(run_id), "meta")
         if item is None:
             raise NotFoundError(f"no run with id '{run_id}'", field="run_id", hint="`fm runs` lists the recorded runs")
+        meta = item.data.get("metadata")
+        if isinstance(meta, dict) and meta.get(_GRAPH_PARTS):
+            meta = dict(meta)
+            meta["graph"] = self._read_large_graph(run_id, meta.pop(_GRAPH_PARTS))
+            return Run.model_validate({**item.data, "metadata": meta})
         return Run.model_validate(item.data)
 
     def find_run(self, prefix: str) -> Run:

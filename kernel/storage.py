@@ -155,8 +155,11 @@ class Store(ABC):
 
 def data_dir() -> Path:
     """The user's data folder (XDG on Linux, ~/Library on macOS, %APPDATA% on Windows)."""
-    if os.environ.get("FM_HOME"):
-        return Path(os.environ["FM_HOME"])
+    from .settings import get_settings
+
+    home = get_settings().home
+    if home:
+        return Path(home)
     if os.name == "nt":
         base = Path(os.environ.get("APPDATA", Path.home() / "AppData" / "Roaming"))
     elif os.uname().sysname == "Darwin":
@@ -168,7 +171,9 @@ def data_dir() -> Path:
 
 def default_store_url() -> str:
     """``FM_STORE`` if set, else the embedded SQLite file in the user's data folder."""
-    url = os.environ.get("FM_STORE")
+    from .settings import get_settings
+
+    url = get_settings().store
     if url:
         return url
     return f"sqlite:///{data_dir() / 'flowmason.db'}"

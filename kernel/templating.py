@@ -40,9 +40,10 @@ ROOTS = ("input", "upstream", "context", "env", "variables", "run", "pipeline", 
 
 def env_allowlist() -> frozenset[str]:
     """Names readable as ``{{env.NAME}}``: ``FM_ENV_ALLOWLIST`` (comma-separated) plus ``FM_VAR_*``."""
-    names = {n.strip() for n in os.environ.get("FM_ENV_ALLOWLIST", "").split(",") if n.strip()}
-    names |= {k for k in os.environ if k.startswith("FM_VAR_")}
-    return frozenset(names)
+    from .settings import get_settings
+
+    settings = get_settings()
+    return frozenset(settings.env_allowlist) | frozenset(settings.template_vars)
 
 
 class EnvView(Mapping[str, str]):
@@ -171,10 +172,12 @@ class Expr:
         self._ast = None
         path = None
         if _PATH.match(text):
-            head = text.split(".", 1)[0].split("[", 1)[0]
-            rest = text[len(head):]
-            path = (head,) + tuple(a or b for a, b in _PATH_PART.findall(rest))
-            if any(part.startswith("_") for part in path):
+            if "[" not in text:
+                path = tuple(text.split("."))  # the usual `upstream.fetch.body`: no regex needed
+            else:
+                head = text.split(".", 1)[0].split("[", 1)[0]
+                path = (head,) + tuple(a or b for a, b in _PATH_PART.findall(text[len(head):]))
+            if text.startswith("_") or "._" in text:
                 path = None  # private names go through the sandbox, which refuses them
         if path is not None:
             self._path = path
@@ -296,23 +299,28 @@ def evaluate(expression: str, scope: Mapping[str, Any]) -> Any:
     return Expr(text).evaluate(scope)
 
 
+_UPSTREAM_REF = re.compile(r"\bupstream\.([A-Za-z_][\w\-]*)|\bupstream\[['\"]([^'\"]+)['\"]\]")
+_ROOT_REF = re.compile(r"(?<![\w.])([A-Za-z_]\w*)\.")
+
+
 def references(value: Any) -> list[tuple[str, ...]]:
     """Every dotted reference path found in a config value (for validation)."""
     found: list[tuple[str, ...]] = []
-
-    def walk(v: Any) -> None:
-        if isinstance(v, str) and "{{" in v:
-            for text in _TEMPLATE.findall(v):
-                for m in re.finditer(r"\bupstream\.([A-Za-z_][\w\-]*)|\bupstream\[['\"]([^'\"]+)['\"]\]", text):
-                    found.append(("upstream", m.group(1) or m.group(2)))
-                for m in re.finditer(r"(?<![\w.])([A-Za-z_]\w*)\.", text):
-                    found.append((m.group(1),))
-        elif isinstance(v, dict):
-            for x in v.values():
-                walk(x)
-        elif isinstance(v, list):
-            for x in v:
-                walk(x)
-
-    walk(value)
+    _collect_references(value, found)
     return found
+
+
+def _collect_references(v: Any, found: list[tuple[str, ...]]) -> None:
+    if isinstance(v, str):
+        if "{{" in v:
+            for text in _TEMPLATE.findall(v):
+                for m in _UPSTREAM_REF.finditer(text):
+                    found.append(("upstream", m.group(1) or m.group(2)))
+                for m in _ROOT_REF.finditer(text):
+                    found.append((m.group(1),))
+    elif isinstance(v, dict):
+        for x in v.values():
+            _collect_references(x, found)
+    elif isinstance(v, list):
+        for x in v:
+            _collect_references(x, found)

@@ -27,11 +27,11 @@ def run(pipeline: Any, inputs: dict[str, Any] | None = None, *, record: bool = F
     store (``store`` a URL or path, default the user's store), where
     ``fm runs`` and ``fm serve`` see it.
     """
-    from .kernel.runner import Runner
+    from flowmason.kernel.runner import Runner
 
     opened = None
     if store is not None:
-        from .kernel.storage import open_store
+        from flowmason.kernel.storage import open_store
 
         opened = open_store(store)
     return Runner(store=opened, record=record).run_sync(pipeline, inputs or {})
@@ -39,7 +39,7 @@ def run(pipeline: Any, inputs: dict[str, Any] | None = None, *, record: bool = F
 
 def __getattr__(name: str) -> Any:
     if name in _NAMES:
-        from . import kernel
+        import flowmason.kernel as kernel
 
         value = getattr(kernel, name)
         globals()[name] = value

@@ -5,10 +5,17 @@
 self-contained animated page), ``exporters`` (registered through
 ``fm_register_exporters``), ``view`` (terminal table, ``fm watch``), ``cli``
 (``fm export``, ``fm play``, ``fm watch``).
+
+Recorded runs are read through the kernel's ``RunRepository``; the
+pipeline definition of a run exported without a file comes from time
+travel's public read API when that plugin is loaded (optional: ``USES``).
 """
 from __future__ import annotations
 
 from flowmason.kernel.plugins import hookimpl
+
+# optional plugins: used when loaded, never imported otherwise (short names as in FM_PLUGINS)
+USES = ("timetravel",)
 
 
 @hookimpl

@@ -3,7 +3,9 @@
 Each is ``export(run, stages, pipeline) -> str`` (``pipeline`` may be None:
 the graph then has no edges). ``load_run`` gathers those three for a run id,
 taking the pipeline definition from a file or, when time travel recorded
-it, from the store.
+it, from the store through timetravel's public read API. Time travel is
+optional here (``USES`` in ``__init__``): without it in the process, a run
+exported without ``--pipeline`` just has no edges.
 """
 from __future__ import annotations
 
@@ -40,17 +42,14 @@ SUFFIXES = {"json": ".json", "html": ".html", "markdown": ".md", "mermaid": ".mm
 
 
 def recorded_pipeline(repo: Any, run_id: str) -> Any:
-    """The pipeline definition time travel stored with the run, or None."""
-    try:
-        from flowmason.plugins.timetravel.history import load_timeline
-    except ImportError:  # time travel not installed in this build
-        return None
-    from flowmason.kernel.errors import NotFoundError
+    """The pipeline definition time travel stored with the run, or None (time travel not loaded here)."""
+    from flowmason.kernel.plugins import get_plugin_manager
 
-    try:
-        return load_timeline(repo, run_id).pipeline
-    except NotFoundError:
+    if not get_plugin_manager().has_plugin("timetravel"):
         return None
+    from flowmason.plugins.timetravel import recorded_pipeline as stored
+
+    return stored(repo, run_id)
 
 
 def load_run(repo: Any, run_ref: str, pipeline_path: Any = None) -> tuple[Any, list[Any], Any]:

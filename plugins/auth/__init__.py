@@ -15,6 +15,10 @@ Pieces: ``passwords`` (bcrypt + legacy upgrade + policy), ``keys``
 reuse detection), ``apikeys``, ``reset`` + ``mail`` (password reset by
 email), ``directory`` (users, organizations, roles), ``service`` (the
 facade and the authenticator). Settings are listed in ``settings.py``.
+
+Public names (``__all__``, what other plugins such as ``saml`` import):
+``AuthService``, ``AuthSettings``, ``Authenticator``, ``configure``,
+``current_settings`` (the process's settings), ``get_service``.
 """
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ from typing import Any
 
 from flowmason.kernel.plugins import hookimpl
 
-__all__ = ["AuthService", "AuthSettings", "Authenticator", "configure", "get_service", "settings"]
+__all__ = ["AuthService", "AuthSettings", "Authenticator", "configure", "current_settings", "get_service"]
 
 
 def __getattr__(name: str) -> Any:
@@ -31,6 +35,12 @@ def __getattr__(name: str) -> Any:
         from .settings import AuthSettings
 
         return AuthSettings
+    if name == "current_settings":
+        # not exported as `settings`: that is also the name of the submodule, which shadows
+        # this lookup as soon as anything imports `.settings`
+        from .service import settings
+
+        return settings
     if name in __all__:
         from . import service
 

@@ -25,29 +25,13 @@ FM_PUBLIC_URL              base of links in emails                      http://1
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
+from typing import Mapping
 
 from flowmason.kernel.errors import ConfigError
+from flowmason.kernel.settings import Settings, get_settings
 
 ALGORITHMS = ("EdDSA", "ES256", "RS256", "HS256")
-
-
-def _flag(value: str | None) -> bool:
-    return (value or "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def _int(env: dict, name: str, default: int, minimum: int = 0) -> int:
-    raw = env.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a whole number", field=name, hint=f"e.g. {name}={default}") from None
-    if value < minimum:
-        raise ConfigError(f"{name}={value} is below {minimum}", field=name, hint=f"e.g. {name}={default}")
-    return value
 
 
 @dataclass
@@ -81,20 +65,12 @@ class AuthSettings:
                               hint="use 10-14 (12 is the default)")
 
     @classmethod
-    def from_env(cls, env: dict | None = None) -> "AuthSettings":
-        env = dict(os.environ if env is None else env)
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "AuthSettings":
+        """From the process settings (kernel/settings.py), or from ``env`` when a test gives one."""
+        s = get_settings() if env is None else Settings.from_env(env)
         return cls(
-            enabled=_flag(env.get("FM_AUTH")),
-            store_url=env.get("FM_AUTH_STORE") or None,
-            algorithm=env.get("FM_JWT_ALGORITHM") or "EdDSA",
-            issuer=env.get("FM_JWT_ISSUER") or "flowmason",
-            audience=env.get("FM_JWT_AUDIENCE") or "flowmason-api",
-            access_ttl=_int(env, "FM_ACCESS_TTL", 3600, 1),
-            refresh_ttl=_int(env, "FM_REFRESH_TTL", 30 * 24 * 3600, 1),
-            bcrypt_rounds=_int(env, "FM_BCRYPT_ROUNDS", 12, 4),
-            password_min_length=_int(env, "FM_PASSWORD_MIN_LENGTH", 10, 1),
-            login_max_failures=_int(env, "FM_LOGIN_MAX_FAILURES", 5, 1),
-            login_lockout=_int(env, "FM_LOGIN_LOCKOUT", 900, 1),
-            mail=env.get("FM_MAIL") or "console",
-            public_url=(env.get("FM_PUBLIC_URL") or "http://127.0.0.1:8000").rstrip("/"),
+            enabled=s.auth, store_url=s.auth_store, algorithm=s.jwt_algorithm, issuer=s.jwt_issuer,
+            audience=s.jwt_audience, access_ttl=s.access_ttl, refresh_ttl=s.refresh_ttl, bcrypt_rounds=s.bcrypt_rounds,
+            password_min_length=s.password_min_length, login_max_failures=s.login_max_failures,
+            login_lockout=s.login_lockout, mail=s.mail, public_url=s.public_url.rstrip("/"),
         )

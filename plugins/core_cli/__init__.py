@@ -1,4 +1,4 @@
-"""The core `fm` commands: run, validate, schema, plugins, runs.
+"""The core `fm` commands: run, validate, schema, plugins, runs, settings.
 
 Registered through ``fm_register_commands`` like every other command;
 heavy modules (rich, the executor) load inside the commands that need them.
@@ -10,6 +10,7 @@ from flowmason.kernel.plugins import hookimpl
 
 @hookimpl
 def fm_register_commands(app):
-    from . import commands
+    from . import commands, settings_cmd
 
     commands.register(app)
+    settings_cmd.register(app)

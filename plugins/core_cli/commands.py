@@ -111,7 +111,7 @@ def run_command(
     runner = Runner(record=record, max_concurrency=concurrency)
     pipeline, loader = runner.load(pipeline_path)
     try:
-        plan = runner.compile(pipeline)
+        runner.compile(pipeline)
     except PipelineValidationError as exc:
         _record_invalid(runner.recorder, pipeline, inputs, exc)
         exc.exit_code = 2
@@ -132,7 +132,7 @@ def run_command(
             from .progress import PlainProgress
 
             listeners.append(PlainProgress())
-    ex = runner.execution(pipeline, inputs, listeners=listeners)
+    ex = runner.execution(pipeline, inputs, listeners=listeners, loader=loader)
 
     async def go() -> Any:
         loop = asyncio.get_running_loop()
@@ -329,27 +329,25 @@ def runs_show(
 _MARKS = {"completed": "✓", "failed": "✗", "skipped": "·", "cancelled": "⊘", "running": "…"}
 
 
+# a 50,000-stage chain is 50,000 levels deep: past this the indent stops growing
+_MAX_INDENT = 24
+
+
 def render_graph(graph: dict[str, list[str]], stages: list[Any]) -> list[str]:
     """The run's stages in dependency order, indented by depth, each with its status and timing.
 
     Loop and try bodies show their iterations' count; a stage that never ran says so.
+    Stages deeper than ``_MAX_INDENT`` levels are indented as that level; their
+    ``← ...`` still names what they wait for.
     """
     by_stage: dict[str, list[Any]] = {}
     for s in stages:
         by_stage.setdefault(s.stage_id, []).append(s)
-    depth: dict[str, int] = {}
-
-    def waits_for(sid: str) -> list[str]:
-        return [d[3:] if d.startswith("in:") else d for d in graph.get(sid, [])]
-
-    def level(sid: str, seen: frozenset[str] = frozenset()) -> int:
-        if sid not in depth:
-            deps = [d for d in waits_for(sid) if d in graph and d not in seen]
-            depth[sid] = 1 + max((level(d, seen | {sid}) for d in deps), default=-1)
-        return depth[sid]
-
-    order = sorted(graph, key=lambda sid: (level(sid), list(graph).index(sid)))
-    name_width = max(len(sid) + 2 * depth[sid] for sid in order) + 2
+    depth = graph_depths(graph)
+    position = {sid: i for i, sid in enumerate(graph)}
+    order = sorted(graph, key=lambda sid: (depth[sid], position[sid]))
+    indent = {sid: min(depth[sid], _MAX_INDENT) for sid in order}
+    name_width = max(len(sid) + 2 * indent[sid] for sid in order) + 2
     lines = []
     for sid in order:
         results = by_stage.get(sid, [])
@@ -358,12 +356,42 @@ def render_graph(graph: dict[str, list[str]], stages: list[Any]) -> list[str]:
         took = sum((r.duration_ms or 0) for r in main)
         iterations = len([r for r in results if r.iteration])
         deps = [d.replace("in:", "in ") for d in graph.get(sid) or []]
-        label = "  " * depth[sid] + sid
+        label = "  " * indent[sid] + sid
         detail = f"{took:8.1f} ms" if main and status != "skipped" else " " * 11
         extra = f"  ×{iterations} iterations" if iterations else ""
         after = f"  ← {', '.join(deps)}" if deps else ""
         lines.append(f"{_MARKS.get(status, '?')} {label:<{name_width}} {status:<9} {detail}{extra}{after}")
     return lines
+
+
+def graph_depths(graph: dict[str, list[str]]) -> dict[str, int]:
+    """Each stage's longest chain of waits back to a stage that waits for nothing (0).
+
+    A walk with an explicit stack, so a long chain does not hit the recursion
+    limit; a wait back onto the current path (a loop waiting for its own body)
+    is not followed.
+    """
+    def waits_for(sid: str) -> list[str]:
+        return [d[3:] if d.startswith("in:") else d for d in graph.get(sid, [])]
+
+    depth: dict[str, int] = {}
+    for root in graph:
+        if root in depth:
+            continue
+        path, on_path, todo = [root], {root}, [iter(waits_for(root))]
+        while todo:
+            for d in todo[-1]:
+                if d in graph and d not in depth and d not in on_path:
+                    path.append(d)
+                    on_path.add(d)
+                    todo.append(iter(waits_for(d)))
+                    break
+            else:
+                todo.pop()
+                sid = path.pop()
+                on_path.discard(sid)
+                depth[sid] = 1 + max((depth[d] for d in waits_for(sid) if d in depth), default=-1)
+    return depth
 
 
 def register(app: typer.Typer) -> None:

@@ -105,13 +105,12 @@ class RouteSpec:
 def collect_routes() -> list[RouteSpec]:
     """Every route the loaded plugins register, in registration order; duplicates are an error."""
     from flowmason.kernel.errors import PluginError
-    from flowmason.kernel.plugins import get_plugin_manager
+    from flowmason.kernel.plugins import call_plugin, each_plugin, get_plugin_manager
 
     pm = get_plugin_manager()
     specs: list[RouteSpec] = []
     seen: dict[tuple[str, str], str] = {}
-    for impl in reversed(pm.hook.fm_register_routes.get_hookimpls()):
-        plugin = pm.get_name(impl.plugin) or repr(impl.plugin)
+    for plugin, call in each_plugin(pm, "fm_register_routes"):
 
         def register(method: str, path: str, endpoint: Callable[..., Any], *, _plugin: str = plugin, **options: Any) -> None:
             key = (method.upper(), path)
@@ -121,7 +120,7 @@ def collect_routes() -> list[RouteSpec]:
             seen[key] = _plugin
             specs.append(RouteSpec(method=method.upper(), path=path, endpoint=endpoint, plugin=_plugin, **options))
 
-        impl.function(register=register)
+        call_plugin(plugin, "fm_register_routes", call, register=register)
     return specs
 
 

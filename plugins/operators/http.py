@@ -34,7 +34,6 @@ each time).
 from __future__ import annotations
 
 import json
-import os
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -201,7 +200,9 @@ class Blocked(Exception):
 
 
 def deny_private() -> bool:
-    return os.environ.get("FM_HTTP_DENY_PRIVATE", "").strip().lower() in ("1", "true", "yes", "on")
+    from flowmason.kernel.settings import get_settings
+
+    return get_settings().http_deny_private
 
 
 async def _public_only(request: Any) -> None:

@@ -5,12 +5,16 @@ time-travel snapshot. ``field`` is ``output``, ``input`` (the stage's
 rendered config) or ``prompt`` (the input's ``prompt``, ``system`` and
 ``messages``, the parts a model sees); ``key`` narrows to a dotted path
 inside the value (``text``, ``choices.0``).
+
+Snapshots are time travel's: a ``RUN@SEQ`` side is read through its public
+read API (``flowmason.plugins.timetravel``), and only when that plugin is
+loaded in this process; plain run ids need only the kernel's run history.
 """
 from __future__ import annotations
 
 from typing import Any
 
-from flowmason.kernel.errors import FlowMasonError, NotFoundError
+from flowmason.kernel.errors import FlowMasonError, NotFoundError, PluginError
 
 FIELDS = ("output", "input", "prompt")
 
@@ -18,7 +22,13 @@ FIELDS = ("output", "input", "prompt")
 def _stage_value(repo: Any, ref: str, stage: str) -> tuple[dict[str, Any], str]:
     """The stage's stored record at a run or snapshot, and a label for it."""
     if "@" in ref:
-        from flowmason.plugins.timetravel.history import load_timeline, parse_ref
+        from flowmason.kernel.plugins import get_plugin_manager
+
+        if not get_plugin_manager().has_plugin("timetravel"):
+            raise PluginError(f"'{ref}' names a snapshot, and snapshots need the timetravel plugin, which is not loaded",
+                              field="snapshot", hint="compare whole runs (a run id without @SEQ), or load timetravel "
+                                                     "(check FM_PLUGINS / --plugins)")
+        from flowmason.plugins.timetravel import load_timeline, parse_ref
 
         run_ref, seq = parse_ref(ref)
         tl = load_timeline(repo, run_ref)

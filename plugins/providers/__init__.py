@@ -18,6 +18,9 @@ def _anthropic(settings: dict[str, Any]) -> Any:
     return AnthropicProvider(settings)
 
 
+_anthropic.default = True  # type: ignore[attr-defined]  # the provider when neither stage, pipeline nor FM_PROVIDER names one
+
+
 def _openai(settings: dict[str, Any]) -> Any:
     from .openai_compat import OpenAICompatProvider
 
@@ -34,14 +37,6 @@ def _ollama(settings: dict[str, Any]) -> Any:
     from .ollama import OllamaProvider
 
     return OllamaProvider(settings)
-
-
-@hookimpl
-def fm_run_finished(run, pipeline):
-    # a recording cassette saves in batches; the end of a run is a natural point to write the rest
-    from flowmason.kernel.providers import flush_cassettes
-
-    flush_cassettes()
 
 
 @hookimpl

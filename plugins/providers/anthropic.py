@@ -31,6 +31,7 @@ from .base import (
     load_prices,
     provider_error,
     retry_after_seconds,
+    fm_setting,
     setting,
     shared_client,
     with_retries,
@@ -76,10 +77,10 @@ class AnthropicProvider:
         self.settings = settings
         self.base_url = setting(settings, "base_url", "ANTHROPIC_BASE_URL", None)
         self.default_model = str(setting(settings, "default_model", "ANTHROPIC_MODEL", self.default_model))
-        self.timeout_s = float(setting(settings, "timeout_s", "FM_LLM_TIMEOUT_S", 120.0))
+        self.timeout_s = float(fm_setting(settings, "timeout_s", "llm_timeout_s"))
         self.retry = RetryPolicy.from_settings(settings)
         self.prices = load_prices(settings)
-        self.max_connections = int(setting(settings, "max_connections", "FM_LLM_MAX_CONNECTIONS", 1000))
+        self.max_connections = int(fm_setting(settings, "max_connections", "llm_max_connections"))
         self.shards = client_shards(settings)
 
     def client(self, request: CompletionRequest) -> Any:

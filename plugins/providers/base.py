@@ -35,6 +35,7 @@ from typing import Any, Awaitable, Callable, TypeVar
 
 from flowmason.kernel.errors import ConfigError
 from flowmason.kernel.providers import CompletionRequest, ProviderError
+from flowmason.kernel.settings import get_settings
 
 T = TypeVar("T")
 
@@ -64,28 +65,28 @@ PRICES: dict[str, tuple[float, float]] = {
 }
 
 
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a number", field=name, hint=f"set {name} to a number") from None
-
-
 def setting(settings: dict[str, Any], key: str, env: str | None, default: Any) -> Any:
+    """``settings[key]``, else the provider's own variable ``env`` (``OPENAI_BASE_URL``...), else ``default``.
+
+    FlowMason's ``FM_*`` variables come through ``fm_setting`` (kernel/settings.py reads them).
+    """
     value = settings.get(key)
     if value is None and env:
         value = os.environ.get(env) or None
     return default if value is None else value
 
 
+def fm_setting(settings: dict[str, Any], key: str, attr: str) -> Any:
+    """``settings[key]``, else the ``FM_*`` setting ``attr`` of ``flowmason.kernel.settings``."""
+    value = settings.get(key)
+    return getattr(get_settings(), attr) if value is None else value
+
+
 def load_prices(settings: dict[str, Any]) -> dict[str, tuple[float, float]]:
     """The price table with overrides: {"model-prefix": [input, output]} or {"m": {"input":..,"output":..}}."""
     table = dict(PRICES)
     extra = settings.get("prices")
-    raw = os.environ.get("FM_PRICES")
+    raw = get_settings().prices
     if extra is None and raw:
         text = raw
         if not raw.lstrip().startswith("{"):
@@ -123,7 +124,7 @@ _secrets_cache: dict[tuple[str, float], dict[str, Any]] = {}
 
 def _secrets_file() -> dict[str, Any]:
     """The JSON object in FM_SECRETS_FILE, read again only when the file changes (keys are read per call)."""
-    path = os.environ.get("FM_SECRETS_FILE")
+    path = get_settings().secrets_file
     if not path:
         return {}
     try:
@@ -166,9 +167,9 @@ class RetryPolicy:
     @classmethod
     def from_settings(cls, settings: dict[str, Any]) -> "RetryPolicy":
         return cls(
-            max_retries=max(0, min(int(setting(settings, "max_retries", "FM_LLM_MAX_RETRIES", 2)), 10)),
-            backoff_s=float(setting(settings, "retry_backoff_s", "FM_LLM_RETRY_BACKOFF_S", 0.5)),
-            max_wait_s=float(setting(settings, "max_retry_wait_s", "FM_LLM_MAX_RETRY_WAIT_S", 60.0)),
+            max_retries=max(0, min(int(fm_setting(settings, "max_retries", "llm_max_retries")), 10)),
+            backoff_s=float(fm_setting(settings, "retry_backoff_s", "llm_retry_backoff_s")),
+            max_wait_s=float(fm_setting(settings, "max_retry_wait_s", "llm_max_retry_wait_s")),
         )
 
 
@@ -284,7 +285,7 @@ def shared_client(key: tuple, make: Callable[[], Any], shards: int = 1) -> Any:
 
 
 def client_shards(settings: dict[str, Any]) -> int:
-    return max(1, min(int(setting(settings, "client_shards", "FM_LLM_CLIENT_SHARDS", 16)), 256))
+    return max(1, min(int(fm_setting(settings, "client_shards", "llm_client_shards")), 256))
 
 
 class HttpProvider:
@@ -301,8 +302,8 @@ class HttpProvider:
         self.settings = settings
         self.base_url = str(setting(settings, "base_url", self.base_url_env, self.default_base_url)).rstrip("/")
         self.default_model = str(setting(settings, "default_model", None, self.default_model))
-        self.timeout_s = float(setting(settings, "timeout_s", "FM_LLM_TIMEOUT_S", 120.0))
-        self.max_connections = int(setting(settings, "max_connections", "FM_LLM_MAX_CONNECTIONS", 1000))
+        self.timeout_s = float(fm_setting(settings, "timeout_s", "llm_timeout_s"))
+        self.max_connections = int(fm_setting(settings, "max_connections", "llm_max_connections"))
         self.shards = client_shards(settings)
         self.retry = RetryPolicy.from_settings(settings)
         self.prices = load_prices(settings)

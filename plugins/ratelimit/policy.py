@@ -5,11 +5,11 @@ after authentication and before a route runs.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 from flowmason.kernel.errors import ConfigError
+from flowmason.kernel.settings import Settings, get_settings
 
 from .backends import HybridLimiter, Limiter, MemoryLimiter, RedisLimiter, StoreLimiter
 from .window import Decision
@@ -27,15 +27,15 @@ class RateLimitSettings:
     store_url: str | None = None
 
     @classmethod
-    def from_env(cls, env: dict | None = None) -> "RateLimitSettings":
-        env = dict(os.environ if env is None else env)
-        spec = (env.get("FM_RATELIMIT") or "").strip()
-        backend = (env.get("FM_RATELIMIT_BACKEND") or "memory").strip().lower()
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "RateLimitSettings":
+        """From the process settings (kernel/settings.py), or from ``env`` when a test gives one."""
+        s = get_settings() if env is None else Settings.from_env(env)
+        spec = (s.ratelimit or "").strip()
+        backend = s.ratelimit_backend.strip().lower()
         if backend not in BACKENDS:
             raise ConfigError(f"unknown rate-limit backend {backend!r}", field="FM_RATELIMIT_BACKEND",
                               hint=f"use one of {', '.join(BACKENDS)}")
-        base = cls(backend=backend, redis_url=env.get("FM_RATELIMIT_REDIS") or cls.redis_url,
-                   store_url=env.get("FM_RATELIMIT_STORE") or None)
+        base = cls(backend=backend, redis_url=s.ratelimit_redis, store_url=s.ratelimit_store)
         if not spec or spec.lower() in ("0", "off", "false", "no"):
             return base
         try:

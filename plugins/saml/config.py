@@ -30,7 +30,6 @@ Each IdP has its own endpoints under ``/auth/saml/{idp}/...``.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,7 +125,9 @@ class SamlConfig:
 
     @classmethod
     def from_env(cls) -> "SamlConfig | None":
-        path = os.environ.get("FM_SAML_CONFIG")
+        from flowmason.kernel.settings import get_settings
+
+        path = get_settings().saml_config
         if not path:
             return None
         try:

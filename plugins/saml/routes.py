@@ -21,7 +21,7 @@ MAX_FORM_BYTES = 512 * 1024
 
 
 async def _form(request) -> dict[str, str]:
-    from flowmason.plugins.http_api.app import read_body
+    from flowmason.plugins.http_api import read_body
 
     body = await read_body(request, MAX_FORM_BYTES)
     try:

@@ -331,19 +331,9 @@ class _Collector:
             self.outputs[sid] = getattr(data, "output", None)
 
 
-def _load_pipeline(path: Path) -> tuple[Any, Any]:
-    try:
-        from flowmason.plugins.core_cli.commands import load_resolved
-    except ImportError:  # a slim install without the core CLI: no inheritance resolution
-        from flowmason.kernel.model import load_pipeline
-
-        return load_pipeline(path), None
-    return load_resolved(path)
-
-
 async def run_case(pipeline: Any, loader: Any, case: dict[str, Any], cassette: Any) -> CaseResult:
-    from flowmason.kernel.executor import run_pipeline
-    from flowmason.kernel.providers import use_cassette
+    from flowmason.plugins.cassettes import use_cassette
+    from flowmason.kernel.runner import Runner
 
     name = str(case.get("name"))
     if case.get("skip"):
@@ -356,9 +346,9 @@ async def run_case(pipeline: Any, loader: Any, case: dict[str, Any], cassette: A
     try:
         if cassette is not None:
             with use_cassette(cassette):
-                run = await run_pipeline(pipeline, dict(case["input"]), listeners=[collector], loader=loader)
+                run = await Runner().run(pipeline, dict(case["input"]), listeners=[collector], loader=loader)
         else:
-            run = await run_pipeline(pipeline, dict(case["input"]), listeners=[collector], loader=loader)
+            run = await Runner().run(pipeline, dict(case["input"]), listeners=[collector], loader=loader)
         output = run.output
         usage = dict(run.usage or {})
     except FlowMasonError as exc:
@@ -392,7 +382,7 @@ async def run_case(pipeline: Any, loader: Any, case: dict[str, Any], cassette: A
 
 async def run_file(path: Path, *, mode: str = "replay", name_filter: str | None = None) -> FileResult:
     """Run every case of one test file; problems with the file itself land in ``FileResult.error``."""
-    from flowmason.kernel.providers import Cassette
+    from flowmason.plugins.cassettes import Cassette
 
     result = FileResult(path=path, name=path.name)
     try:
@@ -400,7 +390,9 @@ async def run_file(path: Path, *, mode: str = "replay", name_filter: str | None 
         result.name = str(doc.get("name") or path.name)
         pipeline_path = (path.parent / doc["pipeline"]).resolve()
         result.pipeline_path = pipeline_path
-        pipeline, loader = _load_pipeline(pipeline_path)
+        from flowmason.kernel.runner import Runner
+
+        pipeline, loader = Runner().load(pipeline_path)
         result.pipeline_name = pipeline.name
         result.stages = [{"id": s.id, "name": s.name, "component_type": s.component_type} for s in pipeline.stages]
     except FlowMasonError as exc:

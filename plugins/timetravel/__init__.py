@@ -7,12 +7,38 @@ Only runs that are recorded in a store get snapshots, written beside them
 in the same store and tenant namespace. There is deliberately no
 ``fm_stage_started`` hook: a stage's start boundary is read back from its
 stored result (see ``history``), which halves the per-stage hook cost.
+
+Public read API (``__all__``), for the plugins that show recorded runs
+(``animation``, ``promptdiff``): ``load_timeline(repo, run_ref)`` -> a
+``Timeline`` (``.state(seq)``, ``.pipeline``, ``.stage_ids``, ...),
+``parse_ref("RUN@SEQ")``, ``recorded_pipeline(repo, run_id)``. The reader
+stays here, beside the recorder that writes the snapshot log, rather than
+in ``kernel/runs.py``: the log and the stored pipeline definitions are
+this plugin's own layout, and a process without time travel has none to
+read. A dependent plugin checks that ``timetravel`` is loaded
+(``get_plugin_manager().has_plugin``) before importing these, so leaving
+it out of ``FM_PLUGINS`` really leaves it out.
 """
 from __future__ import annotations
+
+from typing import Any
 
 from flowmason.kernel.plugins import hookimpl
 
 from .recorder import FAILED, FINISHED, SKIPPED, SnapshotRecorder
+
+__all__ = ["Timeline", "load_timeline", "parse_ref", "recorded_pipeline"]
+# optional plugins: used when loaded, never imported otherwise (`fm debug compare` word diff)
+USES = ("promptdiff",)
+
+
+def __getattr__(name: str) -> Any:
+    # the read side loads on first use: recording runs never needs it
+    if name in __all__:
+        from . import history
+
+        return getattr(history, name)
+    raise AttributeError(name)
 
 RECORDER = SnapshotRecorder()
 _live_get = RECORDER._live.get

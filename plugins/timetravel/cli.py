@@ -216,9 +216,11 @@ def _compare_table(cmp: dict[str, Any]) -> Any:
 
 
 def _print_compare(cmp: dict[str, Any], word_diff: bool = True) -> None:
+    from flowmason.kernel.plugins import get_plugin_manager
+
     con = _console()
     con.print(_compare_table(cmp))
-    if word_diff:
+    if word_diff and get_plugin_manager().has_plugin("promptdiff"):  # optional: left out of a subset, no word diff
         from flowmason.plugins.promptdiff import diff_values, render_rich
 
         for row in cmp["stages"]:
@@ -228,18 +230,13 @@ def _print_compare(cmp: dict[str, Any], word_diff: bool = True) -> None:
 
 
 def _load_current(path: Optional[Path]) -> tuple[Any, Any]:
-    """The current pipeline file, resolved as `fm run` resolves it (inheritance), and a loader for
-    the sub-pipelines next to it; (None, a loader for the working folder) without a file."""
-    from flowmason.kernel.model import FileLoader, load_pipeline
+    """The current pipeline file, resolved as `fm run` resolves it (the runner), and the loader for
+    the references inside it; (None, a loader for the working folder) without a file."""
+    from flowmason.kernel.runner import Runner
 
     if path is None:
-        return None, FileLoader(Path.cwd())
-    from flowmason.kernel.plugins import get_plugin_manager
-
-    pipeline = load_pipeline(path)
-    loader = FileLoader(path.parent)
-    resolved = get_plugin_manager().hook.fm_resolve_pipeline(pipeline=pipeline, loader=loader)
-    return resolved or pipeline, loader
+        return None, Runner(base=Path.cwd()).loader()
+    return Runner().load(path)
 
 
 def _run_replay(run_id: str, seq: int, inputs: dict, sets: dict, pipeline: Optional[Path], as_json: bool) -> None:

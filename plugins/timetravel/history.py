@@ -205,6 +205,14 @@ def load_timeline(repo: Any, run_ref: str) -> Timeline:
     return Timeline(run=run, head=head, snapshots=snapshots, results=results, pipeline=pipeline, stage_ids=stage_ids)
 
 
+def recorded_pipeline(repo: Any, run_id: str) -> Pipeline | None:
+    """The pipeline definition recorded with the run, or None (never snapshotted, or expired)."""
+    try:
+        return load_timeline(repo, run_id).pipeline
+    except NotFoundError:
+        return None
+
+
 def _entries(chunk: dict[str, Any]) -> list[list[Any]]:
     """A stored chunk's columns back as ``[t_ms, code, stage_id, extra]`` rows."""
     extras = {int(i): x for i, x in chunk.get("x") or ()}

@@ -69,19 +69,13 @@ RUN_STARTED, STARTED, FINISHED, FAILED, SKIPPED, RESTORED, RUN_ENDED = "R", "S",
 def retention_seconds() -> float:
     """Snapshot retention: ``FM_SNAPSHOT_RETENTION_DAYS`` (default 14 days).
 
-    A value that is not a number is logged and the default used: a debugging
-    aid's setting must not stop runs.
+    A value that is not a number is logged and the default used (the
+    setting is ``lenient`` in kernel/settings.py): a debugging aid's setting
+    must not stop runs.
     """
-    raw = os.environ.get("FM_SNAPSHOT_RETENTION_DAYS")
-    if not raw:
-        return DEFAULT_RETENTION_DAYS * 86400
-    try:
-        days = float(raw)
-    except ValueError:
-        log.warning("time travel: FM_SNAPSHOT_RETENTION_DAYS=%r is not a number of days; keeping snapshots %g days",
-                    raw, DEFAULT_RETENTION_DAYS)
-        return DEFAULT_RETENTION_DAYS * 86400
-    return max(days, 0.0) * 86400
+    from flowmason.kernel.settings import get_settings
+
+    return max(get_settings().snapshot_retention_days, 0.0) * 86400
 
 
 def tt_pk(ns: str, run_id: str) -> str:

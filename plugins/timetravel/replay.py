@@ -219,14 +219,15 @@ def copy_resumed(repo: Any, plan: ReplayPlan, run: Run) -> None:
 
 async def run_replay(repo: Any, plan: ReplayPlan, *, loader: Any = None) -> Run:
     """Run a planned replay in this process; returns the new run (failed runs are recorded and returned too)."""
-    from flowmason.kernel.executor import run_pipeline
+    from flowmason.kernel.runner import Runner
 
     src = plan.source.run
     run = Run(pipeline_id=src.pipeline_id, pipeline_name=src.pipeline_name, pipeline_version=src.pipeline_version,
               inputs=plan.inputs)
     copy_resumed(repo, plan, run)
     try:
-        return await run_pipeline(plan.pipeline, plan.inputs, recorder=repo, run=run, resume=plan.resume, loader=loader)
+        return await Runner(recorder=repo).run(plan.pipeline, plan.inputs, run=run, resume=plan.resume,
+                                               loader=loader)
     except FlowMasonError:
         return run  # recorded as failed; the caller shows its status and error
 

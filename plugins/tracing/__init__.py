@@ -25,7 +25,9 @@ _ACTIVE: Any = None
 
 def requested() -> bool:
     """Did the environment ask for tracing?"""
-    flag = os.environ.get("FM_TRACING", "").strip().lower()
+    from flowmason.kernel.settings import get_settings
+
+    flag = (get_settings().tracing or "").strip().lower()
     if flag in ("0", "false", "off", "no"):
         return False
     return bool(flag) or bool(os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))

@@ -54,12 +54,19 @@ def _resource() -> Any:
     return Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", "flowmason")})
 
 
+def _console() -> bool:
+    """``FM_TRACING=console``: spans and metrics go to stdout instead of an OTLP endpoint."""
+    from flowmason.kernel.settings import get_settings
+
+    return (get_settings().tracing or "").strip().lower() == "console"
+
+
 def meter_provider_from_env() -> Any:
     """A MeterProvider exporting (every ``OTEL_METRIC_EXPORT_INTERVAL`` ms) where the OTEL_* variables say."""
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, PeriodicExportingMetricReader
 
-    if os.environ.get("FM_TRACING", "").lower() == "console":
+    if _console():
         exporter: Any = ConsoleMetricExporter()
     else:
         try:
@@ -76,7 +83,7 @@ def provider_from_env() -> Any:
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 
     provider = TracerProvider(resource=_resource())
-    if os.environ.get("FM_TRACING", "").lower() == "console":
+    if _console():
         provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
         return provider
     try:

@@ -19,7 +19,7 @@ BACKENDS = ["sqlite", "dynamodb"]
 @pytest.fixture(scope="session")
 def moto_endpoint():
     pytest.importorskip("moto")
-    from flowmason.plugins.dynamodb_store.testing import local_dynamodb
+    from tests.support.dynamodb import local_dynamodb
 
     with local_dynamodb() as endpoint:
         yield endpoint
@@ -29,7 +29,7 @@ def moto_endpoint():
 def store_url(request, tmp_path):
     if request.param == "sqlite":
         return f"sqlite://{tmp_path / 'store.db'}"
-    from flowmason.plugins.dynamodb_store.testing import dynamodb_url
+    from tests.support.dynamodb import dynamodb_url
 
     return dynamodb_url(request.getfixturevalue("moto_endpoint"))
 

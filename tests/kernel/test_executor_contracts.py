@@ -31,6 +31,26 @@ def test_a_gate_held_past_the_timeout_does_not_fail_the_stage_nor_repeat_on_retr
     assert seen == [("a", None), ("flaky", None)]  # once per stage, not per attempt
 
 
+def test_a_gate_that_says_where_it_may_stop_is_awaited_only_there(probe):
+    # a debugger with one breakpoint leaves every other stage on the inline fast path
+    class Gate:
+        def __init__(self):
+            self.asked, self.awaited = [], []
+
+        def wants(self, stage_id, iteration):
+            self.asked.append(stage_id)
+            return stage_id == "b"
+
+        async def __call__(self, point):
+            self.awaited.append(point.stage.id)
+
+    gate = Gate()
+    ex = Execution(plan_for(P(S("a"), S("b", deps=["a"]), S("c", deps=["b"]))), {}, gate=gate)
+    asyncio.run(ex.execute())
+    assert ex.inline and gate.awaited == ["b"]
+    assert probe.calls == {"a": 1, "b": 1, "c": 1}
+
+
 def test_the_gate_sees_the_scope_and_foreach_iteration_paths(probe):
     hits: list[str | None] = []
     deep: list[str | None] = []

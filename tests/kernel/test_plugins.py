@@ -40,11 +40,14 @@ def test_third_party_plugin_component_and_command_appear(installed_plugin, tmp_p
 
 
 def test_subset_by_name_loads_only_those(installed_plugin):
+    pm = plugins.build_plugin_manager("control_flow,core_cli")
+    assert {name for name, _ in pm.list_name_plugin()} == {"control_flow", "core_cli"}
+    # the `fm` process adds the store `fm run` records to (kernel/cli.py CLI_PLUGINS), nothing else
     env = {"PYTHONPATH": str(installed_plugin), "FM_PLUGINS": "control_flow,core_cli"}
     listing = json.loads(fm(["plugins", "--json"], env).stdout)
-    assert {p["name"] for p in listing} == {"control_flow", "core_cli"}
+    assert {p["name"] for p in listing} == {"control_flow", "core_cli", "sqlite_store"}
     listing = json.loads(fm(["--plugins", "control_flow,core_cli,hello", "plugins", "--json"], {"PYTHONPATH": str(installed_plugin)}).stdout)
-    assert {p["name"] for p in listing} == {"control_flow", "core_cli", "hello"}
+    assert {p["name"] for p in listing} == {"control_flow", "core_cli", "sqlite_store", "hello"}
 
 
 def test_unknown_plugin_name_is_an_error():

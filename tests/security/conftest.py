@@ -14,7 +14,7 @@ from collections import defaultdict
 
 import pytest
 
-from flowmason.plugins.ratelimit.fixtures import moto_endpoint, redis_url  # noqa: F401 - fixtures
+from tests.support.fixtures import moto_endpoint, redis_url  # noqa: F401 - fixtures
 
 
 class Attacks:
@@ -65,7 +65,7 @@ def pytest_terminal_summary(terminalreporter):
 
 @pytest.fixture
 def api(tmp_path):
-    from flowmason.plugins.auth.testing import auth_api
+    from tests.support.auth_api import auth_api
 
     with auth_api(f"sqlite:///{tmp_path / 'api.db'}") as client:
         yield client

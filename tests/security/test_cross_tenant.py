@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from flowmason.plugins.auth.testing import register
+from tests.support.auth_api import register
 
 def pipeline(marker):
     return {"name": f"pipeline-{marker}", "stages": [
@@ -56,7 +56,7 @@ def _values(param, own, victim):
 @pytest.fixture
 def api(tmp_path):
     """The app with every identity plugin on, SAML included, so its routes are in the list too."""
-    from flowmason.plugins.saml.testing import saml_api
+    from tests.support.saml_idp import saml_api
 
     with saml_api(f"sqlite:///{tmp_path / 'tenants.db'}") as harness:
         yield harness.client

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from flowmason.plugins.auth.testing import register
+from tests.support.auth_api import register
 
 
 def b64(data: bytes) -> str:
@@ -97,7 +97,7 @@ def test_alg_none_and_confusion(api, victim, attacks):
 
 def test_hs256_deployment_refuses_forged_and_confused_tokens(tmp_path, attacks):
     from flowmason.plugins.auth.settings import AuthSettings
-    from flowmason.plugins.auth.testing import auth_api
+    from tests.support.auth_api import auth_api
 
     with auth_api(f"sqlite:///{tmp_path / 'hs.db'}", settings=AuthSettings(enabled=True, algorithm="HS256",
                                                                            bcrypt_rounds=4)) as api:

@@ -5,7 +5,7 @@ import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from flowmason.plugins.auth.testing import register
+from tests.support.auth_api import register
 
 
 def test_brute_force_login_is_locked_out(api, attacks):

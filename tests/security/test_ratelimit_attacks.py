@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from flowmason.kernel.plugins import hookimpl
-from flowmason.plugins.auth.testing import auth_api, register
+from tests.support.auth_api import auth_api, register
 from flowmason.plugins.ratelimit import HybridLimiter, MemoryLimiter, RedisLimiter, RequestLimiter, StoreLimiter
 
 LIMIT, WINDOW = 100, 60
@@ -42,7 +42,7 @@ def _limiter(backend, request, tmp_path):
         red = RedisLimiter(LIMIT, WINDOW, url=request.getfixturevalue("redis_url"), prefix=f"s{uuid.uuid4().hex[:6]}:")
         return red if backend == "redis" else HybridLimiter(LIMIT, WINDOW, redis=red)
     if backend == "dynamodb":
-        from flowmason.plugins.dynamodb_store.testing import dynamodb_url
+        from tests.support.dynamodb import dynamodb_url
 
         return StoreLimiter(LIMIT, WINDOW, store=open_store(dynamodb_url(request.getfixturevalue("moto_endpoint"))))
     return StoreLimiter(LIMIT, WINDOW, store=open_store(f"sqlite:///{tmp_path / 'rl.db'}"))

@@ -7,7 +7,7 @@ import copy
 import pytest
 from lxml import etree
 
-from flowmason.plugins.saml.testing import make_keypair, saml_api
+from tests.support.saml_idp import make_keypair, saml_api
 from flowmason.plugins.saml.xmltools import NS, encode_post, q
 
 

@@ -9,7 +9,7 @@ import pytest
 from flowmason.kernel.errors import FlowMasonError
 from flowmason.kernel.executor import run_pipeline
 from flowmason.kernel.model import RunStatus, parse_pipeline
-from flowmason.kernel.providers import close_cassettes, use_cassette
+from flowmason.plugins.cassettes import close_cassettes, use_cassette
 
 
 def run(doc: dict, inputs: dict | None = None, listeners=None, recorder=None):

@@ -32,7 +32,7 @@ def service(store, mailer):
 
 @pytest.fixture
 def api(tmp_path, mailer):
-    from flowmason.plugins.auth.testing import auth_api
+    from tests.support.auth_api import auth_api
 
     with auth_api(f"sqlite:///{tmp_path / 'api.db'}", mailer=mailer) as client:
         yield client

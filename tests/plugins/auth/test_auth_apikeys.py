@@ -7,7 +7,7 @@ import time
 import pytest
 
 from flowmason.plugins.auth.errors import Forbidden, InvalidCredentials, PolicyError
-from flowmason.plugins.auth.testing import register
+from tests.support.auth_api import register
 
 
 def test_key_is_shown_once_and_stored_only_as_a_hash(api):

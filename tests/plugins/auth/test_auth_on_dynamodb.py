@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from flowmason.plugins.ratelimit.fixtures import moto_endpoint  # noqa: F401 - fixture
+from tests.support.fixtures import moto_endpoint  # noqa: F401 - fixture
 
 from flowmason.plugins.auth.errors import InvalidCredentials, LockedOut, TokenReuseDetected
 from flowmason.plugins.auth.service import AuthService
@@ -13,7 +13,7 @@ from flowmason.plugins.auth.settings import AuthSettings
 @pytest.fixture
 def dyn_service(moto_endpoint, mailer):
     from flowmason.kernel.storage import open_store
-    from flowmason.plugins.dynamodb_store.testing import dynamodb_url
+    from tests.support.dynamodb import dynamodb_url
 
     store = open_store(dynamodb_url(moto_endpoint))
     yield AuthService(AuthSettings(bcrypt_rounds=4), store, mailer=mailer)

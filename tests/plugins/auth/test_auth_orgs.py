@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from flowmason.plugins.auth.testing import register
+from tests.support.auth_api import register
 
 
 def _as(api, account, org_id):

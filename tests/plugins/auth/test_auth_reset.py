@@ -8,7 +8,7 @@ import pytest
 
 from flowmason.plugins.auth.errors import InvalidCredentials, PolicyError
 from flowmason.plugins.auth.mail import SmtpMailer, mailer_from_url
-from flowmason.plugins.auth.testing import auth_api, local_smtp, register
+from tests.support.auth_api import auth_api, local_smtp, register
 
 
 def _token(message) -> str:

@@ -112,7 +112,7 @@ def test_unknown_algorithm_setting_is_a_clear_error():
 
 
 def test_refresh_and_logout_over_http(api):
-    from flowmason.plugins.auth.testing import register
+    from tests.support.auth_api import register
 
     acct = register(api, "http@example.com")
     resp = api.post("/auth/refresh", json={"refresh_token": acct.refresh})

@@ -24,7 +24,7 @@ from flowmason.plugins.dynamodb_store.store import _error, create_table, make_cl
 @pytest.fixture(scope="module")
 def endpoint():
     pytest.importorskip("moto")
-    from flowmason.plugins.dynamodb_store.testing import local_dynamodb
+    from tests.support.dynamodb import local_dynamodb
 
     with local_dynamodb() as url:
         yield url

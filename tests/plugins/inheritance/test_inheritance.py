@@ -9,7 +9,8 @@ import sys
 import pytest
 
 from flowmason.kernel.errors import PipelineLoadError
-from flowmason.kernel.model import FileLoader, load_pipeline
+from flowmason.kernel.model import load_pipeline
+from flowmason.kernel.runner import Loader
 from flowmason.plugins.inheritance import resolve
 
 BASE = {
@@ -36,7 +37,7 @@ def write(tmp_path, name, data):
 def test_merge_rules(tmp_path):
     write(tmp_path, "base", BASE)
     child = load_pipeline(write(tmp_path, "child", CHILD))
-    merged = resolve(child, FileLoader(tmp_path))
+    merged = resolve(child, Loader(tmp_path).raw)
     assert [s.id for s in merged.stages] == ["first", "second"]
     assert merged.stages[0].config["pass_data"] == {"k": 2, "keep": "yes"}
     assert merged.stages[1].config["return_value"] == "{{upstream.first.data}}"
@@ -48,11 +49,11 @@ def test_cycle_and_bad_override(tmp_path):
     write(tmp_path, "x", {"id": "x", "name": "x", "extends": "y", "stages": []})
     write(tmp_path, "y", {"id": "y", "name": "y", "extends": "x", "stages": []})
     with pytest.raises(PipelineLoadError, match="inheritance cycle"):
-        resolve(load_pipeline(tmp_path / "x.pipeline.json"), FileLoader(tmp_path))
+        resolve(load_pipeline(tmp_path / "x.pipeline.json"), Loader(tmp_path).raw)
     write(tmp_path, "base", BASE)
     bad = write(tmp_path, "bad", {**CHILD, "id": "bad", "overrides": {"ghost": {"config": {}}}})
     with pytest.raises(PipelineLoadError) as ei:
-        resolve(load_pipeline(bad), FileLoader(tmp_path))
+        resolve(load_pipeline(bad), Loader(tmp_path).raw)
     assert ei.value.field == "overrides.ghost"
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from flowmason.plugins.providers.testing import LLMServer
+from tests.support.llm_server import LLMServer
 
 KEY = "sk-test-0123456789"
 

@@ -8,7 +8,7 @@ import sys
 def test_plugins_load_without_heavy_imports():
     code = (
         "import sys\n"
-        "import flowmason.plugins.providers, flowmason.plugins.ai_nodes, flowmason.plugins.testing\n"
+        "import flowmason.plugins.providers, flowmason.plugins.ai_nodes, flowmason.plugins.testing, flowmason.plugins.cassettes\n"
         "from flowmason.kernel.plugins import get_registry\n"
         "reg = get_registry()\n"
         "assert {'anthropic', 'openai', 'ollama', 'llamacpp'} <= set(reg.providers)\n"
@@ -16,5 +16,5 @@ def test_plugins_load_without_heavy_imports():
         "print(sorted(m for m in ('anthropic', 'httpx', 'httpx2', 'typer') if m in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={"FM_PLUGINS": "providers,ai_nodes,testing", "PATH": ""})
+                         env={"FM_PLUGINS": "providers,ai_nodes,testing,cassettes", "PATH": ""})
     assert out.stdout.strip() == "[]"

@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from flowmason.plugins.ratelimit.fixtures import moto_endpoint, redis_url  # noqa: F401 - fixtures
+from tests.support.fixtures import moto_endpoint, redis_url  # noqa: F401 - fixtures
 
 
 @pytest.fixture
@@ -31,7 +31,7 @@ def limiter_factory(request, tmp_path):
             red = RedisLimiter(limit, window, url=url, prefix=f"t{uuid.uuid4().hex[:8]}:")
             lim = red if name == "redis" else HybridLimiter(limit, window, redis=red)
         elif name == "dynamodb":
-            from flowmason.plugins.dynamodb_store.testing import dynamodb_url
+            from tests.support.dynamodb import dynamodb_url
 
             lim = StoreLimiter(limit, window, store=open_store(dynamodb_url(request.getfixturevalue("moto_endpoint"))))
         elif name == "sqlite":

@@ -64,7 +64,7 @@ def test_decide_retry_after_uses_previous_window_weight():
 
 def test_hybrid_falls_back_to_memory_when_redis_is_down(limiter_factory):
     from flowmason.plugins.ratelimit import HybridLimiter, RedisLimiter
-    from flowmason.plugins.ratelimit.testing import free_port
+    from tests.support.net import free_port
 
     dead = RedisLimiter(3, 60, url=f"redis://127.0.0.1:{free_port()}/0", timeout=0.2)
     lim = HybridLimiter(3, 60, redis=dead, retry_every=60)

@@ -6,7 +6,7 @@ import pytest
 
 @pytest.fixture
 def saml(tmp_path):
-    from flowmason.plugins.saml.testing import saml_api
+    from tests.support.saml_idp import saml_api
 
     with saml_api(f"sqlite:///{tmp_path / 'saml.db'}") as harness:
         yield harness

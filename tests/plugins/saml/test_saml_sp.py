@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from lxml import etree
 
-from flowmason.plugins.saml.testing import make_keypair, saml_api
+from tests.support.saml_idp import make_keypair, saml_api
 from flowmason.plugins.saml.xmltools import NS, decode_post, verify
 
 

@@ -23,7 +23,7 @@ from flowmason.kernel.storage import open_store
 @pytest.fixture(scope="module")
 def moto_endpoint():
     pytest.importorskip("moto")
-    from flowmason.plugins.dynamodb_store.testing import local_dynamodb
+    from tests.support.dynamodb import local_dynamodb
 
     with local_dynamodb() as endpoint:
         yield endpoint
@@ -87,7 +87,7 @@ def test_export_prints_every_live_item(app, sqlite_url):
 
 
 def test_export_sqlite_import_dynamodb(app, sqlite_url, moto_endpoint):
-    from flowmason.plugins.dynamodb_store.testing import dynamodb_url
+    from tests.support.dynamodb import dynamodb_url
 
     fill(sqlite_url)
     exported = run(app, ["store", "export"], sqlite_url).stdout
@@ -106,7 +106,7 @@ def test_export_sqlite_import_dynamodb(app, sqlite_url, moto_endpoint):
 
 
 def test_real_pipe_between_two_fm_processes(sqlite_url, moto_endpoint):
-    from flowmason.plugins.dynamodb_store.testing import dynamodb_url
+    from tests.support.dynamodb import dynamodb_url
 
     fill(sqlite_url)
     target = dynamodb_url(moto_endpoint)
@@ -171,7 +171,7 @@ def test_migrate_upgrades_an_older_store(app, tmp_path):
 
 
 def test_migrate_checks_a_dynamodb_table(app, moto_endpoint):
-    from flowmason.plugins.dynamodb_store.testing import dynamodb_url
+    from tests.support.dynamodb import dynamodb_url
 
     url = dynamodb_url(moto_endpoint)
     open_store(url).close()  # creates the table

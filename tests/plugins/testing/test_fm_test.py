@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 import pytest
 from typer.testing import CliRunner
 
-from flowmason.kernel.providers import close_cassettes
+from flowmason.plugins.cassettes import close_cassettes
 
 PIPELINE = {
     "name": "blog",

@@ -16,7 +16,7 @@ from .helpers import Components, pipeline, record, stage, story_pipeline
 @pytest.fixture(scope="module")
 def endpoint():
     pytest.importorskip("moto")
-    from flowmason.plugins.dynamodb_store.testing import local_dynamodb
+    from tests.support.dynamodb import local_dynamodb
 
     with local_dynamodb() as ep:
         yield ep
@@ -24,7 +24,7 @@ def endpoint():
 
 @pytest.fixture
 def repo(endpoint):
-    from flowmason.plugins.dynamodb_store.testing import dynamodb_url
+    from tests.support.dynamodb import dynamodb_url
 
     plugins.reset(None, extra=[Components()])
     store = open_store(dynamodb_url(endpoint))

@@ -14,9 +14,9 @@ import os
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from .mail import ConsoleMailer
-from .service import configure
-from .settings import AuthSettings
+from flowmason.plugins.auth.mail import ConsoleMailer
+from flowmason.plugins.auth.service import configure
+from flowmason.plugins.auth.settings import AuthSettings
 
 _RL_VARS = ("FM_RATELIMIT", "FM_RATELIMIT_BACKEND", "FM_RATELIMIT_REDIS", "FM_RATELIMIT_STORE")
 
@@ -107,7 +107,7 @@ def local_smtp() -> Iterator[tuple[str, int, list[Any]]]:
     """A real SMTP server (aiosmtpd) on 127.0.0.1: yields (host, port, received messages)."""
     from aiosmtpd.controller import Controller
 
-    from flowmason.plugins.ratelimit.testing import free_port
+    from .net import free_port
 
     inbox = _Inbox()
     controller = Controller(inbox, hostname="127.0.0.1", port=free_port())

@@ -7,8 +7,8 @@ and ``/chat/completions``, JSON or SSE), Ollama (``/api/chat``,
 providers are exercised through their real client code (the anthropic
 SDK, httpx) over real sockets. It is a small asyncio HTTP/1.1 server with
 keep-alive and chunked streaming, running in a background thread (tests)
-or its own process (``python -m flowmason.plugins.providers.testing
---delay-ms 20``, which prints the URL; benchmarks).
+or its own process (``python -m tests.support.llm_server --delay-ms 20``
+from the repository root, which prints the URL; benchmarks).
 
 What it says is up to the test: ``responder(api, body) -> str`` writes the
 answer text (default: echo the last user message); ``script`` is a queue of
@@ -16,6 +16,13 @@ one-shot behaviours for the next requests: ``("status", code, headers,
 body)``, ``("sleep", seconds)`` (a time-out), ``("malformed",)`` (a 200 with a
 body that is not JSON), ``("drop",)`` (close the connection without an
 answer). ``requests`` records (path, headers, decoded body) of every call.
+
+Why hand-written and not pytest-httpserver or werkzeug's server: the
+benchmarks hold hundreds of concurrent keep-alive connections each waiting
+``delay_s`` (one asyncio loop does that; a thread per request would be
+the measured cost), and the ``drop`` script closes a connection without
+any answer, which a WSGI server cannot express. pytest-httpserver is not
+a dependency either; werkzeug is only moto's.
 """
 from __future__ import annotations
 
@@ -309,7 +316,7 @@ class LLMServer:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m flowmason.plugins.providers.testing --delay-ms 20``: serve until killed; prints the URL."""
+    """``python -m tests.support.llm_server --delay-ms 20``: serve until killed; prints the URL."""
     import argparse
     import sys
 

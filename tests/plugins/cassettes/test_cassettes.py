@@ -7,14 +7,8 @@ import json
 import pytest
 
 from flowmason.kernel.errors import ConfigError
-from flowmason.kernel.providers import (
-    Completion,
-    CompletionRequest,
-    ProviderError,
-    close_cassettes,
-    resolve_provider,
-    use_cassette,
-)
+from flowmason.kernel.providers import Completion, CompletionRequest, ProviderError, resolve_provider
+from flowmason.plugins.cassettes import close_cassettes, use_cassette
 
 
 @pytest.fixture(autouse=True)

@@ -1,16 +1,23 @@
-"""A real DynamoDB wire endpoint on 127.0.0.1 for tests and benchmarks: moto's server mode.
+"""moto's server mode on 127.0.0.1: the AWS wire endpoint behind ``fm serve --aws-local``.
 
-``local_dynamodb()`` starts moto's threaded HTTP server on a free port with
-dummy credentials in the environment (so a developer's real AWS account is
-never touched), yields ``http://127.0.0.1:PORT``, and stops it afterwards.
-``dynamodb_url(endpoint)`` names a fresh table on it, created on first open.
-Needs the ``dev`` extra (moto[server]).
+``moto_server()`` starts moto's threaded HTTP server (DynamoDB, SQS, ...)
+on a free port with dummy credentials in the environment, so a
+developer's real AWS account is never touched; it yields
+``http://127.0.0.1:PORT`` and stops the server (and puts the environment
+back) afterwards. moto is an optional dependency: without it this says
+which extra to install (``flowmason[aws-local]``) instead of failing on an
+import. ``local_stack`` builds the table and queues of ``template.yaml`` on
+it; the test suite reuses it (``tests/support/dynamodb.py``).
+
+This is product code, not a test helper: it moved here from the DynamoDB
+plugin's ``testing.py`` so that ``--aws-local`` no longer depends on a
+module the wheel should not ship.
 
 Moto applies each request without a lock, so two concurrent ``UpdateItem``
 calls on one item can lose an update, which DynamoDB never does (each
 request is atomic there). The server below runs requests one at a time
 (connections stay concurrent), making moto as atomic per request as the
-real service, so the concurrency tests test our code, not moto's races.
+real service, so what runs on it behaves as it will on AWS.
 """
 from __future__ import annotations
 
@@ -18,14 +25,19 @@ import contextlib
 import logging
 import os
 import threading
-import uuid
 from typing import Any, Iterator
+
+from flowmason.kernel.errors import ConfigError
 
 _CREDENTIAL_VARS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_REGION")
 
 
 def _serialized_server() -> Any:
-    from moto.moto_server import threaded_moto_server as tms
+    try:
+        from moto.moto_server import threaded_moto_server as tms
+    except ImportError:
+        raise ConfigError("the local AWS stack needs moto's server mode, which is not installed",
+                          hint="pip install 'flowmason[aws-local]'") from None
 
     class SerializedMotoServer(tms.ThreadedMotoServer):
         def _server_entry(self) -> None:  # moto's own, with the app behind a lock
@@ -46,8 +58,9 @@ def _serialized_server() -> Any:
 
 
 @contextlib.contextmanager
-def local_dynamodb() -> Iterator[str]:
-
+def moto_server() -> Iterator[str]:
+    """A running moto server; yields its endpoint URL."""
+    server = _serialized_server()  # first: a missing moto changes nothing in the environment
     saved = {k: os.environ.get(k) for k in _CREDENTIAL_VARS}
     for key in _CREDENTIAL_VARS:
         os.environ.pop(key, None)
@@ -55,7 +68,6 @@ def local_dynamodb() -> Iterator[str]:
     werkzeug_log = logging.getLogger("werkzeug")  # one line per request otherwise
     saved_level = werkzeug_log.level
     werkzeug_log.setLevel(logging.WARNING)
-    server = _serialized_server()
     server.start()
     try:
         host, port = server.get_host_and_port()
@@ -68,9 +80,3 @@ def local_dynamodb() -> Iterator[str]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-
-
-def dynamodb_url(endpoint: str, table: str | None = None) -> str:
-    """URL of ``table`` (default: a fresh random name) on ``endpoint``, created when opened."""
-    table = table or f"fm-test-{uuid.uuid4().hex[:12]}"
-    return f"dynamodb://{table}?endpoint_url={endpoint}&region=us-east-1&create=1"

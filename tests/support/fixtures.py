@@ -1,8 +1,8 @@
-"""pytest fixtures for the servers rate-limit tests talk to; conftests import them by name.
+"""pytest fixtures for the real servers suites talk to; conftests import them by name.
 
 ``redis_url``: a real redis-server for the session (skipped only when the
 binary is absent). ``moto_endpoint``: moto's DynamoDB server mode for the
-session. Imports pytest, so only test code imports this module.
+session. The one module of ``tests.support`` that imports pytest.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 @pytest.fixture(scope="session")
 def redis_url():
-    from .testing import local_redis, redis_binary
+    from .redis_server import local_redis, redis_binary
 
     if redis_binary() is None:
         pytest.skip("redis-server binary not installed")
@@ -22,7 +22,7 @@ def redis_url():
 @pytest.fixture(scope="session")
 def moto_endpoint():
     pytest.importorskip("moto")
-    from flowmason.plugins.dynamodb_store.testing import local_dynamodb
+    from .dynamodb import local_dynamodb
 
     with local_dynamodb() as endpoint:
         yield endpoint

@@ -12,7 +12,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from .xmltools import NS, SUCCESS, encode_post, instant, new_id, q, sign
+from flowmason.plugins.saml.xmltools import NS, SUCCESS, encode_post, instant, new_id, q, sign
 
 BEARER = "urn:oasis:names:tc:SAML:2.0:cm:bearer"
 
@@ -146,7 +146,7 @@ class TestIdp:
 
 def sp_config(idp: TestIdp, org_id: str, *, base_url: str = "http://testserver", **sp_overrides: Any):
     """A SamlConfig trusting ``idp`` with a freshly generated SP key pair."""
-    from .config import SamlConfig
+    from flowmason.plugins.saml.config import SamlConfig
 
     key, cert = make_keypair("test-sp")
     return SamlConfig.from_dict({
@@ -168,7 +168,7 @@ class SamlHarness:
         """Begin a login at the SP; returns the AuthnRequest ID the IdP must answer."""
         from lxml import etree
 
-        from .xmltools import decode_post
+        from flowmason.plugins.saml.xmltools import decode_post
 
         resp = self.client.get("/auth/saml/test/login?format=json")
         assert resp.status_code == 200, resp.text
@@ -194,9 +194,9 @@ def saml_api(store_url: str, **sp_overrides: Any):
         from flowmason.kernel.storage import open_store
         from flowmason.plugins.auth.service import AuthService
         from flowmason.plugins.auth.settings import AuthSettings
-        from flowmason.plugins.auth.testing import auth_api
+        from flowmason.plugins.saml.service import configure
 
-        from .service import configure
+        from .auth_api import auth_api
 
         store = open_store(store_url)
         owner = AuthService(AuthSettings(bcrypt_rounds=4), store).register("owner@corp.test", "a fine passphrase",
