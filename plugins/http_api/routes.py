@@ -265,6 +265,12 @@ class _Settled:
         return (data.get("stage_id"), data.get("iteration"), data.get("status")) in self.sent
 
 
+def _has_plugin(name: str) -> bool:
+    from flowmason.kernel.plugins import get_plugin_manager
+
+    return get_plugin_manager().has_plugin(name)
+
+
 # while a stream finds no new events it looks at the run record this often (a run ended outside its log:
 # cancelled before it started, dead-lettered, or its host died)
 _IDLE_CHECK_S = 2.0
@@ -279,10 +285,10 @@ async def run_events(request: Request) -> Any:
     one query of the events after the last one sent. Runs recorded
     without a log stream their settled stages, as before. Ends with the
     run's final status (``run.completed``, ``run.failed``,
-    ``run.cancelled``) or after FM_SSE_MAX_SECONDS (``stream.timeout``).
+    ``run.cancelled``) or after FM_SSE_MAX_SECONDS (``stream.timeout``);
+    a client that reconnects after the end is told the final status again,
+    so it knows to stop.
     """
-    from flowmason.plugins.events import EventCursor
-
     svc = _svc(request)
     identity = request.state.identity
     repo = svc.runs(identity)
@@ -293,7 +299,13 @@ async def run_events(request: Request) -> Any:
         interval = min(10.0, max(0.05, float(raw))) if raw else 0.5
     except ValueError:
         raise ApiError(422, "validation", "'interval' must be a number of seconds", field="interval") from None
-    cursor = EventCursor(svc.store, repo.ns, run_id, after=_after(request))
+    after = _after(request)
+    # the log is read only when its plugin is loaded (USES); without it, runs stream their settled stages
+    cursor = None
+    if _has_plugin("events"):
+        from flowmason.plugins.events import EventCursor
+
+        cursor = EventCursor(svc.store, repo.ns, run_id, after=after)
 
     async def stream() -> AsyncIterator[bytes]:
         settled = _Settled(repo, run_id)
@@ -301,14 +313,14 @@ async def run_events(request: Request) -> Any:
         checked = 0.0  # when the run record was last read
         ending = False  # the record says the run ended: one more look for its final event
         while time.monotonic() < deadline:
-            events = await asyncio.to_thread(cursor.poll)
+            events = await asyncio.to_thread(cursor.poll) if cursor is not None else []
             for ev in events:
                 if settled.sent and settled.repeats(ev):
                     continue
                 yield _sse(ev.seq, ev.event, ev.data)
                 if ev.final:
                     return
-            if not cursor.seen:
+            if cursor is None or not cursor.seen:
                 chunks, finished = await asyncio.to_thread(settled.step)
                 for chunk in chunks:
                     yield chunk
@@ -324,7 +336,7 @@ async def run_events(request: Request) -> Any:
                         return
                     ending, checked = True, 0.0
             await asyncio.sleep(interval)
-        yield _sse(cursor.after if cursor.seen else None, "stream.timeout",
+        yield _sse(cursor.after if cursor is not None and cursor.seen else None, "stream.timeout",
                    {"run_id": run_id, "hint": "reconnect to keep following the run"})
 
     return StreamingResponse(stream(), media_type="text/event-stream",

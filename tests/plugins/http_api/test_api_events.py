@@ -89,3 +89,16 @@ def test_a_run_recorded_without_an_event_log_still_streams_its_settled_stages(ma
     assert [(n, d.get("stage_id")) for _, n, d in seen] == [
         ("stage.completed", "s1"), ("stage.completed", "s2"), ("run.completed", None)]
     assert {i for i, _, _ in seen} == {None}  # nothing to resume from: no log
+
+
+def test_without_the_events_plugin_runs_keep_no_log_and_stream_their_settled_stages(make_server, monkeypatch):
+    monkeypatch.setenv("FM_PLUGINS", "-events")
+    client = make_server()
+    pipeline = _talk()
+    pipeline["stages"][0]["config"]["hold"] = False
+    run = client.post("/runs", json={"pipeline": pipeline, "inputs": {}}).json()
+    assert wait_result(client, run["id"])["status"] == "completed"
+    with client.stream("GET", f"/runs/{run['id']}/events", params={"after": 5}) as response:
+        seen = list(_events(response.iter_lines()))
+    assert [(n, d.get("stage_id")) for _, n, d in seen] == [
+        ("stage.completed", "a"), ("stage.completed", "b"), ("run.completed", None)]
