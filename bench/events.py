@@ -6,7 +6,7 @@
 Two chains of 200 stages, both recorded to a real SQLite store
 (``RunRepository``), as the durable engine behind ``fm serve`` records
 them: sync stages (plain functions, W1) and async stages (coroutines that
-return at once, what LLM stages are minus the network). Each runs without
+await once, what LLM stages are minus the network: W1a's chain). Each runs without
 an event log and with one (``EventLog`` installed as the execution's
 listener, as ``Jobs`` does), rounds interleaved so machine noise hits both.
 Reported: best wall time of the rounds and the median CPU time of this
@@ -53,15 +53,10 @@ class _Counted:
 
 
 def _pipeline(kind: str) -> Any:
-    from bench.workloads import chain
+    from bench.workloads import async_chain, chain
     from flowmason.kernel.model import parse_pipeline
 
-    p = chain(N)
-    p["id"] = f"events-{kind}"
-    if kind == "async":
-        for stage in p["stages"]:
-            stage["component_type"] = "bench-async"
-    return parse_pipeline(p)
+    return parse_pipeline(chain(N) if kind == "sync" else async_chain(N))
 
 
 def _round(plan: Any, repo: Any, events: Any) -> tuple[float, float]:
@@ -79,23 +74,12 @@ def _round(plan: Any, repo: Any, events: Any) -> tuple[float, float]:
 def run_events_bench(rounds: int = 15) -> dict[str, Any]:
     from bench.workloads import BenchPlugin
     from flowmason.kernel import plugins
-    from flowmason.kernel.components import operator
     from flowmason.kernel.executor import plan_for
-    from flowmason.kernel.plugins import hookimpl
     from flowmason.kernel.runs import RunRepository
     from flowmason.kernel.storage import open_store
     from flowmason.plugins.events import EventLog
 
-    @operator("bench-async")
-    async def bench_async(ctx: Any) -> Any:
-        return {"i": ctx.config.get("i")}
-
-    class Async:
-        @hookimpl
-        def fm_register_components(self, register: Any) -> None:
-            register(bench_async)
-
-    plugins.reset(None, extra=[BenchPlugin(), Async()])
+    plugins.reset(None, extra=[BenchPlugin()])
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as d:
         store = open_store(f"sqlite:///{d}/bench.db")
