@@ -1,8 +1,8 @@
-"""AWS Lambda handlers (``api``, ``worker``) and the code they share with the local stack.
+"""AWS Lambda handlers (``api``, ``worker``) and the local stack that runs them on a laptop.
 
-``jobs`` runs stored runs from queue messages (no AWS SDK); ``sqs`` is the
-SQS queue; ``moto_server`` starts moto's server mode on 127.0.0.1 (an
-optional dependency: the ``aws-local`` extra); ``local_stack`` creates the
-table and queues of ``template.yaml`` on it and delivers messages to the
-worker handler.
+Thin: the durable engine they run is ``flowmason.plugins.durable``;
+``sqs`` is the SQS queue; ``moto_server`` starts moto's server mode on
+127.0.0.1 (an optional dependency: the ``aws-local`` extra);
+``local_stack`` creates the table and queues of ``template.yaml`` on it and
+delivers messages to the worker handler.
 """

@@ -189,8 +189,8 @@ class LocalStack:
 
     def jobs(self) -> Any:
         from flowmason.kernel.storage import open_store
+        from flowmason.plugins.durable import Jobs
 
-        from .jobs import Jobs
         from .sqs import SqsQueue
 
         env = self._function_env("WorkerFunction")

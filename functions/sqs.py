@@ -1,4 +1,4 @@
-"""The run queue on Amazon SQS (the ``Queue`` of ``jobs``), used by the API and the worker.
+"""The run queue on Amazon SQS (the durable engine's ``Queue``), used by the API and the worker.
 
 boto3 is imported when the first queue is made, not when this module is.
 The endpoint comes from ``endpoint_url`` or boto3's own

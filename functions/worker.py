@@ -1,4 +1,4 @@
-"""The worker Lambda: SQS messages → ``jobs.Jobs.handle``, with partial batch failure reporting.
+"""The worker Lambda: SQS messages → the durable engine's ``Jobs.handle``, with partial batch failure reporting.
 
 ``handler`` is the run queue's consumer (event source mapping with
 ``ReportBatchItemFailures``): each record is one run, continuation or
@@ -15,7 +15,9 @@ so a long run stops cleanly and re-enqueues itself instead of being killed.
 
 Configuration (environment): ``FM_STORE`` (``dynamodb://TABLE?region=...``),
 ``FM_QUEUE_URL``, ``FM_FANOUT_MIN_ITEMS`` (default 1000), ``FM_FANOUT_CHUNK_SIZE``
-(default 100). Logs are JSON and metrics EMF, through aws-lambda-powertools.
+(default 100); the engine's lease settings (``FM_HEARTBEAT_S``, ``FM_LEASE_S``,
+``FM_CANCEL_POLL_S``: see ``flowmason.plugins.durable.leases``). Logs are JSON
+and metrics EMF, through aws-lambda-powertools.
 boto3 loads on the first message, not at import.
 """
 from __future__ import annotations
@@ -44,8 +46,8 @@ def get_jobs() -> Any:
     jobs = _state.get("jobs")
     if jobs is None:
         from flowmason.kernel.storage import open_store
+        from flowmason.plugins.durable import Jobs
 
-        from .jobs import Jobs
         from .sqs import SqsQueue
 
         jobs = Jobs(

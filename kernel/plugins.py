@@ -56,6 +56,7 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("core_cli", "flowmason.plugins.core_cli"),
     ("store_cli", "flowmason.plugins.store_cli"),
     ("testing", "flowmason.plugins.testing"),
+    ("durable", "flowmason.plugins.durable"),
     ("http_api", "flowmason.plugins.http_api"),
     ("auth", "flowmason.plugins.auth"),  # inert unless FM_AUTH=1
     ("ratelimit", "flowmason.plugins.ratelimit"),  # inert unless FM_RATELIMIT=LIMIT/SECONDS

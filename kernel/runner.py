@@ -184,12 +184,16 @@ class Runner:
             plan, loader = self.prepare(ref)
         else:
             plan = self.compile(loader.resolve(ref) if isinstance(ref, Pipeline) else loader(ref))
-        return Execution(
+        ex = Execution(
             plan, inputs, run=run, resume=resume, loader=loader, recorder=options.pop("recorder", self.recorder),
             listeners=options.pop("listeners", self.listeners), gate=options.pop("gate", self.gate),
             wrappers=options.pop("wrappers", self.wrappers),
             max_concurrency=options.pop("max_concurrency", self.max_concurrency), **options,
         )
+        if ex.recorder is not None and loader.context.files:
+            # where its file references resolve: what another process needs to resume the run
+            ex.run.metadata.setdefault("base", str(loader.context.base.resolve()))
+        return ex
 
     async def run(self, ref: Any, inputs: dict[str, Any] | None = None, **options: Any) -> Run:
         """Run to the end in the current event loop; returns the finished Run (raises on failure, after recording)."""

@@ -7,10 +7,17 @@ Item layout (one partition per run, so a run's checkpoint is one query):
     pk = "{ns}run#{run_id}"        sk = "graph#{n:05d}"            a large run graph, in slices
     pk = "{ns}runs"                sk = "{run_id}"                 listing entry (newest last)
     pk = "{ns}runs#p#{pipeline}"   sk = "{run_id}"                 listing per pipeline
+    pk = "runs#active"             sk = "{ns}{run_id}"             a run not yet finished: {"ns", "run_id"}
 
 Run ids start with a hex timestamp, so sort-key order is time order. The
 run and its listing entries are written in one transaction; a stage
 result is one put (the checkpoint the executor writes after each stage).
+The active index is one partition for every namespace, written with the
+run while it is pending or running and deleted with its final record, so a
+host that recovers runs whose process died (``flowmason.plugins.durable``)
+reads the few unfinished runs, not the whole history. Hosts keep their own
+bookkeeping in a run's partition under other sort keys (``lease``,
+``pipeline``, ...), never under ``meta`` or ``stage#``.
 ``ns`` is the tenant namespace (``namespace(org)``): the default
 organization, which is the user on a laptop, keeps its items at the root,
 so runs made by ``fm run`` and through ``fm serve`` on the same store see
@@ -36,6 +43,11 @@ from .storage import MAX_ITEM_BYTES, Op, Page, Store
 
 _SUMMARY_FIELDS = ("id", "pipeline_id", "pipeline_name", "pipeline_version", "status", "created_at",
                    "started_at", "finished_at", "duration_ms", "error")
+ACTIVE_PK = "runs#active"
+_FINISHED = (StageStatus.COMPLETED, StageStatus.FAILED, StageStatus.SKIPPED)
+_FINISHED_VALUES = frozenset(s.value for s in _FINISHED)
+# a checkpoint of at most this many stages is read stage by stage (one get each), not as the whole partition
+_POINT_READS = 25
 # leave room for keys and bookkeeping under the backend's item limit
 _VALUE_BUDGET = MAX_ITEM_BYTES - 8 * 1024
 # a graph up to this size stays inside the run item, leaving room for inputs and output
@@ -101,6 +113,10 @@ class RunRepository:
     # -- keys --
     def _run_pk(self, run_id: str) -> str:
         return f"{self.ns}run#{run_id}"
+
+    def partition(self, run_id: str) -> str:
+        """The run's partition key: hosts keep their bookkeeping for the run there (not under meta or stage#)."""
+        return self._run_pk(run_id)
 
     # -- Recorder --
     def run_started(self, run: Run) -> None:
@@ -179,10 +195,13 @@ class RunRepository:
             data["inputs"] = _shrink(data["inputs"], _VALUE_BUDGET // 3)
             data["output"] = _shrink(data["output"], _VALUE_BUDGET // 3)
         summary = {k: data.get(k) for k in _SUMMARY_FIELDS}
+        active = (Op("put", ACTIVE_PK, self.ns + run.id, {"ns": self.ns, "run_id": run.id})
+                  if run.status in (RunStatus.PENDING, RunStatus.RUNNING) else Op("delete", ACTIVE_PK, self.ns + run.id))
         self.store.transact([
             Op("put", self._run_pk(run.id), "meta", data),
             Op("put", f"{self.ns}runs", run.id, summary),
             Op("put", f"{self.ns}runs#p#{run.pipeline_id}", run.id, summary),
+            active,
         ])
 
     def _write_large_graph(self, run_id: str, data: dict[str, Any]) -> None:
@@ -258,12 +277,45 @@ class RunRepository:
         out.sort(key=lambda r: (r.started_at or 0, r.finished_at or 0))
         return out
 
-    def checkpoint(self, run_id: str) -> dict[str, StageResult]:
-        """Finished main-graph stages of a run, for resuming it."""
-        return {
-            r.stage_id: r for r in self.stage_results(run_id)
-            if r.iteration is None and r.status in (StageStatus.COMPLETED, StageStatus.FAILED, StageStatus.SKIPPED)
-        }
+    def checkpoint(self, run_id: str, stage_ids: "list[str] | None" = None) -> dict[str, StageResult]:
+        """Finished main-graph stages of a run, for resuming it.
+
+        With ``stage_ids`` (the plan's stages) and few of them, reads one
+        item per stage: the partition also holds every foreach iteration
+        (``stage#ID#N``), and after a fan-out of thousands of items a get
+        per stage beats reading them all.
+        """
+        if stage_ids is not None and len(stage_ids) <= _POINT_READS:
+            self.flush()
+            out: dict[str, StageResult] = {}
+            pk = self._run_pk(run_id)
+            for sid in stage_ids:
+                item = self.store.get(pk, f"stage#{sid}")
+                if item is not None and item.data.get("status") in _FINISHED_VALUES:
+                    out[sid] = StageResult.model_validate(item.data)
+            return out
+        return {r.stage_id: r for r in self.stage_results(run_id) if r.iteration is None and r.status in _FINISHED}
+
+    def finished_iterations(self, run_id: str, stage_id: str, labels: "set[str]") -> dict[str, Any]:
+        """Outputs of the completed iterations of ``stage_id`` whose label is in ``labels`` (by label)."""
+        self.flush()
+        out: dict[str, Any] = {}
+        cursor = None
+        for _ in range(100_000):
+            page = self.store.query(self._run_pk(run_id), prefix=f"stage#{stage_id}#", limit=500, cursor=cursor)
+            for item in page.items:
+                label = item.data.get("iteration")
+                if label in labels and item.data.get("status") == StageStatus.COMPLETED.value:
+                    out[label] = item.data.get("output")
+            cursor = page.cursor
+            if not cursor:
+                break
+        return out
+
+    def active_runs(self, *, limit: int = 200, cursor: str | None = None) -> tuple[list[tuple[str, str]], str | None]:
+        """Unfinished runs of every namespace, oldest first: ``([(namespace, run_id)], next cursor)``."""
+        page = self.store.query(ACTIVE_PK, limit=limit, cursor=cursor)
+        return [(i.data.get("ns") or "", i.data["run_id"]) for i in page.items if i.data.get("run_id")], page.cursor
 
     def list_runs(
         self, *, limit: int = 50, cursor: str | None = None, pipeline_id: str | None = None,

@@ -19,6 +19,9 @@ def _isolated_home(tmp_path, monkeypatch):
     monkeypatch.delenv("FM_RECORD", raising=False)
     monkeypatch.delenv("FM_REPLAY", raising=False)
     yield
+    from flowmason.plugins.durable import reset_settings
+
+    reset_settings()  # a test that set FM_HEARTBEAT_S and friends leaves the defaults behind
 
 
 @pytest.fixture

@@ -46,14 +46,10 @@ FUNCTIONS = "flowmason.functions"
 
 # Known crossings, (importing module, imported module), each being removed by its owner; empty it as they go.
 ALLOWED = {
-    # (`fm test` importing core_cli's loader was the other case; the kernel's runner replaced it)
-    # the HTTP API and time travel's routes start and cancel runs through the durable engine, which is
-    # moving out of functions/ (into the kernel or one plugin); `fm serve --aws-local` starts the local stack
-    ("flowmason.plugins.http_api.services", "flowmason.functions.jobs"),
-    ("flowmason.plugins.http_api.services", "flowmason.functions.sqs"),
-    ("flowmason.plugins.http_api.routes", "flowmason.functions.jobs"),
+    # (`fm test` importing core_cli's loader was the other case; the kernel's runner replaced it;
+    # the HTTP API and time travel's routes now use the durable engine's plugin); `fm serve --aws-local`
+    # starts the local stack of the Lambda handlers
     ("flowmason.plugins.http_api.serve", "flowmason.functions.local_stack"),
-    ("flowmason.plugins.timetravel.routes", "flowmason.functions.jobs"),
 }
 
 # where moto may be imported: the launcher behind `fm serve --aws-local`

@@ -1,4 +1,4 @@
-"""The core `fm` commands: run, validate, schema, plugins, runs, settings.
+"""The core `fm` commands: run, validate, schema, plugins, runs (list, show, resume), settings.
 
 Registered through ``fm_register_commands`` like every other command;
 heavy modules (rich, the executor) load inside the commands that need them.
@@ -6,6 +6,9 @@ heavy modules (rich, the executor) load inside the commands that need them.
 from __future__ import annotations
 
 from flowmason.kernel.plugins import hookimpl
+
+# `fm runs resume` and the stale mark in `fm runs` use the durable engine's public API
+USES = ("durable",)
 
 
 @hookimpl

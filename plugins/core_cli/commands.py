@@ -268,8 +268,11 @@ def runs_list(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """List recorded runs, newest first."""
+    from .resume import mark_stale, stale_hint
+
     repo = _recorder(True)
     items, _ = repo.list_runs(limit=limit, pipeline_id=pipeline, status=status)
+    mark_stale(repo, items)
     if as_json:
         _out(json.dumps(items, indent=2, default=str))
         return
@@ -279,7 +282,8 @@ def runs_list(
     _out(f"{'run id':<32} {'pipeline':<24} {'status':<10} {'started':<19} {'duration':>10}")
     for r in items:
         dur = f"{r['duration_ms']:.1f} ms" if r.get("duration_ms") is not None else "-"
-        _out(f"{r['id']:<32} {_short(r.get('pipeline_id') or '', 24):<24} {r['status']:<10} {_fmt_time(r.get('started_at')):<19} {dur:>10}")
+        _out(f"{r['id']:<32} {_short(r.get('pipeline_id') or '', 24):<24} {r['status']:<10} {_fmt_time(r.get('started_at')):<19} {dur:>10}"
+             + stale_hint(r))
 
 
 def runs_show(
@@ -413,4 +417,7 @@ def register(app: typer.Typer) -> None:
 
     runs.command("list")(runs_list)
     runs.command("show")(runs_show)
+    from .resume import register as register_resume
+
+    register_resume(runs)
     app.add_typer(runs, name="runs")

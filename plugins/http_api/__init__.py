@@ -23,6 +23,8 @@ from typing import Any
 from flowmason.kernel.plugins import hookimpl
 
 __all__ = ["ApiError", "read_body"]
+# runs start, cancel and (under `fm serve`) execute on the durable engine
+REQUIRES = ("durable",)
 # the run event stream reads the events plugin's log when it is loaded; without it, settled stages
 USES = ("events",)
 

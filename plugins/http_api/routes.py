@@ -132,7 +132,7 @@ def validate_pipeline(request: Request) -> Any:
 
 
 def start_run(request: Request) -> Any:
-    from flowmason.functions.jobs import create_run, run_message
+    from flowmason.plugins.durable import create_run, run_message
 
     body: RunIn = request.state.body
     svc = _svc(request)
@@ -185,10 +185,7 @@ def run_stages(request: Request) -> Any:
 
 
 def cancel_run(request: Request) -> Any:
-    from flowmason.functions.jobs import request_cancel
-
-    svc = _svc(request)
-    run = request_cancel(svc.store, svc.org(request.state.identity), request.path_params["run_id"])
+    run = _svc(request).cancel(request.state.identity, request.path_params["run_id"])
     return 202, run.model_dump(mode="json")
 
 

@@ -1,15 +1,15 @@
 """What the API's endpoints work with: the store, the run queue, the tenant's repositories.
 
-``Services.from_env()`` is the deployed shape: ``FM_STORE`` (a store URL)
-and ``FM_QUEUE_URL`` (an SQS queue; runs go to the worker Lambda). Without
-``FM_QUEUE_URL`` runs execute in the API process itself, as asyncio tasks
-(``LocalQueue``): that is ``fm serve`` on a laptop, with no AWS at all.
+``Services(store, queue)`` is the deployed shape (``flowmason.functions.api``
+builds it with the SQS queue; runs go to the worker Lambda).
+``Services.local()`` runs them in the API process itself, on the durable
+engine's ``LocalEngine`` (an in-process queue, recovery of runs whose
+process died, runs parked at shutdown): that is ``fm serve`` on a laptop,
+with no AWS at all.
 """
 from __future__ import annotations
 
-import asyncio
 import logging
-import os
 import threading
 from typing import Any
 
@@ -20,46 +20,13 @@ from flowmason.kernel.storage import Store, open_store
 log = logging.getLogger("flowmason.api")
 
 
-class LocalQueue:
-    """Runs each message as an asyncio task in the server's event loop (no queue service)."""
+def __getattr__(name: str) -> Any:
+    # the in-process queue lives with the durable engine; loaded on use, not on the API's cold start
+    if name == "LocalQueue":
+        from flowmason.plugins.durable import LocalQueue
 
-    def __init__(self) -> None:
-        self.jobs: Any = None
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.tasks: set[asyncio.Task] = set()
-
-    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-
-    def send(self, body: dict[str, Any], *, delay_s: int = 0) -> None:
-        loop = self.loop
-        if loop is None:
-            loop = self.loop = asyncio.get_running_loop()  # called from inside the loop before startup
-        loop.call_soon_threadsafe(self._spawn, body, delay_s)
-
-    def send_many(self, bodies: list[dict[str, Any]]) -> None:
-        for body in bodies:
-            self.send(body)
-
-    def _spawn(self, body: dict[str, Any], delay_s: int) -> None:
-        task = asyncio.get_running_loop().create_task(self._deliver(body, delay_s))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-
-    async def _deliver(self, body: dict[str, Any], delay_s: int) -> None:
-        if delay_s:
-            await asyncio.sleep(delay_s)
-        try:
-            await self.jobs.handle(body)
-        except Exception:  # noqa: BLE001 - a local run's infrastructure failure is logged, not fatal to the server
-            log.exception("run %s failed in the worker", body.get("run_id"))
-
-    async def drain(self) -> None:
-        """Cancel what is still running (server shutdown)."""
-        tasks = list(self.tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        return LocalQueue
+    raise AttributeError(name)
 
 
 class Services:
@@ -71,6 +38,7 @@ class Services:
         self._store_url = None if isinstance(store, Store) else store
         self._lock = threading.Lock()
         self.queue = queue
+        self.engine: Any = None  # the LocalEngine when runs execute in this process
 
     @property
     def store(self) -> Store:
@@ -80,36 +48,44 @@ class Services:
                     self._store = open_store(self._store_url)
         return self._store
 
-    def _local_jobs(self) -> None:
-        if isinstance(self.queue, LocalQueue) and self.queue.jobs is None:
-            from flowmason.functions.jobs import Jobs
-
-            # one process: no chunk messages worth the overhead, the stock foreach runs in place
-            self.queue.jobs = Jobs(self.store, self.queue, fanout_min_items=None)
-
     @classmethod
-    def local(cls, store_url: str | None = None) -> "Services":
-        services = cls(open_store(store_url), LocalQueue())
-        services._local_jobs()
+    def local(cls, store_url: str | None = None, *, recover: bool = True) -> "Services":
+        """Runs in this process (``fm serve``); ``recover`` resumes runs whose process died, at start and while serving."""
+        from flowmason.plugins.durable import LocalEngine
+
+        store = open_store(store_url)
+        engine = LocalEngine(store, recover=recover)
+        services = cls(store, engine.queue)
+        services.engine = engine
         return services
 
     @classmethod
     def from_env(cls) -> "Services":
-        queue_url = os.environ.get("FM_QUEUE_URL")
-        if not queue_url:
-            return cls.local(os.environ.get("FM_STORE"))
-        from flowmason.functions.sqs import SqsQueue
+        """The local shape from ``FM_STORE``; with a queue service, build ``Services(store, queue)`` instead."""
+        from flowmason.kernel.settings import get_settings
 
-        return cls(os.environ.get("FM_STORE"), SqsQueue(queue_url))
+        return cls.local(get_settings().store)
 
     # -- lifecycle (the ASGI lifespan; not called under mangum) --
     def start(self) -> None:
-        if isinstance(self.queue, LocalQueue):
-            self.queue.bind(asyncio.get_running_loop())
+        if self.engine is None and getattr(self.queue, "jobs", False) is None:
+            # an in-process queue given bare (test apps): run its messages here, without recovery scans
+            from flowmason.plugins.durable import LocalEngine
+
+            self.engine = LocalEngine(self.store, recover=False, queue=self.queue)
+        if self.engine is not None:
+            self.engine.start()
 
     async def stop(self) -> None:
-        if isinstance(self.queue, LocalQueue):
-            await self.queue.drain()
+        if self.engine is not None:
+            await self.engine.stop()
+
+    def cancel(self, identity: dict[str, Any] | None, run_id: str) -> Any:
+        """Cancel a run: at once when this process runs it (or its process died), else at the worker's next poll."""
+        from flowmason.plugins.durable import request_cancel
+
+        jobs = self.engine.jobs if self.engine is not None else None
+        return request_cancel(self.store, self.org(identity), run_id, jobs=jobs)
 
     # -- per request --
     @staticmethod

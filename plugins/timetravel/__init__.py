@@ -28,8 +28,9 @@ from flowmason.kernel.plugins import hookimpl
 from .recorder import FAILED, FINISHED, SKIPPED, SnapshotRecorder
 
 __all__ = ["Timeline", "load_timeline", "parse_ref", "recorded_pipeline"]
-# optional plugins: used when loaded, never imported otherwise (`fm debug compare` word diff)
-USES = ("promptdiff",)
+# optional plugins: used when loaded, never imported otherwise (`fm debug compare` word diff;
+# the replay route queues its run on the durable engine)
+USES = ("promptdiff", "durable")
 
 
 def __getattr__(name: str) -> Any:

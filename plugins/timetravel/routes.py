@@ -9,7 +9,7 @@
 Reads use the caller's tenant (``services.runs(identity)``). A replay is
 planned and checked first (nothing is written on bad input), then created
 as a pending run with its kept stage results and queued like any run
-(``functions.jobs``): in-process under ``fm serve``, on SQS on Lambda.
+(``flowmason.plugins.durable``): in-process under ``fm serve``, on SQS on Lambda.
 Errors: 404 unknown run or snapshot, 410 snapshots removed by retention,
 409 pipeline changed since the run (the message lists the changes).
 """
@@ -56,7 +56,7 @@ def diff(request: Any) -> Any:
 
 
 def replay(request: Any) -> Any:
-    from flowmason.functions.jobs import create_run, run_message
+    from flowmason.plugins.durable import create_run, run_message
     from flowmason.kernel.model import parse_pipeline
 
     from .replay import copy_resumed, plan_replay

@@ -9,6 +9,7 @@ import json
 from collections import Counter
 
 from flowmason.kernel.model import StageStatus
+from flowmason.plugins import durable
 from flowmason.kernel.runs import DEFAULT_ORG, RunRepository, namespace
 from flowmason.kernel.storage import open_store
 
@@ -108,7 +109,8 @@ def test_a_run_that_keeps_crashing_ends_in_the_dead_letter_queue_marked_failed(m
 
 
 def test_cancelling_a_running_run_stops_it(make_stack, api_handler, tally_plugin, monkeypatch):
-    monkeypatch.setattr("flowmason.functions.jobs.CANCEL_POLL_S", 0.1)
+    monkeypatch.setenv("FM_CANCEL_POLL_S", "0.1")
+    durable.reset_settings()
     make_stack()
     handler = api_handler()
     _, run = call(handler, "POST", "/runs", {"pipeline": chain("long", 2, sleep=30), "inputs": {"x": 0}})
@@ -120,9 +122,10 @@ def test_cancelling_a_running_run_stops_it(make_stack, api_handler, tally_plugin
     assert tally_plugin.DONE["s1"] == 0 and tally_plugin.CALLS["s2"] == 0
 
 
-def test_a_foreach_over_2000_items_fans_out_across_invocations_and_runs_every_item_once(
+def test_a_foreach_over_many_items_fans_out_across_invocations_and_runs_every_item_once(
         make_stack, api_handler, tally_plugin):
-    stack = make_stack(fanout_min_items=1000, chunk_size=250, batch_size=2, concurrency=4)
+    # the smallest fan-out that still needs several chunks and several invocations
+    stack = make_stack(fanout_min_items=100, chunk_size=50, batch_size=2, concurrency=4)
     handler = api_handler()
     pipeline = {
         "id": "fan", "name": "fan",
@@ -136,26 +139,26 @@ def test_a_foreach_over_2000_items_fans_out_across_invocations_and_runs_every_it
         ],
         "output_stage_id": "each",
     }
-    items = [f"item-{i}" for i in range(2000)]
+    items = [f"item-{i}" for i in range(200)]
     _, run = call(handler, "POST", "/runs", {"pipeline": pipeline, "inputs": {"items": items}})
 
-    result = finished_result(handler, run["id"], timeout=240)
+    result = finished_result(handler, run["id"], timeout=120)
     assert result["status"] == "completed", result["error"]
     out = result["output"]
-    assert out["chunks"] == 8 and out["total_items"] == 2000 and out["processed_items"] == 2000
+    assert out["chunks"] == 4 and out["total_items"] == 200 and out["processed_items"] == 200
     assert [r["value"] for r in out["results"]] == items
     work = {k: v for k, v in tally_plugin.DONE.items() if k.startswith("work[")}
-    assert len(work) == 2000 and set(work.values()) == {1}
+    assert len(work) == 200 and set(work.values()) == {1}
     assert tally_plugin.DONE["start"] == 1 and tally_plugin.DONE["end"] == 1
-    # the 8 chunks, the first pass and the join can't fit in fewer than 5 invocations of 2 messages
-    assert stack.invocations >= 5
+    # the 4 chunks, the first pass and the join can't fit in fewer than 3 invocations of 2 messages
+    assert stack.invocations >= 3
     assert _stages(stack, run["id"])["each"] == StageStatus.COMPLETED.value
     # chunks on parallel workers write to one log: no number handed out twice, every item's end in it
     events = _events(stack, run["id"])
     seqs = [e.seq for e in events]
     assert len(seqs) == len(set(seqs)) and seqs == sorted(seqs)
     done = [e.data["iteration"] for e in events if e.event == "stage.completed" and e.data["stage_id"] == "work"]
-    assert sorted(done, key=int) == [str(i) for i in range(2000)]
+    assert sorted(done, key=int) == [str(i) for i in range(200)]
     assert events[-1].event == "run.completed" and [e for e in events if e.final] == [events[-1]]
 
 
@@ -176,20 +179,22 @@ def _fan_pipeline(pid: str, *, sleep: float = 0, parallel: bool = True) -> dict:
 def test_a_chunk_killed_mid_way_is_redelivered_and_still_runs_every_item_once(make_stack, api_handler, tally_plugin):
     make_stack(visibility_timeout=2, batch_size=1, concurrency=2)
     handler = api_handler()
-    tally_plugin.CRASH_ONCE.add("work[250]")  # chunk 1 dies at its 51st item
+    # chunk 1 (items 60-119) dies at its 52nd item, after its first 50 were flushed (FLUSH_EVERY)
+    tally_plugin.CRASH_ONCE.add("work[111]")
     _, run = call(handler, "POST", "/runs", {"pipeline": _fan_pipeline("crashy", parallel=False),
-                                             "inputs": {"items": list(range(600)), "chunk": 200}})
+                                             "inputs": {"items": list(range(120)), "chunk": 60}})
     result = finished_result(handler, run["id"], timeout=120)
     assert result["status"] == "completed", result["error"]
-    assert [r["value"] for r in result["output"]["results"]] == list(range(600))
-    assert tally_plugin.CALLS["work[250]"] == 2
-    assert len(tally_plugin.DONE) == 600 and set(tally_plugin.DONE.values()) == {1}
+    assert [r["value"] for r in result["output"]["results"]] == list(range(120))
+    assert tally_plugin.CALLS["work[111]"] == 2
+    assert len(tally_plugin.DONE) == 120 and set(tally_plugin.DONE.values()) == {1}
     # the items that finished before the crash were not run again
-    assert all(tally_plugin.CALLS[f"work[{i}]"] == 1 for i in range(200, 250))
+    assert all(tally_plugin.CALLS[f"work[{i}]"] == 1 for i in range(60, 110))
 
 
 def test_cancelling_a_fanned_out_run_cancels_it(make_stack, api_handler, tally_plugin, monkeypatch):
-    monkeypatch.setattr("flowmason.functions.jobs.CANCEL_POLL_S", 0.1)
+    monkeypatch.setenv("FM_CANCEL_POLL_S", "0.1")
+    durable.reset_settings()
     make_stack(batch_size=1, concurrency=2)
     handler = api_handler()
     _, run = call(handler, "POST", "/runs", {"pipeline": _fan_pipeline("stoppable", sleep=0.5),

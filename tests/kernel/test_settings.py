@@ -19,8 +19,8 @@ ROOT = Path(__file__).resolve().parents[2]
 PRODUCT = ("kernel", "plugins", "functions", "sdk")
 # files other helpers are rewriting: the lead migrates their reads to get_settings() and empties this list
 LEFT_TO_THE_LEAD = {
-    "functions/jobs.py", "functions/worker.py", "functions/local_stack.py",
-    "plugins/http_api/app.py", "plugins/http_api/routes.py", "plugins/http_api/services.py",
+    "functions/worker.py", "functions/local_stack.py",
+    "plugins/http_api/app.py", "plugins/http_api/routes.py",
     "plugins/core_cli/commands.py", "plugins/ai_nodes/llm.py",
 }
 _ACCESSORS = {"get", "getenv", "pop", "setdefault", "startswith"}

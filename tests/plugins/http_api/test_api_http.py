@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from flowmason.plugins import durable
 from tests.functions import components
 from tests.functions.components import chain
 
@@ -139,7 +140,8 @@ def test_the_event_stream_follows_a_run_to_its_end(make_server):
 
 
 def test_cancel_stops_a_running_run(make_server, monkeypatch):
-    monkeypatch.setattr("flowmason.functions.jobs.CANCEL_POLL_S", 0.05)
+    monkeypatch.setenv("FM_CANCEL_POLL_S", "0.05")
+    durable.reset_settings()
     client = make_server()
     run = client.post("/runs", json={"pipeline": chain("long", 2, sleep=30), "inputs": {"x": 1}}).json()
     r = client.post(f"/runs/{run['id']}/cancel")
