@@ -2,7 +2,7 @@
 
     python bench/run.py            # table
     python bench/run.py --json     # one JSON object keyed by workload (W1..W4)
-    python bench/run.py --all      # also the storage, LLM, serverless, auth and debug suites
+    python bench/run.py --all      # also the storage, LLM, serverless, auth, debug and events suites
 
 Every run goes through the runner, as a host starts it (resolve, the content-keyed plan
 cache, execute); "recorded" writes the run to SQLite, as `fm run` does by default.
@@ -263,6 +263,7 @@ OPTIONAL_SUITES = {
     "serverless": ("bench.serverless", "run_serverless_bench"),
     "auth": ("bench.auth", "run_auth_bench"),
     "debug": ("bench.debug", "run_debug_bench"),
+    "events": ("bench.events", "run_events_bench"),
 }
 
 

@@ -66,6 +66,7 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("animation", "flowmason.plugins.animation"),
     ("promptdiff", "flowmason.plugins.promptdiff"),
     ("tracing", "flowmason.plugins.tracing"),
+    ("events", "flowmason.plugins.events"),  # the run event log that hosts install
 )
 
 _lock = threading.RLock()

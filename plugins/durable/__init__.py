@@ -38,6 +38,8 @@ _EXPORTS = {
 _RENAMED = {"lease_holder": "holder"}
 
 __all__ = sorted(_EXPORTS)
+# hosted runs keep their live events in the events plugin's log when it is loaded
+USES = ("events",)
 
 
 def __getattr__(name: str) -> Any:

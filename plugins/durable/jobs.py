@@ -327,6 +327,12 @@ class Jobs:
 
             pm = get_plugin_manager()
             options["hooks"] = {n: getattr(pm.hook, n) for n in _CHUNK_HOOKS if getattr(pm.hook, n).get_hookimpls()}
+        # the run's live events (starts, logs, tokens) for GET /runs/{id}/events, when the events plugin is loaded
+        from flowmason.plugins.events import EventLog
+
+        events = EventLog.for_host(self.store, repo.ns, run_events=chunk is None)  # a chunk is not the run
+        if events is not None:
+            options["listeners"] = [events]
         return runner.execution(pipeline, run=run, resume=resume, recorder=recorder, **options)
 
     async def _execute(self, org: str, run: Run, repo: RunRepository, deadline: float | None,
@@ -372,6 +378,10 @@ class Jobs:
             await asyncio.gather(watcher, return_exceptions=True)
             if recorder.storage_error is None:
                 recorder.flush()
+            for listener in ex.listeners:  # the event log's last events (a run parked from outside)
+                flush = getattr(listener, "flush", None)
+                if flush is not None:
+                    flush()
 
     async def _watch_cancel(self, pk: str, ex: Any, task: asyncio.Future) -> None:
         every = leases.settings().cancel_poll_s

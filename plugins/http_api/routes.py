@@ -200,18 +200,95 @@ def list_runs(request: Request) -> Any:
     return {"items": items, "cursor": cursor}
 
 
-def _sse(event_id: int, event: str, data: Any) -> bytes:
-    return f"id: {event_id}\nevent: {event}\ndata: {json.dumps(data, default=str)}\n\n".encode()
+def _sse(event_id: int | None, event: str, data: Any) -> bytes:
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}event: {event}\ndata: {json.dumps(data, default=str)}\n\n".encode()
+
+
+def _after(request: Request) -> int:
+    """Where a stream resumes: ``Last-Event-ID`` (a reconnecting EventSource) wins over ``?after=``."""
+    for name, raw in (("Last-Event-ID", request.headers.get("last-event-id")), ("after", request.query_params.get("after"))):
+        if raw is None or raw.strip() == "":
+            continue
+        try:
+            value = int(raw)
+        except ValueError:
+            value = -1
+        if value < 0:
+            raise ApiError(422, "validation", f"'{name}' must be an event id (a whole number from 0)", field=name,
+                           hint="send back the id of the last event you received")
+        return value
+    return 0
+
+
+class _Settled:
+    """The stream of a run recorded without an event log (``fm run``, older runs): its settled stages.
+
+    Each step reads the run and all its stage results, as the stream did
+    before runs had a log. Events carry no ``id`` (there is no log to resume
+    in). ``sent`` remembers what went out, so if the run turns out to have a
+    log after all (its first events not yet written when the stream looked),
+    the log's copies of those events are not sent twice.
+    """
+
+    def __init__(self, repo: Any, run_id: str) -> None:
+        self.repo = repo
+        self.run_id = run_id
+        self.sent: set[tuple[Any, ...]] = set()
+        self.status: Any = None
+
+    def step(self) -> tuple[list[bytes], bool]:
+        run = self.repo.get_run(self.run_id)
+        out: list[bytes] = []
+        if run.status is not RunStatus.PENDING:
+            for r in self.repo.stage_results(self.run_id):
+                key = (r.stage_id, r.iteration, r.status.value)
+                if key not in self.sent:
+                    self.sent.add(key)
+                    out.append(_sse(None, f"stage.{r.status.value}", {
+                        "run_id": self.run_id, "stage_id": r.stage_id, "iteration": r.iteration,
+                        "status": r.status.value, "duration_ms": r.duration_ms, "error": r.error}))
+        if run.status != self.status:
+            self.status = run.status
+            self.sent.add(("run", run.status.value))
+            out.append(_sse(None, f"run.{run.status.value}", {"run_id": self.run_id, "status": run.status.value,
+                                                              "error": run.error}))
+        return out, run.status in _TERMINAL
+
+    def repeats(self, event: Any) -> bool:
+        data = event.data
+        if event.event.startswith("run."):
+            return ("run", data.get("status")) in self.sent
+        return (data.get("stage_id"), data.get("iteration"), data.get("status")) in self.sent
+
+
+def _has_plugin(name: str) -> bool:
+    from flowmason.kernel.plugins import get_plugin_manager
+
+    return get_plugin_manager().has_plugin(name)
+
+
+# while a stream finds no new events it looks at the run record this often (a run ended outside its log:
+# cancelled before it started, dead-lettered, or its host died)
+_IDLE_CHECK_S = 2.0
 
 
 async def run_events(request: Request) -> Any:
-    """Server-sent events: each stage as it settles, then the run's final status.
+    """Server-sent events of a run from its event log: starts, logs, tokens, retries, settled stages, the end.
 
-    Read from the store, so it works whichever process runs the run (the
-    worker Lambda, the local stack, this server). Ends when the run ends or
-    after FM_SSE_MAX_SECONDS.
+    ``id`` is the event's number in the run's log: reconnect with
+    ``Last-Event-ID`` (or ``?after=N``) to continue without repeats; a
+    client that connects late gets everything from the start. Each poll is
+    one query of the events after the last one sent. Runs recorded
+    without a log stream their settled stages, as before. Ends with the
+    run's final status (``run.completed``, ``run.failed``,
+    ``run.cancelled``) or after FM_SSE_MAX_SECONDS (``stream.timeout``);
+    a client that reconnects after the end is told the final status again,
+    so it knows to stop.
     """
-    repo = _svc(request).runs(request.state.identity)
+    svc = _svc(request)
+    identity = request.state.identity
+    repo = svc.runs(identity)
     run_id = request.path_params["run_id"]
     await asyncio.to_thread(repo.get_run, run_id)  # unknown id: 404 before the stream starts
     raw = request.query_params.get("interval")
@@ -219,33 +296,45 @@ async def run_events(request: Request) -> Any:
         interval = min(10.0, max(0.05, float(raw))) if raw else 0.5
     except ValueError:
         raise ApiError(422, "validation", "'interval' must be a number of seconds", field="interval") from None
+    after = _after(request)
+    # the log is read only when its plugin is loaded (USES); without it, runs stream their settled stages
+    cursor = None
+    if _has_plugin("events"):
+        from flowmason.plugins.events import EventCursor
+
+        cursor = EventCursor(svc.store, repo.ns, run_id, after=after)
 
     async def stream() -> AsyncIterator[bytes]:
-        seen: dict[str, tuple[Any, ...]] = {}
-        n = 0
-        last_status = None
+        settled = _Settled(repo, run_id)
         deadline = time.monotonic() + SSE_MAX_S
+        checked = 0.0  # when the run record was last read
+        ending = False  # the record says the run ended: one more look for its final event
         while time.monotonic() < deadline:
-            run = await asyncio.to_thread(repo.get_run, run_id)
-            results = await asyncio.to_thread(repo.stage_results, run_id)
-            for r in results:
-                key = f"{r.stage_id}#{r.iteration or ''}"
-                sig = (r.status, r.finished_at)
-                if seen.get(key) != sig:
-                    seen[key] = sig
-                    n += 1
-                    yield _sse(n, f"stage.{r.status.value}", {
-                        "run_id": run_id, "stage_id": r.stage_id, "iteration": r.iteration, "status": r.status.value,
-                        "duration_ms": r.duration_ms, "error": r.error})
-            if run.status != last_status:
-                last_status = run.status
-                n += 1
-                yield _sse(n, f"run.{run.status.value}", {"run_id": run_id, "status": run.status.value,
-                                                          "error": run.error})
-            if run.status in _TERMINAL:
-                return
+            events = await asyncio.to_thread(cursor.poll) if cursor is not None else []
+            for ev in events:
+                if settled.sent and settled.repeats(ev):
+                    continue
+                yield _sse(ev.seq, ev.event, ev.data)
+                if ev.final:
+                    return
+            if cursor is None or not cursor.seen:
+                chunks, finished = await asyncio.to_thread(settled.step)
+                for chunk in chunks:
+                    yield chunk
+                if finished:
+                    return
+            elif not events and time.monotonic() - checked >= _IDLE_CHECK_S:
+                checked = time.monotonic()
+                run = await asyncio.to_thread(repo.get_run, run_id)
+                if run.status in _TERMINAL:
+                    if ending:  # its final event never came: say how it ended anyway
+                        yield _sse(cursor.after, f"run.{run.status.value}",
+                                   {"run_id": run_id, "status": run.status.value, "error": run.error})
+                        return
+                    ending, checked = True, 0.0
             await asyncio.sleep(interval)
-        yield _sse(n + 1, "stream.timeout", {"run_id": run_id, "hint": "reconnect to keep following the run"})
+        yield _sse(cursor.after if cursor is not None and cursor.seen else None, "stream.timeout",
+                   {"run_id": run_id, "hint": "reconnect to keep following the run"})
 
     return StreamingResponse(stream(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
@@ -285,4 +374,4 @@ def register_routes(register: Any) -> None:
     r("POST", "/runs/{run_id}/cancel", cancel_run, name="cancel_run", auth="run", summary="Cancel a run",
       response_model=RunOut, status_code=202, tags=["runs"])
     r("GET", "/runs/{run_id}/events", run_events, name="run_events", auth="read",
-      summary="Server-sent events of a run's stages", tags=["runs"])
+      summary="A run's events, live (SSE; resume with Last-Event-ID or ?after=N)", tags=["runs"])

@@ -3,7 +3,9 @@
 ``tally`` keys its counters by stage id, or ``stage[index]`` when its config
 has an ``index`` (a foreach iteration). ``CALLS`` counts starts, ``DONE``
 counts completions. A key in ``CRASH_ONCE`` raises ``Crash`` on its first
-call; a key in ``CRASH_ALWAYS`` on every call. ``Crash`` is a
+call; a key in ``CRASH_ALWAYS`` on every call. With ``say`` in its config it logs that line, with ``tokens`` it
+streams them (``stage.token``), and with ``hold`` it waits (at most 10 s)
+for the test to set ``HOLD``: a stage that is visibly running. ``Crash`` is a
 BaseException: like a killed process it escapes the executor's error
 handling and ends the Lambda invocation, so the message comes back.
 """
@@ -20,6 +22,7 @@ CALLS: Counter = Counter()
 DONE: Counter = Counter()
 CRASH_ONCE: set[str] = set()
 CRASH_ALWAYS: set[str] = set()
+HOLD = threading.Event()
 _lock = threading.Lock()
 
 
@@ -33,6 +36,7 @@ def reset() -> None:
         DONE.clear()
         CRASH_ONCE.clear()
         CRASH_ALWAYS.clear()
+        HOLD.clear()
 
 
 @operator("tally", description="Counts its calls (tests).")
@@ -44,6 +48,13 @@ async def tally(ctx):
         first = CALLS[key] == 1
     if key in CRASH_ALWAYS or (key in CRASH_ONCE and first):
         raise Crash(f"worker killed in {key}")
+    if ctx.config.get("say"):
+        ctx.log("info", ctx.config["say"], key=key)
+    for token in ctx.config.get("tokens") or ():
+        ctx.emit("stage.token", token)
+        await asyncio.sleep(0)  # tokens arrive in separate turns, as from a model's stream
+    if ctx.config.get("hold") and not await asyncio.to_thread(HOLD.wait, 10):
+        raise RuntimeError(f"{key} was held for 10 s and the test never let it go")
     if ctx.config.get("sleep"):
         await asyncio.sleep(float(ctx.config["sleep"]))
     with _lock:

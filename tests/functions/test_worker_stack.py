@@ -5,6 +5,7 @@ redelivery really comes from SQS's visibility timeout and redrive policy.
 """
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 from flowmason.kernel.model import StageStatus
@@ -13,7 +14,7 @@ from flowmason.kernel.runs import DEFAULT_ORG, RunRepository, namespace
 from flowmason.kernel.storage import open_store
 
 from .components import chain
-from .conftest import call, finished_result, wait_for
+from .conftest import call, finished_result, http_event, wait_for
 
 
 def _stages(stack, run_id: str) -> dict[str, str]:
@@ -21,10 +22,16 @@ def _stages(stack, run_id: str) -> dict[str, str]:
     return {r.stage_id: r.status.value for r in repo.stage_results(run_id) if r.iteration is None}
 
 
+def _events(stack, run_id: str) -> list:
+    from flowmason.plugins.events import read_events
+
+    return read_events(open_store(stack.store_url), namespace(DEFAULT_ORG), run_id)
+
+
 def test_api_event_starts_a_run_that_the_worker_finishes_through_sqs_and_dynamodb(make_stack, api_handler, tally_plugin):
     stack = make_stack()
     handler = api_handler()
-    status, saved = call(handler, "POST", "/pipelines", chain("three", 3))
+    status, saved = call(handler, "POST", "/pipelines", chain("three", 3, say="hi", tokens=["to", "ken"]))
     assert status == 201 and saved["version"] == 1
     status, run = call(handler, "POST", "/runs", {"pipeline_id": "three", "inputs": {"x": "hello"}})
     assert status == 202 and run["status"] == "pending"
@@ -38,6 +45,15 @@ def test_api_event_starts_a_run_that_the_worker_finishes_through_sqs_and_dynamod
     assert stack.invocations >= 1
     status, listed = call(handler, "GET", "/runs", query="status=completed")
     assert [r["id"] for r in listed["items"]] == [run["id"]]
+    # the worker kept the run's events in DynamoDB: the API streams starts, logs and tokens, numbered
+    response = handler(http_event("GET", f"/runs/{run['id']}/events"), None)
+    assert response["statusCode"] == 200 and not response.get("isBase64Encoded")
+    events = [block.split("\n") for block in response["body"].strip().split("\n\n")]
+    assert [int(lines[0][4:]) for lines in events] == list(range(1, len(events) + 1))
+    names = [lines[1][7:] for lines in events]
+    assert names[0] == "run.running" and names[-1] == "run.completed"
+    assert names.count("stage.started") == names.count("stage.log") == names.count("stage.completed") == 3
+    assert "".join(json.loads(lines[2][6:])["text"] for lines in events if lines[1] == "event: stage.token") == "token" * 3
 
 
 def test_a_worker_killed_after_stage_k_is_redelivered_and_resumes_without_rerunning_finished_stages(
@@ -68,6 +84,14 @@ def test_a_run_longer_than_the_time_limit_continues_in_later_invocations(make_st
     assert tally_plugin.DONE == Counter({f"s{i}": 1 for i in range(1, 5)})
     _, got = call(handler, "GET", f"/runs/{run['id']}")
     assert got["status"] == "completed"
+    # one log across the invocations: parked at each deadline (not cancelled), numbered on without a repeat
+    events = _events(stack, run["id"])
+    names = [e.event for e in events]
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    assert names.count("run.running") >= 2 and "run.cancelled" not in names
+    assert {e.data["reason"] for e in events if e.event == "run.suspended"} == {"deadline"}
+    assert names[-1] == "run.completed" and names.count("run.completed") == 1
+    assert [e.data["stage_id"] for e in events if e.event == "stage.completed"] == ["s1", "s2", "s3", "s4"]
 
 
 def test_a_run_that_keeps_crashing_ends_in_the_dead_letter_queue_marked_failed(make_stack, api_handler, tally_plugin):
@@ -129,6 +153,13 @@ def test_a_foreach_over_many_items_fans_out_across_invocations_and_runs_every_it
     # the 4 chunks, the first pass and the join can't fit in fewer than 3 invocations of 2 messages
     assert stack.invocations >= 3
     assert _stages(stack, run["id"])["each"] == StageStatus.COMPLETED.value
+    # chunks on parallel workers write to one log: no number handed out twice, every item's end in it
+    events = _events(stack, run["id"])
+    seqs = [e.seq for e in events]
+    assert len(seqs) == len(set(seqs)) and seqs == sorted(seqs)
+    done = [e.data["iteration"] for e in events if e.event == "stage.completed" and e.data["stage_id"] == "work"]
+    assert sorted(done, key=int) == [str(i) for i in range(200)]
+    assert events[-1].event == "run.completed" and [e for e in events if e.final] == [events[-1]]
 
 
 def _fan_pipeline(pid: str, *, sleep: float = 0, parallel: bool = True) -> dict:
