@@ -25,6 +25,7 @@ log = logging.getLogger("flowmason.durable")
 _mine: dict[str, leases.Lease] = {}  # run id -> the lease this module took for it
 # the last pipelines dumped, by object: a process that runs one pipeline many times dumps it once
 _dumped: dict[int, tuple[Any, dict[str, Any]]] = {}
+_too_big: dict[int, dict[str, Any]] = {}  # pipelines whose definition did not fit, already reported
 
 
 def _definition(pipeline: Any) -> dict[str, Any]:
@@ -50,11 +51,15 @@ def run_started(run: Any, pipeline: Any) -> None:
     take = leases.lease_op(pk)
     definition = _definition(pipeline)
     ops = [take, Op("put", pk, "pipeline", {"definition": definition, "version": None, "base": run.metadata.get("base")})]
+    if _too_big.get(id(pipeline)) is definition:
+        ops = [take]  # known not to fit: don't serialize it again on every run
     try:
         try:
             repo.store.transact(ops)
         except ItemTooLargeError:
-            log.warning("run %s: its pipeline is too big to store with it; it cannot be resumed elsewhere", run.id)
+            if definition is not _too_big.get(id(pipeline)):
+                _too_big[id(pipeline)] = definition  # said once per pipeline, not on every run of it
+                log.warning("run %s: its pipeline is too big to store with it; it cannot be resumed elsewhere", run.id)
             repo.store.transact([take])
     except StorageError as exc:  # the lease is taken, or the store failed: the run goes on regardless
         log.warning("run %s has no lease: %s", run.id, exc)

@@ -246,6 +246,8 @@ class SnapshotRecorder:
                 store.put(pipe_pk(ns, digest), "def", {"pipeline": data, "hash": digest}, expires_at=expires_at)
                 written[key] = now
             except Exception as exc:  # noqa: BLE001 - snapshots are best effort; the run goes on
+                # said once per pipeline and store, not on every run of it (the timeline falls back to stage ids)
+                written[key] = now
                 log.warning("time travel: cannot store pipeline definition: %s", exc)
         return digest
 
