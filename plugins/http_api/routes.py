@@ -34,7 +34,16 @@ from .schemas import (
 
 # On Lambda the API Gateway answer is buffered and cut at 29 s: end the stream before that
 # there (clients reconnect or poll /runs/{id}); locally a stream may follow a run for 15 minutes.
-SSE_MAX_S = float(os.environ.get("FM_SSE_MAX_SECONDS") or (25 if os.environ.get("AWS_LAMBDA_FUNCTION_NAME") else 900))
+
+
+def _sse_max_s() -> float:
+    """FM_SSE_MAX_SECONDS, else 25 s on Lambda (API Gateway cuts at 29 s) and 15 minutes elsewhere."""
+    from flowmason.kernel.settings import get_settings
+
+    configured = get_settings().sse_max_seconds
+    if configured is not None:
+        return configured
+    return 25.0 if os.environ.get("AWS_LAMBDA_FUNCTION_NAME") else 900.0
 _TERMINAL = {RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED}
 
 
@@ -306,7 +315,7 @@ async def run_events(request: Request) -> Any:
 
     async def stream() -> AsyncIterator[bytes]:
         settled = _Settled(repo, run_id)
-        deadline = time.monotonic() + SSE_MAX_S
+        deadline = time.monotonic() + _sse_max_s()
         checked = 0.0  # when the run record was last read
         ending = False  # the record says the run ended: one more look for its final event
         while time.monotonic() < deadline:
