@@ -24,7 +24,7 @@ from flowmason.kernel.plugins import hookimpl
 
 __all__ = ["ApiError", "read_body"]
 # runs start, cancel and (under `fm serve`) execute on the durable engine
-REQUIRES = ("durable",)
+REQUIRES = ("durable", "loaders")
 # the run event stream reads the events plugin's log when it is loaded; without it, settled stages
 USES = ("events",)
 

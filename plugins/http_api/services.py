@@ -13,7 +13,7 @@ import logging
 import threading
 from typing import Any
 
-from flowmason.kernel.pipelines import PipelineRepository
+from flowmason.plugins.loaders import PipelineRepository
 from flowmason.kernel.runs import DEFAULT_ORG, RunRepository, namespace
 from flowmason.kernel.storage import Store, open_store
 

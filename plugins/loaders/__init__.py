@@ -1,14 +1,23 @@
-"""Pipeline reference schemes: ``file://PATH`` and ``store://ID[@VERSION]``, through ``fm_register_loaders``.
+"""Saved pipelines and the reference schemes that find them: ``file://PATH`` and ``store://ID[@VERSION]``.
 
-A plain reference (no scheme) is tried by the runner as a file path first,
-then with the ``store`` loader, so ``extends: "base"`` finds a base saved
-through the API as well as ``base.pipeline.json`` beside the file.
+``saved.PipelineRepository`` keeps every version a user saves (the HTTP
+API's pipelines, the parents and sub-pipelines stored runs refer to);
+``fm_register_loaders`` gives the runner the two schemes. A plain
+reference (no scheme) is tried by the runner as a file path first, then
+with the ``store`` loader, so ``extends: "base"`` finds a base saved
+through the API as well as ``base.pipeline.json`` beside the file. (This
+was ``kernel/pipelines.py``: only the API, stored runs and this loader use
+saved pipelines, so they are a plugin's, not every process's.)
 """
 from __future__ import annotations
 
 from typing import Any
 
 from flowmason.kernel.plugins import hookimpl
+
+from .saved import ConflictError, PipelineRepository, pipeline_id_of
+
+__all__ = ["ConflictError", "PipelineRepository", "load_file", "load_stored", "pipeline_id_of"]
 
 
 def load_file(ref: str, origin: Any) -> Any:
@@ -25,7 +34,6 @@ def load_file(ref: str, origin: Any) -> Any:
 def load_stored(ref: str, origin: Any) -> Any:
     """``ID`` (latest version) or ``ID@N`` from the pipelines saved in the store, in the caller's tenant."""
     from flowmason.kernel.errors import NotFoundError
-    from flowmason.kernel.pipelines import PipelineRepository
 
     if origin.store is None:
         raise NotFoundError(f"no store to load pipeline '{ref}' from", field="pipeline_id")

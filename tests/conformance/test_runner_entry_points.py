@@ -72,7 +72,7 @@ def test_python_api(files):
 
 def test_runner_with_a_stored_base(tmp_path):
     # references resolve from the tenant's saved pipelines when there is no file
-    from flowmason.kernel.pipelines import PipelineRepository
+    from flowmason.plugins.loaders import PipelineRepository
     from flowmason.kernel.runner import Runner
     from flowmason.kernel.storage import open_store
 

@@ -20,9 +20,9 @@ import re
 import time
 from typing import Any
 
-from .errors import ConditionFailedError, FlowMasonError, InputError, NotFoundError, TransactionError
-from .model import Pipeline, parse_pipeline
-from .storage import Op, Store
+from flowmason.kernel.errors import ConditionFailedError, FlowMasonError, InputError, NotFoundError, TransactionError
+from flowmason.kernel.model import Pipeline, parse_pipeline
+from flowmason.kernel.storage import Op, Store
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _SUMMARY = ("id", "name", "description", "latest_version", "label", "created_at", "updated_at", "created_by")
