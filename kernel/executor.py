@@ -272,6 +272,9 @@ class Execution:
         # plain functions run inline unless something must await around them
         self.inline = self.sem is None and not self.wrappers and (gate is None or self.gate_wants is not None)
         self.suspended: str | None = None  # the reason, when the run was parked unfinished
+        self._watched: dict[asyncio.Task, float] = {}  # stage tasks on the default timeout -> deadline
+        self._overdue: set[asyncio.Task] = set()
+        self._watchdog: asyncio.Task | None = None
 
     @property
     def observed(self) -> bool:
@@ -475,8 +478,11 @@ class Execution:
                 attempts += 1
                 ctx.attempt = attempts
                 try:
-                    async with asyncio.timeout(timeout):
-                        output = await call(ctx)
+                    if sp.timeout_s:
+                        async with asyncio.timeout(timeout):
+                            output = await call(ctx)
+                    else:
+                        output = await self._on_default_timeout(call, ctx)
                     break
                 except (_Return, Suspend):
                     raise
@@ -512,6 +518,42 @@ class Execution:
         graph.results[sid] = output
         self._finish_stage(sp, graph, _COMPLETED, ctx.config, output, None, started, t0, attempts, ctx)
         return sid, _COMPLETED
+
+    async def _on_default_timeout(self, call: StageCall, ctx: StageContext) -> Any:
+        """``call(ctx)`` under the default stage timeout, kept by one watchdog per run instead of a timer per stage.
+
+        A fan-out of thousands of stages would otherwise push and cancel a
+        timer each (most never fire: the default is ten minutes); the
+        watchdog checks the running stages a few times a second and
+        cancels an overdue one, which raises TimeoutError here like
+        ``asyncio.timeout`` does.
+        """
+        task = asyncio.current_task()
+        assert task is not None
+        self._watched[task] = asyncio.get_running_loop().time() + DEFAULT_STAGE_TIMEOUT_S
+        if self._watchdog is None or self._watchdog.done():
+            self._watchdog = asyncio.get_running_loop().create_task(self._watch_default_timeouts())
+        try:
+            return await call(ctx)
+        except asyncio.CancelledError:
+            if task in self._overdue:
+                self._overdue.discard(task)
+                task.uncancel()
+                raise TimeoutError from None
+            raise
+        finally:
+            self._watched.pop(task, None)
+
+    async def _watch_default_timeouts(self) -> None:
+        loop = asyncio.get_running_loop()
+        period = min(1.0, DEFAULT_STAGE_TIMEOUT_S / 10)
+        while self._watched:  # ends once no stage is on the default timeout; started again by the next one
+            await asyncio.sleep(period)
+            now = loop.time()
+            for task, deadline in list(self._watched.items()):
+                if now >= deadline and task not in self._overdue:
+                    self._overdue.add(task)
+                    task.cancel()
 
     def _finish_stage(self, sp: StagePlan, graph: _Graph, status: StageStatus, config: Any, output: Any, error: dict | None, started: float, t0: float, attempts: int, ctx: StageContext | None) -> None:
         usage = ctx.usage if ctx is not None else None

@@ -211,3 +211,36 @@ def test_logs_and_stage_starts_reach_the_event_hook_without_listeners(probe):
     asyncio.run(ex.execute())
     assert ev.kinds == [("run.started", None), ("stage.started", "x"), ("stage.log", "x"), ("stage.token", "x"),
                         ("stage.finished", "x"), ("run.finished", None)]
+
+
+def test_the_default_stage_timeout_fails_an_overdue_stage_and_its_retry(probe, monkeypatch):
+    # stages without timeout_ms share one watchdog per run instead of a timer each
+    from flowmason.kernel import executor
+    from flowmason.kernel.errors import StageTimeoutError
+
+    monkeypatch.setattr(executor, "DEFAULT_STAGE_TIMEOUT_S", 0.2)
+    p = P(S("quick", "t-sleep", seconds=0.01),
+          {"id": "slow", "component_type": "t-sleep", "config": {"seconds": 5}, "depends_on": ["quick"],
+           "retry_config": {"max_retries": 1, "initial_delay_ms": 1, "max_delay_ms": 1}})
+    ex = Execution(plan_for(p), {})
+    with pytest.raises(StageTimeoutError) as info:
+        asyncio.run(ex.execute())
+    assert info.value.stage == "slow"
+    assert probe.calls == {"quick": 1, "slow": 2}  # the retry timed out too
+    assert ex.run.status is RunStatus.FAILED
+
+
+def test_cancelling_a_run_on_the_default_timeout_is_a_cancel_not_a_timeout(probe):
+    from flowmason.kernel.errors import RunCancelledError
+
+    ex = Execution(plan_for(P(S("slow", "t-sleep", seconds=5))), {})
+
+    async def go():
+        task = asyncio.ensure_future(ex.execute())
+        await asyncio.sleep(0.05)
+        ex.cancel()
+        return await task
+
+    with pytest.raises(RunCancelledError):
+        asyncio.run(go())
+    assert ex.run.status is RunStatus.CANCELLED
