@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import importlib
 import json
-import time
 
 import pytest
+
+from tests.support.polling import wait_for  # noqa: F401 - shared with the tests here
 
 from . import components
 
@@ -73,17 +74,6 @@ def http_event(method: str, path: str, body=None, query: str = "", headers: dict
 def call(handler, method: str, path: str, body=None, query: str = "") -> tuple[int, dict]:
     response = handler(http_event(method, path, body, query), None)
     return response["statusCode"], json.loads(response["body"]) if response.get("body") else {}
-
-
-def wait_for(predicate, *, timeout: float = 60.0, every: float = 0.1):
-    """Poll ``predicate`` until it returns something truthy; fail (not hang) after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 def finished_result(handler, run_id: str, timeout: float = 60.0) -> dict:

@@ -24,6 +24,8 @@ from urllib.parse import parse_qs, urlparse
 import httpx
 import pytest
 
+from tests.support.polling import wait_for  # noqa: F401 - shared with the tests here
+
 FM = [sys.executable, "-m", "flowmason.kernel.cli"]
 FAST = {"FM_HEARTBEAT_S": "0.2", "FM_LEASE_S": "1", "FM_RECOVERY_SCAN_S": "0.3", "FM_RECOVERY_GRACE_S": "1"}
 
@@ -97,16 +99,6 @@ def counter():
 def env(tmp_path):
     store = f"sqlite:///{tmp_path / 'runs.db'}"
     return {**os.environ, **FAST, "FM_STORE": store, "PYTHONUNBUFFERED": "1"}
-
-
-def wait_for(predicate, timeout: float = 30.0, every: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 def fm(args: list[str], env: dict, timeout: float = 60) -> subprocess.CompletedProcess:
