@@ -229,14 +229,7 @@ class RunRepository:
         meta[_GRAPH_PARTS] = len(parts)
 
     def _read_large_graph(self, run_id: str, parts: int) -> dict[str, list[str]]:
-        texts: list[str] = []
-        cursor = None
-        while True:
-            page = self.store.query(self._run_pk(run_id), prefix="graph#", limit=100, cursor=cursor)
-            texts.extend(i.data["text"] for i in page.items)
-            cursor = page.cursor
-            if not cursor:
-                break
+        texts = [i.data["text"] for i in self.store.query_all(self._run_pk(run_id), prefix="graph#", page_size=100)]
         if len(texts) != parts:  # never show a partial graph as if it were the run's
             raise StorageError(
                 f"run '{run_id}' has {len(texts)} of the {parts} items of its graph",
@@ -271,14 +264,7 @@ class RunRepository:
 
     def stage_results(self, run_id: str) -> list[StageResult]:
         self.flush()  # read your own writes
-        out: list[StageResult] = []
-        cursor = None
-        for _ in range(100_000):
-            page = self.store.query(self._run_pk(run_id), prefix="stage#", limit=500, cursor=cursor)
-            out.extend(StageResult.model_validate(i.data) for i in page.items)
-            cursor = page.cursor
-            if not cursor:
-                break
+        out = [StageResult.model_validate(i.data) for i in self.store.query_all(self._run_pk(run_id), prefix="stage#")]
         out.sort(key=lambda r: (r.started_at or 0, r.finished_at or 0))
         return out
 
@@ -305,16 +291,10 @@ class RunRepository:
         """Outputs of the completed iterations of ``stage_id`` whose label is in ``labels`` (by label)."""
         self.flush()
         out: dict[str, Any] = {}
-        cursor = None
-        for _ in range(100_000):
-            page = self.store.query(self._run_pk(run_id), prefix=f"stage#{stage_id}#", limit=500, cursor=cursor)
-            for item in page.items:
-                label = item.data.get("iteration")
-                if label in labels and item.data.get("status") == StageStatus.COMPLETED.value:
-                    out[label] = item.data.get("output")
-            cursor = page.cursor
-            if not cursor:
-                break
+        for item in self.store.query_all(self._run_pk(run_id), prefix=f"stage#{stage_id}#"):
+            label = item.data.get("iteration")
+            if label in labels and item.data.get("status") == StageStatus.COMPLETED.value:
+                out[label] = item.data.get("output")
         return out
 
     def active_runs(self, *, limit: int = 200, cursor: str | None = None) -> tuple[list[tuple[str, str]], str | None]:

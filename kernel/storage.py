@@ -29,7 +29,7 @@ import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Literal
+from typing import Any, Iterable, Iterator, Literal
 
 from .errors import ConfigError
 
@@ -37,6 +37,10 @@ from .errors import ConfigError
 # including attribute names; we keep the same bound everywhere so a pipeline
 # that works on a laptop also works on Lambda).
 MAX_ITEM_BYTES = 400 * 1024
+
+
+# the most pages `Store.query_all` reads of one partition
+MAX_PAGES = 100_000
 
 
 @dataclass(frozen=True)
@@ -143,6 +147,20 @@ class Store(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def query_all(self, pk: str, *, prefix: str | None = None, page_size: int = 500) -> Iterator[Item]:
+        """Every item of partition ``pk`` (under ``prefix``) in sort-key order, read page by page.
+
+        Bounded: a cursor that never ends (a backend bug) stops after
+        ``MAX_PAGES`` pages instead of looping forever.
+        """
+        cursor = None
+        for _ in range(MAX_PAGES):
+            page = self.query(pk, prefix=prefix, limit=page_size, cursor=cursor)
+            yield from page.items
+            cursor = page.cursor
+            if not cursor:
+                return
 
     def scan_all(self) -> Iterable[Item]:
         """Every live item (export/migration). Backends override; the default is not available."""

@@ -182,26 +182,12 @@ def chunk_resume(plan: Any, resume: dict[str, StageResult], target: str) -> dict
 
 
 def chunks_done(store: Store, pk: str, sid: str, chunks: int) -> bool:
-    seen = 0
-    cursor = None
-    for _ in range(100_000):
-        page = store.query(pk, prefix=fkey(sid, "done") + "#", limit=1000, cursor=cursor)
-        seen += len(page.items)
-        cursor = page.cursor
-        if not cursor:
-            break
+    seen = sum(1 for _ in store.query_all(pk, prefix=fkey(sid, "done") + "#", page_size=1000))
     return seen >= chunks
 
 
 def join(store: Store, pk: str, sid: str, chunks: int) -> dict[str, Any]:
-    parts: list[dict[str, Any]] = []
-    cursor = None
-    for _ in range(100_000):
-        page = store.query(pk, prefix=fkey(sid, "out") + "#", limit=200, cursor=cursor)
-        parts.extend(i.data for i in page.items)
-        cursor = page.cursor
-        if not cursor:
-            break
+    parts = [i.data for i in store.query_all(pk, prefix=fkey(sid, "out") + "#", page_size=200)]
     merged: dict[str, Any] = {"results": [], "total_items": 0, "processed_items": 0, "skipped_items": 0,
                               "errors": [], "is_complete": True, "chunks": chunks}
     for part in parts:

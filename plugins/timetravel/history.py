@@ -161,24 +161,12 @@ class Timeline:
         }
 
 
-def _query_all(store: Any, pk: str, prefix: str) -> list[Any]:
-    items: list[Any] = []
-    cursor = None
-    for _ in range(100_000):  # bounded: a cursor that never ends is a backend bug
-        page = store.query(pk, prefix=prefix, limit=500, cursor=cursor)
-        items.extend(page.items)
-        cursor = page.cursor
-        if not cursor:
-            break
-    return items
-
-
 def load_timeline(repo: Any, run_ref: str) -> Timeline:
     """The timeline of a run (id or unique id prefix) from ``repo`` (a ``RunRepository``)."""
     run = repo.find_run(run_ref)
     store, ns = repo.store, repo.ns
     pk = tt_pk(ns, run.id)
-    chunks = _query_all(store, pk, "log#")
+    chunks = list(store.query_all(pk, prefix="log#"))
     heads = [c.data["head"] for c in chunks if "head" in c.data]
     if not heads:
         marker = store.get(pk, "expiry")

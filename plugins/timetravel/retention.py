@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from .history import _query_all, load_timeline
+from .history import load_timeline
 from .recorder import TOMBSTONE_GRACE_S, pipe_pk, tt_pk
 
 
@@ -21,7 +21,7 @@ def set_retention(repo: Any, run_ref: str, seconds: float) -> float:
     store, ns = repo.store, repo.ns
     expires = time.time() + seconds
     pk = tt_pk(ns, tl.run.id)
-    for item in _query_all(store, pk, ""):
+    for item in list(store.query_all(pk, prefix="")):  # read it all before rewriting it
         if item.sk == "expiry":
             store.put(pk, "expiry", {"snapshots_expire_at": expires}, expires_at=expires + TOMBSTONE_GRACE_S)
             continue
