@@ -328,10 +328,3 @@ class RunRepository:
             if not cursor:
                 return
 
-    def mark_interrupted(self, run: Run) -> None:
-        """A run whose process died shows as failed, not running forever."""
-        if run.status in (RunStatus.RUNNING, RunStatus.PENDING):
-            run.status = RunStatus.FAILED
-            run.error = {"code": "interrupted", "message": "the process running it stopped"}
-            self._write_run(run)
-
