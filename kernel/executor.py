@@ -173,7 +173,7 @@ class _Graph:
                 settle(sid, _SKIPPED)
                 return
             sp = stages[sid]
-            if sp.sync_ok and ex.inline and (ex.gate_wants is None or not ex.gate_wants(sid, self.label)):
+            if sp.sync_ok and ex.inline and not ex.stops_at(sid, self.label):
                 # plain functions run inline; a queue keeps long chains from recursing
                 inline.append(sid)
                 if not draining[0]:
@@ -377,10 +377,13 @@ class Execution:
         await self._at_gate(stage, graph)
         return await self._run_stage(sp, graph, sid, stage)
 
+    def stops_at(self, stage_id: str, iteration: str | None) -> bool:
+        """Whether the gate must be awaited before this stage (every stage, unless the gate says where)."""
+        return self.gate is not None and (self.gate_wants is None or self.gate_wants(stage_id, iteration))
+
     async def _at_gate(self, stage: Stage, graph: _Graph) -> None:
-        gate = self.gate
-        if gate is not None and (self.gate_wants is None or self.gate_wants(stage.id, graph.label)):
-            await gate(StagePoint(self, stage, graph.label, graph.scope))
+        if self.stops_at(stage.id, graph.label):
+            await self.gate(StagePoint(self, stage, graph.label, graph.scope))
 
     def _begin(self, sp: StagePlan, graph: _Graph) -> tuple[StageContext, float, float]:
         """Render the config and announce the stage; a template error fails the stage here."""
