@@ -9,7 +9,7 @@ pipeline's default), then ``FM_MODEL`` (when the provider is
 tokens and stop sequences come from ``llm_settings``, then the config, then
 the node's default.
 
-Tokens stream to listeners as ``stage.token`` events when someone listens
+Tokens stream as ``stage.token`` events (listeners and the ``fm_stage_event`` hook) when someone listens
 (``fm run`` shows them); otherwise the call is a plain request, which is
 cheaper. Every call's usage goes to ``ctx.record_usage`` (summed per stage
 and per run by the engine).
@@ -120,7 +120,7 @@ def schema_instruction(schema: dict[str, Any]) -> str:
 
 
 async def _call(ctx: Any, provider: Any, request: CompletionRequest) -> Completion:
-    stream = bool(ctx.execution.listeners) and ctx.config.get("stream", True) is not False
+    stream = ctx.execution.observed and ctx.config.get("stream", True) is not False
     if not stream:
         return await provider.complete(request)
     completion: Completion | None = None
