@@ -85,15 +85,13 @@ class Loader:
                     f"no loader for '{scheme}://' references (known: {', '.join(sorted(self.schemes)) or 'none'})",
                     field="pipeline_id", hint="install the plugin that provides it, or give a file path",
                 )
-            found = load(rest, self.context)
-            return found if isinstance(found, Pipeline) else parse_pipeline(found, source=text)
+            return _as_pipeline(load(rest, self.context), text)
         path = self.context.file(text)
         if path is not None:
             return load_pipeline(path)
         if self.context.store is not None and "store" in self.schemes:
             try:
-                found = self.schemes["store"](text, self.context)
-                return found if isinstance(found, Pipeline) else parse_pipeline(found, source=text)
+                return _as_pipeline(self.schemes["store"](text, self.context), text)
             except NotFoundError:
                 pass
         places = ([f"in {self.context.base}"] if self.context.files else []) + (
@@ -115,6 +113,11 @@ class Loader:
     def __call__(self, ref: Any) -> Pipeline:
         """The pipeline a reference names, resolved: what the executor runs for a sub-pipeline."""
         return self.resolve(self.raw(ref))
+
+
+def _as_pipeline(found: Any, ref: str) -> Pipeline:
+    """A scheme loader may answer with a Pipeline or with the definition (a dict) it read."""
+    return found if isinstance(found, Pipeline) else parse_pipeline(found, source=ref)
 
 
 class Runner:
@@ -176,12 +179,16 @@ class Runner:
                   **options: Any) -> Any:
         """An ``Execution`` ready to start (``await ex.execute()``), for callers that steer it (cancel, suspend).
 
-        ``loader``: the one ``load`` returned with the pipeline, when the caller loaded it first.
+        ``loader``: the one ``load`` returned with the pipeline, when the caller loaded it first;
+        ``ref`` may then be the plan ``compile`` returned, so it is not resolved and compiled again.
         """
         from .executor import Execution
+        from .plan import Plan
 
         if loader is None:
             plan, loader = self.prepare(ref)
+        elif isinstance(ref, Plan):
+            plan = ref
         else:
             plan = self.compile(loader.resolve(ref) if isinstance(ref, Pipeline) else loader(ref))
         ex = Execution(

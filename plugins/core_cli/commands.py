@@ -112,7 +112,7 @@ def run_command(
     runner = Runner(record=record, max_concurrency=concurrency)
     pipeline, loader = runner.load(pipeline_path)
     try:
-        runner.compile(pipeline)
+        plan = runner.compile(pipeline)
     except PipelineValidationError as exc:
         _record_invalid(runner.recorder, pipeline, inputs, exc)
         exc.exit_code = 2
@@ -133,7 +133,7 @@ def run_command(
             from .progress import PlainProgress
 
             listeners.append(PlainProgress())
-    ex = runner.execution(pipeline, inputs, listeners=listeners, loader=loader)
+    ex = runner.execution(plan, inputs, listeners=listeners, loader=loader)
 
     async def go() -> Any:
         loop = asyncio.get_running_loop()
