@@ -40,23 +40,18 @@ class BenchPlugin:
         register(bench_sleep)
 
 
-def chain(n: int = 200) -> dict[str, Any]:
-    stages = [{"id": "s0", "component_type": "bench-noop", "config": {"i": "{{input.x}}"}}]
+def chain(n: int = 200, component: str = "bench-noop", slug: str = "w1-chain", name: str = "W1 chain") -> dict[str, Any]:
+    stages = [{"id": "s0", "component_type": component, "config": {"i": "{{input.x}}"}}]
     stages += [
-        {"id": f"s{i}", "component_type": "bench-noop", "depends_on": [f"s{i - 1}"], "config": {"i": f"{{{{upstream.s{i - 1}.i}}}}"}}
+        {"id": f"s{i}", "component_type": component, "depends_on": [f"s{i - 1}"], "config": {"i": f"{{{{upstream.s{i - 1}.i}}}}"}}
         for i in range(1, n)
     ]
-    return {"id": f"w1-chain-{n}", "name": "W1 chain", "stages": stages}
+    return {"id": f"{slug}-{n}", "name": name, "stages": stages}
 
 
 def async_chain(n: int = 200) -> dict[str, Any]:
     """W1 with async stages (what LLM stages are): each awaits once, like a model call that answers at once."""
-    stages = [{"id": "s0", "component_type": "bench-async", "config": {"i": "{{input.x}}"}}]
-    stages += [
-        {"id": f"s{i}", "component_type": "bench-async", "depends_on": [f"s{i - 1}"], "config": {"i": f"{{{{upstream.s{i - 1}.i}}}}"}}
-        for i in range(1, n)
-    ]
-    return {"id": f"w1-async-chain-{n}", "name": "W1 async chain", "stages": stages}
+    return chain(n, "bench-async", "w1-async-chain", "W1 async chain")
 
 
 def builtin_chain(n: int) -> dict[str, Any]:
