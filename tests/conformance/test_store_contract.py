@@ -164,6 +164,9 @@ def test_pagination_many_pages_no_dups_no_gaps(store):
     assert [i.sk for i in items] == expected[100:200][::-1]
     items, _ = all_pages(store, "pg", start="item#00990", end="item#01000", limit=3, reverse=True)
     assert [i.sk for i in items] == expected[990:][::-1]
+    # query_all: the same pages, read for the caller
+    assert [i.sk for i in store.query_all("pg", page_size=37)] == expected
+    assert [i.sk for i in store.query_all("pg", prefix="item#001", page_size=7)] == expected[100:200]
 
 
 def test_sort_order_is_utf8_byte_order(store):
