@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flowmason.kernel.errors import FlowMasonError, NotFoundError
+from flowmason.kernel.executor import reusable
 from flowmason.kernel.model import Pipeline, Run, StageResult, StageStatus
 
 from .history import Timeline, load_timeline
@@ -141,6 +142,42 @@ def _downstream(pipeline: Pipeline, roots: set[str]) -> set[str]:
     return out
 
 
+def _invalidated(plan: Any, roots: set[str]) -> set[str]:
+    """The stages a what-if change can reach: downstream by ``depends_on``, the control-flow stages around
+    a changed stage (their output holds its result) and every stage inside or gated by a changed one."""
+    governed: dict[str, list[str]] = {}
+    for sid, sp in plan.stages.items():
+        for ruler in {sp.owner, sp.gate} - {None}:
+            governed.setdefault(ruler, []).append(sid)
+    out: set[str] = set()
+    todo = set(roots)
+    for _ in range(len(plan.stages) + 1):  # bounded: each round adds a stage or ends
+        if not todo:
+            break
+        out |= todo
+        nxt: set[str] = set()
+        for sid in _downstream(plan.pipeline, todo) - out:
+            nxt.add(sid)
+        for sid in todo:
+            sp = plan.stages.get(sid)
+            if sp is not None and sp.owner is not None:
+                nxt.add(sp.owner)
+            nxt.update(governed.get(sid, ()))
+        todo = nxt - out
+    return out
+
+
+def _keeps(plan: Any, r: StageResult, invalid: set[str]) -> bool:
+    """Whether a settled result is kept by a replay: not touched by a change, and reusable as it is
+    (``executor.reusable``: control-flow stages run again, so their skips and breaks happen again)."""
+    sp = plan.stages.get(r.stage_id)
+    if sp is None or r.stage_id in invalid or sp.component.kind == "control_flow":
+        return False
+    if r.status is StageStatus.SKIPPED:
+        return r.iteration is None  # a skipped main-graph stage stays skipped; in a body the skip happens again
+    return reusable(sp, r)
+
+
 def _reads_inputs(pipeline: Pipeline, keys: set[str]) -> set[str]:
     """Stages whose settings mention one of the input keys (``input.key`` / ``input['key']``)."""
     import re
@@ -194,17 +231,13 @@ def plan_replay(repo: Any, run_ref: str, seq: int, *, inputs: dict[str, Any] | N
     from flowmason.kernel.plan import compile_plan
     from flowmason.kernel.plugins import get_registry
 
-    compile_plan(pipeline, get_registry().components)  # raises the validation errors before any write
+    compiled = compile_plan(pipeline, get_registry().components)  # raises the validation errors before any write
     new_inputs = copy.deepcopy(tl.run.inputs)
     changed_inputs = sorted(k for k, v in (inputs or {}).items() if tl.run.inputs.get(k, object()) != v)
     new_inputs.update(inputs or {})
-    invalid = _downstream(pipeline, set(stage_changes or {}) | _reads_inputs(pipeline, set(changed_inputs)))
+    invalid = _invalidated(compiled, set(stage_changes or {}) | _reads_inputs(pipeline, set(changed_inputs)))
     settled = tl.finished_by(seq)
-    resume = {
-        sid: r for sid, r in tl.results.items()
-        if r.iteration is None and sid in settled and sid not in invalid
-        and r.status in (StageStatus.COMPLETED, StageStatus.FAILED, StageStatus.SKIPPED)
-    }
+    resume = {key: r for key, r in tl.results.items() if key in settled and _keeps(compiled, r, invalid)}
     rerun = [s.id for s in pipeline.stages if s.id not in resume]
     return ReplayPlan(tl, seq, pipeline, new_inputs, resume, rerun, changed_inputs, sorted(stage_changes or {}))
 
