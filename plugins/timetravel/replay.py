@@ -143,8 +143,9 @@ def _downstream(pipeline: Pipeline, roots: set[str]) -> set[str]:
 
 
 def _invalidated(plan: Any, roots: set[str]) -> set[str]:
-    """The stages a what-if change can reach: downstream by ``depends_on``, the control-flow stages around
-    a changed stage (their output holds its result) and every stage inside or gated by a changed one."""
+    """The stages whose inputs a what-if change can reach: downstream by ``depends_on``, every stage
+    inside or gated by such a stage, and what waits for a control-flow stage around one (its output
+    holds the changed result). The control-flow stages themselves always run again (``_keeps``)."""
     governed: dict[str, list[str]] = {}
     for sid, sp in plan.stages.items():
         for ruler in {sp.owner, sp.gate} - {None}:
@@ -155,14 +156,15 @@ def _invalidated(plan: Any, roots: set[str]) -> set[str]:
         if not todo:
             break
         out |= todo
-        nxt: set[str] = set()
-        for sid in _downstream(plan.pipeline, todo) - out:
-            nxt.add(sid)
+        nxt = _downstream(plan.pipeline, todo)
         for sid in todo:
-            sp = plan.stages.get(sid)
-            if sp is not None and sp.owner is not None:
-                nxt.add(sp.owner)
             nxt.update(governed.get(sid, ()))
+            owner = plan.stages[sid].owner if sid in plan.stages else None
+            for _ in range(len(plan.stages)):  # up the chain of enclosing loops and try blocks
+                if owner is None:
+                    break
+                nxt |= _downstream(plan.pipeline, {owner}) - {owner}
+                owner = plan.stages[owner].owner
         todo = nxt - out
     return out
 
