@@ -139,8 +139,13 @@ def test_resume_reuses_an_iteration_result_only_in_that_iteration(probe, repo):
     p = P({"id": "loop", "component_type": "foreach",
            "config": {"items": ["a", "b", "c"], "loop_stages": ["w"], "parallel": True}},
           S("w", value="{{context.item}}"))
-    _, results = recorded(repo, p, {})
+    first, results = recorded(repo, p, {})
     assert probe.calls["w"] == 3
+    every = repo.checkpoint(first.id, iterations=True)  # what a replay's worker resumes from
+    assert sorted(every) == ["loop", "w#0", "w#1", "w#2"] and sorted(repo.checkpoint(first.id)) == ["loop"]
+    every.pop("loop")
+    assert [r["value"] for r in resume(repo, p, {}, every).output["results"]] == ["a", "b", "c"]
+    assert probe.calls["w"] == 3  # the loop ran again; each item came from its own record
     kept = {"w#1": results["w#1"].model_copy(update={"output": {"value": "kept b"}})}
     out = resume(repo, p, {}, kept).output
     assert [r["value"] for r in out["results"]] == ["a", "kept b", "c"]

@@ -117,8 +117,9 @@ def test_what_if_on_a_loop_runs_the_changed_iterations_again(store_url, capsys):
 
 
 @pytest.mark.parametrize("name", ["trycatch-in-loop", "trycatch"])
-def test_replay_over_the_http_api(make_server, name):  # noqa: F811 - the fixture imported above
+def test_replay_over_the_http_api(make_server, tmp_path, name):  # noqa: F811 - the fixture imported above
     client = make_server()
+    url = f"sqlite:///{tmp_path / 'api.db'}"
     pipeline = json.loads((NESTED / f"{name}.pipeline.json").read_text())
     r = client.post("/runs", json={"pipeline": pipeline, "inputs": pipeline["sample_input"]})
     assert r.status_code == 202, r.text
@@ -129,5 +130,12 @@ def test_replay_over_the_http_api(make_server, name):  # noqa: F811 - the fixtur
     for snap in snaps:
         r = client.post(f"/runs/{run_id}/snapshots/{snap['seq']}/replay", json={})
         assert r.status_code == 202, r.text
-        again = wait_result(client, r.json()["run"]["id"])
+        body = r.json()
+        again = wait_result(client, body["run"]["id"])
         assert again["status"] == "completed" and again["output"] == original["output"], snap
+        # the worker reuses the kept instances (loop iterations included) instead of running them again
+        before, after = records(url, run_id), records(url, body["run"]["id"])
+        for key in body["replay_of"]["resumed"]:
+            assert after[key]["started_at"] == before[key]["started_at"], (snap, key)
+    if name == "trycatch-in-loop":
+        assert sorted(body["replay_of"]["resumed"]) == ["recover#1", "recover#3", "risky#0", "risky#2"]
