@@ -1,9 +1,13 @@
 """Replay a run from a snapshot, what-if runs, and side-by-side comparison.
 
-``replay`` reruns a recorded run from snapshot N: the main-graph stages
-settled at or before N are handed to the executor as ``resume`` (they are
-not re-run; their results are copied into the new run so it is complete on
-its own), everything after is run again. It runs the pipeline definition
+``replay`` reruns a recorded run from snapshot N: the stage instances
+settled at or before N are handed to the executor as ``resume``, keyed by
+stage and iteration path (``risky#2``: loop iterations are kept one by
+one; they are not re-run; their results are copied into the new run so it
+is complete on its own), everything after is run again. Control-flow
+stages always run again (cheap, and their skips and breaks must happen
+again), and so does a failure that stopped the run (``executor.reusable``),
+so a trycatch sees the failure it caught the first time. It runs the pipeline definition
 stored with the run; a *current* definition can be passed to check it has
 not changed since — if it has, the replay stops before writing anything and
 the error lists what changed.
@@ -11,7 +15,8 @@ the error lists what changed.
 ``what_if`` is a replay with changes: new input values and/or stage config
 values. A changed stage, and every stage downstream of it, is re-run even if
 it settled before the snapshot; so is a settled stage whose config reads a
-changed input (``{{input.x}}``). ``compare_runs`` lines two runs up stage by
+changed input (``{{input.x}}``), every stage inside or gated by such a stage
+and whatever waits for the loop or trycatch around one. ``compare_runs`` lines two runs up stage by
 stage (status, duration, output) for the side-by-side view.
 
 All checks (unknown run or snapshot, snapshots removed by retention, changed

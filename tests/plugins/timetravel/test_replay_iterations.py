@@ -139,3 +139,19 @@ def test_replay_over_the_http_api(make_server, tmp_path, name):  # noqa: F811 - 
             assert after[key]["started_at"] == before[key]["started_at"], (snap, key)
     if name == "trycatch-in-loop":
         assert sorted(body["replay_of"]["resumed"]) == ["recover#1", "recover#3", "risky#0", "risky#2"]
+
+
+def test_what_if_over_the_http_api(make_server):  # noqa: F811 - the fixture imported above
+    client = make_server()
+    pipeline = json.loads((NESTED / "trycatch-in-loop.pipeline.json").read_text())
+    r = client.post("/runs", json={"pipeline": pipeline, "inputs": pipeline["sample_input"]})
+    run_id = r.json()["id"]
+    wait_result(client, run_id)
+    last = client.get(f"/runs/{run_id}/snapshots").json()["snapshots"][-1]["seq"]
+    r = client.post(f"/runs/{run_id}/snapshots/{last}/replay",
+                    json={"inputs": {"items": ["one", 2]}, "stages": {"recover": {"data": "caught {{context.item}}"}}})
+    assert r.status_code == 202, r.text
+    assert r.json()["replay_of"]["resumed"] == []  # new items: nothing of the old loop stands
+    out = wait_result(client, r.json()["run"]["id"])["output"]
+    assert [x["status"] for x in out["results"]] == ["recovered", "success"]
+    assert out["results"][0]["catch_result"]["result"] == "caught one"
