@@ -26,4 +26,5 @@ def truthy(value: Any) -> bool:
 
 def is_word(text: str) -> bool:
     """True when ``text`` is a plain true/false word, not an expression to evaluate."""
-    return text.strip().lower() in FALSE_WORDS or text.strip().lower() in TRUE_WORDS
+    word = text.strip().lower()
+    return word in FALSE_WORDS or word in TRUE_WORDS
