@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 import typer
 
-from flowmason.kernel.errors import FlowMasonError
+from flowmason.kernel.errors import ExitCode, InputError
 
 
 def _repo() -> Any:
@@ -37,7 +37,7 @@ def export_cmd(
     exporters = get_registry().exporters
     export = exporters.get(fmt)
     if export is None:
-        raise FlowMasonError(f"unknown export format '{fmt}'", field="--format",
+        raise InputError(f"unknown export format '{fmt}'", field="--format",
                              hint=f"use one of: {', '.join(sorted(exporters))}")
     run, stages, pipe = load_run(_repo(), run_id, pipeline)
     data = export(run, stages, pipe)
@@ -87,7 +87,7 @@ def watch_cmd(
 
     status = watch(_repo(), run_id, interval=interval, timeout=timeout)
     if status not in ("completed",):
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.FAILED)
 
 
 def register_commands(app: Any) -> None:

@@ -26,6 +26,7 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable, TextIO
 
+from flowmason.kernel.errors import ExitCode
 from flowmason.kernel.plugins import hookimpl
 
 _FIELDS = {"pk", "sk", "data", "version", "expires_at"}
@@ -143,7 +144,7 @@ def fm_register_commands(app):
                 "(each line is an object from `fm store export`) and run the import again",
                 err=True,
             )
-            raise typer.Exit(2)
+            raise typer.Exit(ExitCode.USAGE)
         with open_store(_store_url(to)) as store:
             restore = getattr(store, "restore", None)
             if restore is not None:
@@ -167,7 +168,7 @@ def fm_register_commands(app):
             if check:
                 if current < latest:
                     typer.echo(f"{store.url}: schema version {current}; run `fm store migrate` to upgrade to {latest}")
-                    raise typer.Exit(1)
+                    raise typer.Exit(ExitCode.FAILED)
                 typer.echo(f"{store.url}: schema version {current} is current")
                 return
             before, after = store.migrate()
