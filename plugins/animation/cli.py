@@ -81,11 +81,12 @@ def watch_cmd(
     run_id: str = typer.Argument(..., help="Run id (or a unique prefix)."),
     interval: float = typer.Option(0.5, "--interval", min=0.05, help="Seconds between polls of the store."),
     timeout: Optional[float] = typer.Option(None, "--timeout", help="Give up after this many seconds."),
+    as_json: bool = typer.Option(False, "--json", help="JSON lines: each settled stage, then the finished run."),
 ) -> None:
     """Follow a live run until it ends (polls the store); exit code 1 if it failed."""
     from .view import watch
 
-    status = watch(_repo(), run_id, interval=interval, timeout=timeout)
+    status = watch(_repo(), run_id, interval=interval, timeout=timeout, as_json=as_json)
     if status not in ("completed",):
         raise typer.Exit(ExitCode.FAILED)
 

@@ -57,6 +57,8 @@ def add_auth_commands(app: Any) -> None:
         store: str = store_opt,
     ) -> None:
         """Create a user and their organization; the password is asked for, never passed as an argument."""
+        import bcrypt  # noqa: F401 - before the prompt: a missing auth extra is said before asking anything
+
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
         from flowmason.kernel.errors import ExitCode, FlowMasonError
 

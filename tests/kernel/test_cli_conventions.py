@@ -124,3 +124,31 @@ def test_listing_commands_print_json(args):
     res = fm([*args, "--json"])
     assert res.returncode == 0, res.stderr
     json.loads(res.stdout)
+
+
+# commands that act rather than list or show, or whose output is already data
+NO_JSON = {
+    "schema": "prints a JSON Schema",
+    "export": "--format json",
+    "play": "a terminal animation; `fm export --format json` is its data",
+    "serve": "a server", "init": "writes files", "new pipeline": "writes a file", "plugin new": "writes files",
+    "store export": "prints JSON lines", "store import": "reads JSON lines",
+    "auth rotate-keys": "an action", "auth create-user": "an action",
+    "debug retention": "an action", "debug cleanup": "an action",
+}
+
+
+def _commands(command, path=()):
+    if hasattr(command, "list_commands"):
+        for name in command.list_commands(None):
+            yield from _commands(command.get_command(None, name), (*path, name))
+    else:
+        yield " ".join(path), {o for p in command.params for o in getattr(p, "opts", [])}
+
+
+def test_every_command_that_lists_or_shows_has_json():
+    import typer
+
+    tree = dict(_commands(typer.main.get_command(cli.build_app())))
+    without = {name for name, opts in tree.items() if "--json" not in opts}
+    assert without == set(NO_JSON), f"add --json to {sorted(without - set(NO_JSON))}, or say why not in NO_JSON"
