@@ -111,17 +111,25 @@ def runs_list(
         return
     from rich.table import Table
 
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    for col, justify in (("id", "left"), ("pipeline", "left"), ("status", "left"), ("started", "left"),
-                         ("duration", "right"), ("", "left")):
-        table.add_column(col, justify=justify, no_wrap=col != "")  # type: ignore[arg-type]
+    rows = []
     for r in items:
-        dur = f"{r['duration_ms']:.1f} ms" if r.get("duration_ms") is not None else "-"
         st = r["status"]
-        note = stale_hint(r).strip() or (_short((r.get("error") or {}).get("message") or "", 60) if st == "failed" else "")
-        table.add_row(r["short_id"], r.get("pipeline_id") or "", f"[{STATUS_STYLE.get(st, '')}]{st}[/]",
-                      _fmt_time(r.get("started_at") or r.get("created_at")), dur, note)
-    _console().print(table)
+        rows.append([r["short_id"], r.get("pipeline_id") or "", st, _fmt_time(r.get("started_at") or r.get("created_at")),
+                     f"{r['duration_ms']:.1f} ms" if r.get("duration_ms") is not None else "-",
+                     stale_hint(r).strip() or ((r.get("error") or {}).get("message") or "" if st == "failed" else "")])
+    heads = ("id", "pipeline", "status", "started", "duration")
+    console = _console()
+    # every column whole, one line per run: only the trailing note is cut to what the terminal has left
+    fixed = sum(max(len(h), *(len(row[i]) for row in rows)) + 2 for i, h in enumerate(heads))
+    room = max(20, console.width - fixed - 1)
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for col in heads:
+        table.add_column(col, justify="right" if col == "duration" else "left", no_wrap=True)
+    table.add_column("", no_wrap=True)
+    for row in rows:
+        st = row[2]
+        table.add_row(*row[:2], f"[{STATUS_STYLE.get(st, '')}]{st}[/]", *row[3:5], _short(" ".join(row[5].split()), room))
+    console.print(table)
 
 
 def stage_summary(stages: list[Any]) -> dict[str, Any]:
