@@ -230,7 +230,7 @@ def schema_command(
         _out(text)
 
 
-def plugins_command(as_json: bool = typer.Option(False, "--json")) -> None:
+def plugins_command(as_json: bool = typer.Option(False, "--json", help="Print the plugins as JSON.")) -> None:
     """List loaded plugins, where they come from, the hooks each implements and what they register."""
     from flowmason.kernel.plugins import describe_plugins, get_registry
 

@@ -152,3 +152,20 @@ def test_every_command_that_lists_or_shows_has_json():
     tree = dict(_commands(typer.main.get_command(cli.build_app())))
     without = {name for name, opts in tree.items() if "--json" not in opts}
     assert without == set(NO_JSON), f"add --json to {sorted(without - set(NO_JSON))}, or say why not in NO_JSON"
+
+
+def test_every_option_and_argument_says_what_it_is_for():
+    import typer
+
+    missing = []
+
+    def walk(command, path):
+        for param in command.params:
+            if not getattr(param, "help", None):
+                missing.append(f"fm {' '.join(path)} {param.opts}")
+        if hasattr(command, "list_commands"):
+            for name in command.list_commands(None):
+                walk(command.get_command(None, name), (*path, name))
+
+    walk(typer.main.get_command(cli.build_app()), ())
+    assert not missing, missing
