@@ -64,6 +64,8 @@ _SHORT_AT = len("run_") + 13
 SHORT_ID_LEN = 8
 MIN_SHORT_ID = 4  # fewer hex digits would match by chance too often to be worth a scan of the listing
 _AMBIGUOUS_SHOWN = 5
+# sort keys only the run's own recording writes: stage results, graph slices, its event log
+_RUN_OWN = ("stage#", "graph#", "event")
 
 
 def short_id(run_id: str) -> str:
@@ -163,17 +165,26 @@ class RunRepository:
         still listed and ``fm runs prune`` removes it whole. ``restore``
         keeps each item's version where the backend has it.
         """
+        from .errors import ConditionFailedError
         from .storage import Item
 
         pk = self._run_pk(run_id)
-        items = [Item(i.pk, i.sk, i.data, i.version, min(i.expires_at or expires_at, expires_at))
-                 for i in self.store.query_all(pk, page_size=500) if i.sk != "meta"]
+        mine, hosts = [], []  # what only this run writes, and the hosts' bookkeeping (a lease renewed meanwhile)
+        for i in self.store.query_all(pk, page_size=500):
+            if i.sk == "meta" or (i.expires_at is not None and i.expires_at <= expires_at):
+                continue  # an item that expires sooner anyway (a lease) is left alone: no write races its owner
+            item = Item(i.pk, i.sk, i.data, i.version, expires_at)
+            (mine if i.sk.startswith(_RUN_OWN) else hosts).append(item)
         restore = getattr(self.store, "restore", None)
         if callable(restore):
-            restore(items)
+            restore(mine)  # in batches, versions kept: nothing else writes these once the run ended
         else:
-            for i in items:
-                self.store.put(pk, i.sk, i.data, expires_at=i.expires_at)
+            hosts += mine
+        for i in hosts:
+            try:
+                self.store.put(pk, i.sk, i.data, if_version=i.version, expires_at=i.expires_at)
+            except ConditionFailedError:
+                pass  # its writer moved on (a last lease renewal); that writer deletes it when it lets go
 
     def stage_recorded(self, run: Run, result: StageResult) -> None:
         sk = f"stage#{result.stage_id}" if result.iteration is None else f"stage#{result.stage_id}#{result.iteration}"

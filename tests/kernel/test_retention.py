@@ -145,3 +145,20 @@ def test_ages_and_dates_parse_with_clear_errors():
     assert parse_since("2026-12-01") == time.mktime((2026, 12, 1, 0, 0, 0, 0, 0, -1))
     with pytest.raises(InputError, match="neither an age nor a date"):
         parse_since("yesterday")
+
+
+def test_expiry_stamps_host_bookkeeping_but_never_rewrites_a_lease(store, monkeypatch):
+    monkeypatch.setenv("FM_RUN_RETENTION_DAYS", "7")
+    repo = RunRepository(store, group_commit=False)
+    run = Run(pipeline_id="p", status=RunStatus.RUNNING, started_at=time.time())
+    repo.run_started(run)
+    pk = repo.partition(run.id)
+    store.put(pk, "pipeline", {"definition": {}})
+    lease_until = time.time() + 30
+    store.put(pk, "lease", {"owner": "host-1"}, expires_at=lease_until)
+    lease_version = store.get(pk, "lease").version
+    run.status, run.finished_at = RunStatus.COMPLETED, time.time()
+    repo.run_finished(run)
+    assert abs(store.get(pk, "pipeline").expires_at - (run.finished_at + 7 * DAY)) < 1
+    lease = store.get(pk, "lease")
+    assert lease.version == lease_version and lease.expires_at == pytest.approx(lease_until)  # its holder's to renew
