@@ -37,7 +37,7 @@ import json
 import weakref
 from typing import Any, Iterator
 
-from .errors import ItemTooLargeError, NotFoundError, StorageError
+from .errors import ItemTooLargeError, NotFoundError, StorageError, TransactionError
 from .model import Run, RunStatus, StageResult, StageStatus
 from .storage import MAX_ITEM_BYTES, Op, Page, Store
 
@@ -58,6 +58,26 @@ _GRAPH_PARTS = "graph_parts"
 
 
 DEFAULT_ORG = "default"
+
+# ids are "run_" + 13 hex digits of milliseconds + 10 random hex digits (model.new_run_id)
+_SHORT_AT = len("run_") + 13
+SHORT_ID_LEN = 8
+MIN_SHORT_ID = 4  # fewer hex digits would match by chance too often to be worth a scan of the listing
+_AMBIGUOUS_SHOWN = 5
+# sort keys only the run's own recording writes: stage results, graph slices, its event log
+_RUN_OWN = ("stage#", "graph#", "event")
+
+
+def short_id(run_id: str) -> str:
+    """The few characters that tell a run apart (its random part), as `fm runs` shows them."""
+    if run_id.startswith("run_") and len(run_id) > _SHORT_AT:
+        return run_id[_SHORT_AT:_SHORT_AT + SHORT_ID_LEN]
+    return run_id
+
+
+def id_floor(ts: float) -> str:
+    """The smallest run id made at or after epoch ``ts``: run ids sort by the time they were made."""
+    return f"run_{max(0, int(ts * 1000)):013x}"
 
 
 def namespace(org: str | None) -> str:
@@ -129,9 +149,42 @@ class RunRepository:
         _RECORDING[run.id] = self
 
     def run_finished(self, run: Run) -> None:
+        from .retention import run_expiry
+
         _RECORDING.pop(run.id, None)
         self.flush()
-        self._write_run(run)
+        expires_at = run_expiry(run)
+        if expires_at is not None:
+            self._expire_partition(run.id, expires_at)
+        self._write_run(run, expires_at)
+
+    def _expire_partition(self, run_id: str, expires_at: float) -> None:
+        """Give every item of a finished run's partition ``expires_at`` (an earlier expiry stays).
+
+        Before the run item: should the process die in between, the run is
+        still listed and ``fm runs prune`` removes it whole. ``restore``
+        keeps each item's version where the backend has it.
+        """
+        from .errors import ConditionFailedError
+        from .storage import Item
+
+        pk = self._run_pk(run_id)
+        mine, hosts = [], []  # what only this run writes, and the hosts' bookkeeping (a lease renewed meanwhile)
+        for i in self.store.query_all(pk, page_size=500):
+            if i.sk == "meta" or (i.expires_at is not None and i.expires_at <= expires_at):
+                continue  # an item that expires sooner anyway (a lease) is left alone: no write races its owner
+            item = Item(i.pk, i.sk, i.data, i.version, expires_at)
+            (mine if i.sk.startswith(_RUN_OWN) else hosts).append(item)
+        restore = getattr(self.store, "restore", None)
+        if callable(restore):
+            restore(mine)  # in batches, versions kept: nothing else writes these once the run ended
+        else:
+            hosts += mine
+        for i in hosts:
+            try:
+                self.store.put(pk, i.sk, i.data, if_version=i.version, expires_at=i.expires_at)
+            except ConditionFailedError:
+                pass  # its writer moved on (a last lease renewal); that writer deletes it when it lets go
 
     def stage_recorded(self, run: Run, result: StageResult) -> None:
         sk = f"stage#{result.stage_id}" if result.iteration is None else f"stage#{result.stage_id}#{result.iteration}"
@@ -188,7 +241,7 @@ class RunRepository:
             data["output"] = _shrink(data["output"], _VALUE_BUDGET // 2)
             self.store.put(pk, sk, _jsonable(data))
 
-    def _write_run(self, run: Run) -> None:
+    def _write_run(self, run: Run, expires_at: float | None = None) -> None:
         data = run.model_dump(mode="json")
         self._write_large_graph(run.id, data)
         try:
@@ -203,9 +256,9 @@ class RunRepository:
         active = (Op("put", ACTIVE_PK, self.ns + run.id, {"ns": self.ns, "run_id": run.id})
                   if run.status in (RunStatus.PENDING, RunStatus.RUNNING) else Op("delete", ACTIVE_PK, self.ns + run.id))
         self.store.transact([
-            Op("put", self._run_pk(run.id), "meta", data),
-            Op("put", f"{self.ns}runs", run.id, summary),
-            Op("put", f"{self.ns}runs#p#{run.pipeline_id}", run.id, summary),
+            Op("put", self._run_pk(run.id), "meta", data, expires_at=expires_at),
+            Op("put", f"{self.ns}runs", run.id, summary, expires_at=expires_at),
+            Op("put", f"{self.ns}runs#p#{run.pipeline_id}", run.id, summary, expires_at=expires_at),
             active,
         ])
 
@@ -249,18 +302,40 @@ class RunRepository:
             return Run.model_validate({**item.data, "metadata": meta})
         return Run.model_validate(item.data)
 
-    def find_run(self, prefix: str) -> Run:
-        """A run by id or by a unique prefix of it (as `fm runs show` accepts)."""
+    def find_run(self, ref: str) -> Run:
+        """A run by id, by a unique prefix of it, by a unique prefix of its short id, or ``last``.
+
+        Every command that takes a run id resolves it here. Run ids start
+        with a timestamp, so runs of one day share a long prefix; the short
+        id (``short_id``: the random part, as `fm runs` shows it) tells them
+        apart in a few characters, like git's abbreviated hashes.
+        """
+        ref = ref.strip()
+        if ref in ("last", "latest"):
+            items, _ = self.list_runs(limit=1)
+            if not items:
+                raise NotFoundError("no runs recorded yet", field="run_id", hint="`fm run PIPELINE` records one")
+            return self.get_run(items[0]["id"])
         try:
-            return self.get_run(prefix)
+            return self.get_run(ref)
         except NotFoundError:
             pass
-        page = self.store.query(f"{self.ns}runs", prefix=prefix, limit=2)
-        if len(page.items) == 1:
-            return self.get_run(page.items[0].sk)
-        if len(page.items) > 1:
-            raise NotFoundError(f"run id prefix '{prefix}' is ambiguous", field="run_id", hint="give more characters")
-        raise NotFoundError(f"no run with id '{prefix}'", field="run_id", hint="`fm runs` lists the recorded runs")
+        matches = [i.sk for i in self.store.query(f"{self.ns}runs", prefix=ref, limit=_AMBIGUOUS_SHOWN).items] if ref else []
+        if not matches and len(ref) >= MIN_SHORT_ID and all(c in "0123456789abcdef" for c in ref.lower()):
+            wanted = ref.lower()
+            for item in self.store.query_all(f"{self.ns}runs", page_size=1000):  # the listing: small summaries
+                if item.sk[_SHORT_AT:].startswith(wanted):
+                    matches.append(item.sk)
+                    if len(matches) >= _AMBIGUOUS_SHOWN:
+                        break
+        if len(matches) == 1:
+            return self.get_run(matches[0])
+        if matches:
+            raise NotFoundError(f"run id '{ref}' is ambiguous: it matches {', '.join(matches)}"
+                                + (" and more" if len(matches) >= _AMBIGUOUS_SHOWN else ""),
+                                field="run_id", hint="give more characters")
+        raise NotFoundError(f"no run with id '{ref}'", field="run_id",
+                            hint="`fm runs` lists the recorded runs (their short ids work too, and `last`)")
 
     def stage_results(self, run_id: str) -> list[StageResult]:
         self.flush()  # read your own writes
@@ -310,13 +385,15 @@ class RunRepository:
 
     def list_runs(
         self, *, limit: int = 50, cursor: str | None = None, pipeline_id: str | None = None,
-        status: str | None = None,
+        status: str | None = None, since: float | None = None, before: float | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]:
-        """Newest first; returns (summaries, next cursor)."""
+        """Newest first; returns (summaries, next cursor). ``since``/``before``: epoch seconds the run was made in."""
         pk = f"{self.ns}runs#p#{pipeline_id}" if pipeline_id else f"{self.ns}runs"
+        start = id_floor(since) if since is not None else None
+        end = id_floor(before) if before is not None else None
         out: list[dict[str, Any]] = []
         for _ in range(1000):  # bounded: a status filter may need several pages
-            page: Page = self.store.query(pk, limit=limit, cursor=cursor, reverse=True)
+            page: Page = self.store.query(pk, start=start, end=end, limit=limit, cursor=cursor, reverse=True)
             for item in page.items:
                 if status and item.data.get("status") != status:
                     continue
@@ -325,6 +402,32 @@ class RunRepository:
             if len(out) >= limit or not cursor:
                 break
         return out[:limit], cursor
+
+    def delete_run(self, run_id: str, *, if_version: int | None = None) -> bool:
+        """Remove a run and everything in its partition; False when it changed or went meanwhile.
+
+        The run item and its listing entries go first, in one transaction
+        that holds only if the run item is still at ``if_version`` (the one
+        the caller judged), so a run that was resumed meanwhile stays whole.
+        From then on no reader can reach the run; its stage results, events
+        and bookkeeping are deleted after, item by item.
+        """
+        pk = self._run_pk(run_id)
+        meta = self.store.get(pk, "meta")
+        if meta is None or (if_version is not None and meta.version != if_version):
+            return False
+        try:
+            self.store.transact([
+                Op("delete", pk, "meta", if_version=meta.version),
+                Op("delete", f"{self.ns}runs", run_id),
+                Op("delete", f"{self.ns}runs#p#{meta.data.get('pipeline_id')}", run_id),
+                Op("check", ACTIVE_PK, self.ns + run_id, if_absent=True),  # never a run that is going on
+            ])
+        except TransactionError:
+            return False
+        for item in list(self.store.query_all(pk, page_size=500)):
+            self.store.delete(pk, item.sk)
+        return True
 
     def iter_runs(self) -> Iterator[dict[str, Any]]:
         cursor = None

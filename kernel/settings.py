@@ -110,6 +110,8 @@ class Settings:
     model: str | None = setting("FM_MODEL", None, "model for FM_PROVIDER when the stage names none", owner="ai_nodes")
     record: str | None = setting("FM_RECORD", None, "cassette file to record every model call into", owner="kernel")
     replay: str | None = setting("FM_REPLAY", None, "cassette file to answer model calls from", owner="kernel")
+    run_retention_days: float | None = setting("FM_RUN_RETENTION_DAYS", None, "finished runs expire this many days after they end (unset: kept until `fm runs prune`)", owner="kernel", parse=_float, minimum=0)
+    run_retention_failed_days: float | None = setting("FM_RUN_RETENTION_FAILED_DAYS", None, "failed runs expire after this many days instead (unset: FM_RUN_RETENTION_DAYS)", owner="kernel", parse=_float, minimum=0)
     env_allowlist: tuple[str, ...] = setting("FM_ENV_ALLOWLIST", (), "environment names pipelines may read as {{env.NAME}} (FM_VAR_* always)", owner="kernel", parse=_names)
     # -- HTTP API (fm serve, the Lambda API) --
     max_body_bytes: int = setting("FM_MAX_BODY_BYTES", 1024 * 1024, "largest request body the API reads, else 413", owner="http_api", parse=_int, minimum=1)

@@ -33,13 +33,22 @@ def add_auth_commands(app: Any) -> None:
         typer.echo(f"new signing key {key.kid} ({key.alg}); previous keys now only verify")
 
     @auth_app.command("keys")
-    def keys(store: str = store_opt) -> None:
+    def keys(store: str = store_opt, as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
         """List signing key ids (never the key material)."""
+        import json
+
         ring = service(store).keys
+        rows = []
         for kid in ring.kids():
             key = ring.verifying_key(kid)
-            state = "retired" if key and key.retired_at else "signing"
-            typer.echo(f"{kid}  {key.alg if key else '?'}  {state}")
+            rows.append({"kid": kid, "alg": key.alg if key else None,
+                         "state": "retired" if key and key.retired_at else "signing"})
+        if as_json:
+            typer.echo(json.dumps(rows, indent=2))
+        elif not rows:
+            typer.echo("no signing keys yet; `fm auth rotate-keys` makes the first", err=True)
+        for row in [] if as_json else rows:
+            typer.echo(f"{row['kid']}  {row['alg'] or '?'}  {row['state']}")
 
     @auth_app.command("create-user")
     def create_user(
@@ -48,12 +57,14 @@ def add_auth_commands(app: Any) -> None:
         store: str = store_opt,
     ) -> None:
         """Create a user and their organization; the password is asked for, never passed as an argument."""
+        import bcrypt  # noqa: F401 - before the prompt: a missing auth extra is said before asking anything
+
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
-        from flowmason.kernel.errors import FlowMasonError
+        from flowmason.kernel.errors import ExitCode, FlowMasonError
 
         try:
             made = service(store).register(email, password, org_name)
         except FlowMasonError as exc:
             typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from None
+            raise typer.Exit(ExitCode.USAGE) from None  # a refused email or password: the input
         typer.echo(f"user {made['user_id']} owns organization {made['org_id']}")

@@ -32,6 +32,7 @@ from .base import (
     provider_error,
     retry_after_seconds,
     fm_setting,
+    is_loopback,
     setting,
     shared_client,
     with_retries,
@@ -79,7 +80,7 @@ class AnthropicProvider:
         self.default_model = str(setting(settings, "default_model", "ANTHROPIC_MODEL", self.default_model))
         self.timeout_s = float(fm_setting(settings, "timeout_s", "llm_timeout_s"))
         self.retry = RetryPolicy.from_settings(settings)
-        self.prices = load_prices(settings)
+        self.prices = load_prices(settings, local=is_loopback(self.base_url))
         self.max_connections = int(fm_setting(settings, "max_connections", "llm_max_connections"))
         self.shards = client_shards(settings)
 

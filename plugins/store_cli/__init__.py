@@ -26,6 +26,7 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable, TextIO
 
+from flowmason.kernel.errors import ExitCode
 from flowmason.kernel.plugins import hookimpl
 
 _FIELDS = {"pk", "sk", "data", "version", "expires_at"}
@@ -143,7 +144,7 @@ def fm_register_commands(app):
                 "(each line is an object from `fm store export`) and run the import again",
                 err=True,
             )
-            raise typer.Exit(2)
+            raise typer.Exit(ExitCode.USAGE)
         with open_store(_store_url(to)) as store:
             restore = getattr(store, "restore", None)
             if restore is not None:
@@ -154,20 +155,27 @@ def fm_register_commands(app):
         typer.echo(f"imported {written} item(s) into {store.url}", err=True)
 
     @store_app.command("migrate")
-    def migrate(check: bool = typer.Option(False, "--check", help="Only report; exit 1 if an upgrade is due.")) -> None:
+    def migrate(check: bool = typer.Option(False, "--check", help="Only report; exit 1 if an upgrade is due."),
+                as_json: bool = typer.Option(False, "--json", help="With --check: print the versions as JSON.")) -> None:
         """Upgrade an older store to this FlowMason's schema (or refuse a newer one)."""
         url = _store_url(None)
         if url.startswith("sqlite:"):  # open without the automatic upgrade, to report what it was
             url += ("&" if "?" in url else "?") + "migrate=0"
         with open_store(url) as store:
             if not hasattr(store, "migrate"):
-                typer.echo(f"{store.url}: this backend has no schema versions")
+                typer.echo(json.dumps({"url": store.url, "schema_version": None}) if as_json
+                           else f"{store.url}: this backend has no schema versions")
                 return
             current, latest = store.schema_version(), store.latest_schema_version
+            if check and as_json:
+                typer.echo(json.dumps({"url": store.url, "schema_version": current, "latest": latest}))
+                if current < latest:
+                    raise typer.Exit(ExitCode.FAILED)
+                return
             if check:
                 if current < latest:
                     typer.echo(f"{store.url}: schema version {current}; run `fm store migrate` to upgrade to {latest}")
-                    raise typer.Exit(1)
+                    raise typer.Exit(ExitCode.FAILED)
                 typer.echo(f"{store.url}: schema version {current} is current")
                 return
             before, after = store.migrate()

@@ -27,8 +27,11 @@ def test_complete_sends_the_messages_request_and_reads_usage(llm_env):
     assert c.text == "Echo: name three owls"
     assert c.model == "claude-sonnet-4-6"
     assert c.input_tokens > 0 and c.output_tokens == 4
-    # sonnet: $3 / $15 per million tokens
-    assert c.cost_usd == pytest.approx((c.input_tokens * 3 + c.output_tokens * 15) / 1e6)
+    assert c.cost_usd == 0.0  # ANTHROPIC_BASE_URL is on loopback: not the hosted price
+    from flowmason.plugins.providers.anthropic import AnthropicProvider
+
+    # the hosted endpoint, sonnet: $3 / $15 per million tokens
+    assert AnthropicProvider({"base_url": "https://api.anthropic.com"}).prices["claude-sonnet"] == (3.0, 15.0)
     path, headers, body = llm_env.requests[-1]
     assert path == "/v1/messages"
     assert KEY in (headers.get("x-api-key") or headers.get("authorization", ""))
