@@ -14,6 +14,7 @@ from typing import Any
 
 from flowmason.kernel.components import control_flow
 from flowmason.kernel.errors import FlowMasonError, StageError
+from flowmason.kernel.outputs import any_value, f, obj
 from flowmason.kernel.plugins import hookimpl
 
 
@@ -50,6 +51,12 @@ def _truthy(ctx, key: str, expr_key: str) -> Any:
         "true_branch_stages": {"type": "array", "items": {"type": "string"}},
         "false_branch_stages": {"type": "array", "items": {"type": "string"}},
     }},
+    output_schema=obj("Which branch ran.", {
+        "branch_taken": f("string", "'true' or 'false'"),
+        "condition_value": any_value("the condition as evaluated"),
+        "condition_result": f("boolean", "its truth value"),
+        "data": any_value("the `pass_data` config, handed on"),
+    }),
 )
 def conditional(ctx) -> dict[str, Any]:
     cfg = ctx.config
@@ -75,6 +82,14 @@ def conditional(ctx) -> dict[str, Any]:
         "routes": {"type": "object", "additionalProperties": {"type": ["array", "string"]}},
         "default_route": {"type": ["array", "string"]},
     }},
+    output_schema=obj("Which route ran.", {
+        "route_taken": f("string", "the matching route's name, or 'default'"),
+        "original_value": any_value("the value routed on"),
+        "matched_value": f(["string", "null"], "the route name it matched (null: default)"),
+        "stages_to_execute": f("array", "stage ids of the route taken", items={"type": "string"}),
+        "stages_to_skip": f("array", "stage ids of the other routes, skipped", items={"type": "string"}),
+        "data": any_value("the `pass_data` config, handed on"),
+    }),
 )
 def router(ctx) -> dict[str, Any]:
     cfg = ctx.config
@@ -117,6 +132,18 @@ def router(ctx) -> dict[str, Any]:
         "collect_results": {"type": "boolean"},
         "break_on_error": {"type": "boolean"},
     }},
+    lazy_names=lambda settings: [str(settings.get("item_variable") or "item"), str(settings.get("index_variable") or "index"),
+                                 "item", "index"],
+    output_schema=obj("The loop's results.", {
+        "broken": f("boolean", "a break-loop stage stopped the loop"),
+        "break_result": any_value("the `result` of the break-loop that fired (null if none)"),
+        "results": f("array", "the last loop stage's output per item, in item order (empty without collect_results)"),
+        "total_items": f("integer", "items given"),
+        "processed_items": f("integer", "items run without error"),
+        "skipped_items": f("integer", "items left out by filter_expression"),
+        "errors": f("array", "{index, error} per failed item (break_on_error: false)", items={"type": "object"}),
+        "is_complete": f("boolean", "the loop ran to its end"),
+    }),
 )
 async def foreach(ctx) -> dict[str, Any]:
     cfg = ctx.config
@@ -199,6 +226,18 @@ async def foreach(ctx) -> dict[str, Any]:
         "finally_stages": {"type": "array", "items": {"type": "string"}},
         "max_retries": {"type": "integer", "minimum": 0, "maximum": 10},
     }},
+    output_schema=obj("How the try went.", {
+        "status": f("string", "'success' or 'recovered'"),
+        "error_occurred": f("boolean", "the try stages failed (after max_retries)"),
+        "error_message": f(["string", "null"], "the failure's message"),
+        "error_type": f(["string", "null"], "the failure's error class"),
+        "error_stage": f(["string", "null"], "the stage that failed (present when one did)"),
+        "recovered": f("boolean", "the catch stages ran and succeeded"),
+        "try_result": any_value("the last try stage's output"),
+        "catch_result": any_value("the last catch stage's output"),
+        "data": any_value("the `pass_data` config, handed on"),
+    }, required=["status", "error_occurred", "error_message", "error_type", "recovered", "try_result",
+                 "catch_result", "data"]),
 )
 async def trycatch(ctx) -> dict[str, Any]:
     cfg = ctx.config
@@ -240,7 +279,14 @@ async def trycatch(ctx) -> dict[str, Any]:
     config_schema={"type": "object", "properties": {
         "pipeline_id": {"type": "string"}, "pipeline": {"type": ["string", "object"]},
         "input_data": {"type": "object"}, "on_error": {"type": "string", "enum": ["fail", "default", "continue"]},
-    }},
+    }, "anyOf": [{"required": ["pipeline_id"]}, {"required": ["pipeline"]}, {"required": ["pipeline_path"]}]},
+    pipeline_refs=("pipeline", "pipeline_path", "pipeline_id"),
+    output_schema=obj("The child run.", {
+        "pipeline_id": f(["string", "null"], "the pipeline that ran"),
+        "status": f("string", "'completed' or 'failed' (on_error: default/continue)"),
+        "result": any_value("open-ended: the child pipeline's output"),
+        "error": f(["string", "null"], "the child's error when it failed"),
+    }),
 )
 async def subpipeline(ctx) -> dict[str, Any]:
     cfg = ctx.config
@@ -266,6 +312,12 @@ async def subpipeline(ctx) -> dict[str, Any]:
     "return",
     description="End the run early with a value when the condition holds.",
     lazy=("condition_expression",),
+    output_schema=obj("When the condition does not hold (otherwise the run ends with return_value).", {
+        "should_return": f("boolean", "false: the run goes on"),
+        "return_value": f("null", "null"),
+        "message": any_value("the `message` config"),
+        "status": f("string", "'continued'"),
+    }),
 )
 def return_early(ctx) -> dict[str, Any]:
     cfg = ctx.config
@@ -286,6 +338,11 @@ def _skip_rest_of_iteration(ctx) -> None:
     "break-loop",
     description="Inside a foreach body: stop the loop (no further items) when the condition holds.",
     lazy=("condition_expression",),
+    output_schema=obj("Whether it broke the loop.", {
+        "broken": f("boolean", "the condition held: no further items start"),
+        "result": any_value("the `result` config when broken (the foreach's break_result)"),
+        "message": any_value("the `message` config when broken"),
+    }),
 )
 def break_loop(ctx) -> dict[str, Any]:
     if _truthy(ctx, "condition", "condition_expression"):
@@ -298,6 +355,10 @@ def break_loop(ctx) -> dict[str, Any]:
     "continue-loop",
     description="Inside a foreach body: skip the rest of this item's stages when the condition holds.",
     lazy=("condition_expression",),
+    output_schema=obj("Whether it skipped the rest of the item.", {
+        "continued": f("boolean", "the condition held: this item's later stages are skipped"),
+        "message": any_value("the `message` config when continued"),
+    }),
 )
 def continue_loop(ctx) -> dict[str, Any]:
     if _truthy(ctx, "condition", "condition_expression"):

@@ -39,6 +39,8 @@ from typing import TYPE_CHECKING, Any
 
 from flowmason.kernel.errors import StageError
 
+from flowmason.kernel.outputs import any_value, f, obj
+
 from ._common import config_error, core_operator, network_reason, safe_url
 
 DEFAULT_MAX_RESPONSE_BYTES = 10 * 1024 * 1024
@@ -95,17 +97,14 @@ CONFIG_SCHEMA: dict[str, Any] = {
     },
 }
 
-OUTPUT_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "status_code": {"type": "integer"},
-        "headers": {"type": "object"},
-        "body": {},
-        "elapsed_ms": {"type": "integer"},
-        "success": {"type": "boolean"},
-        "url": {"type": "string"},
-    },
-}
+OUTPUT_SCHEMA: dict[str, Any] = obj("The response.", {
+    "status_code": f("integer", "HTTP status code (a 4xx/5xx is an output, not a failure, unless raise_for_status)"),
+    "headers": f("object", "response headers, name -> value", additionalProperties={"type": "string"}),
+    "body": any_value("the body: decoded JSON when the response is JSON (or looks like it), else text"),
+    "elapsed_ms": f("integer", "time to the last byte, in milliseconds"),
+    "success": f("boolean", "true for a 2xx status"),
+    "url": f("string", "the final URL after redirects (credentials removed)"),
+})
 
 
 def timeout_seconds(cfg: dict[str, Any]) -> float:
