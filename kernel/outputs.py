@@ -8,7 +8,7 @@ false``, no ``properties``, a ``{}``) is open-ended and no reference into
 it is refused: a passthrough, an HTTP body, whatever a template renders.
 
 ``obj`` and ``any_value`` build the schemas the built-in components
-declare; ``missing_field`` walks a reference path through a schema and
+declare (``described`` adds descriptions to a config schema's fields); ``missing_field`` walks a reference path through a schema and
 names the first field that cannot exist; ``fields`` lists a schema's
 fields for ``fm schema --component``.
 """
@@ -41,6 +41,15 @@ def obj(description: str, fields: dict[str, dict[str, Any]], *, required: Iterab
     if closed:
         out["additionalProperties"] = False
     return out
+
+
+def described(schema: dict[str, Any], descriptions: dict[str, str]) -> dict[str, Any]:
+    """``schema`` with a description on each named config field (a field not listed yet accepts any value)."""
+    props = schema.setdefault("properties", {})
+    for name, text in descriptions.items():
+        sub = props.get(name)
+        props[name] = {**(sub if isinstance(sub, dict) else {}), "description": text}
+    return schema
 
 
 def is_closed(schema: Any) -> bool:

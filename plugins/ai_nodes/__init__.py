@@ -17,20 +17,21 @@ from typing import Any
 
 from flowmason.kernel.components import node
 from flowmason.kernel.errors import ConfigError
-from flowmason.kernel.outputs import any_value, f, obj
+from flowmason.kernel.outputs import any_value, described, f, obj
 from flowmason.kernel.plugins import hookimpl
 
 from .llm import Answer, ask
 
 _TEXT_OR_LIST = {"anyOf": [{"type": "string"}, {"type": "array"}, {"type": "null"}]}
 _COMMON = {
-    "system_prompt": {"type": ["string", "null"]},
-    "temperature": {"type": ["number", "string", "null"]},
-    "max_tokens": {"type": ["integer", "string", "null"]},
-    "stop_sequences": {"type": ["array", "null"]},
-    "output_schema": {"type": ["object", "null"]},
-    "stream": {"type": ["boolean", "null"]},
-    "model": {"type": ["string", "null"]},
+    "system_prompt": {"type": ["string", "null"], "description": "instructions added to the node's own system prompt"},
+    "temperature": {"type": ["number", "string", "null"], "description": "sampling temperature (each node has a default)"},
+    "max_tokens": {"type": ["integer", "string", "null"], "description": "most tokens in the reply"},
+    "stop_sequences": {"type": ["array", "null"], "description": "strings that end the reply"},
+    "output_schema": {"type": ["object", "null"],
+                      "description": "a JSON Schema the reply must match: parsed, checked, repaired once; in `data`"},
+    "stream": {"type": ["boolean", "null"], "description": "stream tokens as events (default: when the run is observed)"},
+    "model": {"type": ["string", "null"], "description": "the model (default: the provider's)"},
 }
 
 
@@ -132,7 +133,9 @@ def _meta(answer: Answer) -> dict[str, Any]:
 # -- generator --
 
 @node("generator", category="ai", description="Generate text from a prompt with an LLM",
-      config_schema=_schema(["prompt"], prompt={"type": "string"}, output_format={"type": ["string", "null"]}),
+      config_schema=_schema(["prompt"], prompt={"type": "string", "description": "what to ask the model"},
+                            output_format={"type": ["string", "null"],
+                                           "description": "'json' parses the reply into `data`; other text is a format hint"}),
       output_schema=GENERATOR_OUT[0], output_for=GENERATOR_OUT[1])
 async def generator(ctx):
     prompt = _text(_need(ctx, "prompt"))
@@ -180,8 +183,12 @@ CRITIC_OUT = _output("The evaluation.", {
 
 @node("critic", category="ai", description="Evaluate content against criteria and give structured feedback",
       output_schema=CRITIC_OUT[0], output_for=CRITIC_OUT[1],
-      config_schema=_schema(["content"], content={}, criteria=_TEXT_OR_LIST, context={}, rubric={"type": ["object", "null"]},
-                            strict_mode={"type": ["boolean", "null"]}, threshold={"type": ["number", "null"]}))
+      config_schema=described(_schema(["content"], content={}, criteria=_TEXT_OR_LIST, context={},
+                                      rubric={"type": ["object", "null"]}, strict_mode={"type": ["boolean", "null"]},
+                                      threshold={"type": ["number", "null"]}), {
+          "content": "the content to evaluate", "criteria": "what to judge it on (text or a list)",
+          "context": "background for the evaluator", "rubric": "criterion -> what it means",
+          "strict_mode": "apply strict standards", "threshold": "the score (0-1) needed for passes_threshold"}))
 async def critic(ctx):
     content = _text(_need(ctx, "content"))
     cfg = ctx.config
@@ -254,8 +261,11 @@ IMPROVER_OUT = _output("The improved content.", {
 
 @node("improver", category="ai", description="Improve content using feedback",
       output_schema=IMPROVER_OUT[0], output_for=IMPROVER_OUT[1],
-      config_schema=_schema(["content"], content={}, feedback={}, instructions={}, improvements=_TEXT_OR_LIST,
-                            preserve_aspects=_TEXT_OR_LIST, improvement_focus={}))
+      config_schema=described(_schema(["content"], content={}, feedback={}, instructions={}, improvements=_TEXT_OR_LIST,
+                                      preserve_aspects=_TEXT_OR_LIST, improvement_focus={}), {
+          "content": "the content to improve", "feedback": "what a critic said (e.g. {{upstream.review.feedback}})",
+          "instructions": "further instructions", "improvements": "specific changes to make",
+          "preserve_aspects": "what must not change", "improvement_focus": "the main thing to improve"}))
 async def improver(ctx):
     content = _text(_need(ctx, "content"))
     cfg = ctx.config
@@ -324,9 +334,13 @@ SYNTHESIZER_OUT = _output("The synthesis.", {
 
 @node("synthesizer", category="ai", description="Combine several inputs into one coherent output",
       output_schema=SYNTHESIZER_OUT[0], output_for=SYNTHESIZER_OUT[1],
-      config_schema=_schema([], inputs={"type": ["array", "null"]}, sources={"type": ["array", "null"]},
-                            synthesis_strategy={"type": ["string", "null"]}, context={}, instructions={},
-                            output_format={}, preserve_sources={}, max_length={}))
+      config_schema=described(_schema([], inputs={"type": ["array", "null"]}, sources={"type": ["array", "null"]},
+                                      synthesis_strategy={"type": ["string", "null"]}, context={}, instructions={},
+                                      output_format={}, preserve_sources={}, max_length={}), {
+          "inputs": "the texts to combine (strings or {label, content})", "sources": "the same as inputs (older name)",
+          "synthesis_strategy": "integrate (default), summarize, compare, consensus or best_of",
+          "context": "background", "instructions": "further instructions", "output_format": "the shape of the result",
+          "preserve_sources": "attribute statements to their sources", "max_length": "target length in words"}))
 async def synthesizer(ctx):
     cfg = ctx.config
     sources = _items(cfg.get("inputs") if cfg.get("inputs") not in (None, []) else cfg.get("sources"))
@@ -400,9 +414,13 @@ def _selector_output(settings: dict[str, Any]) -> dict[str, Any]:
 
 @node("selector", category="ai", description="Choose the best of several candidates",
       output_schema=_SELECTOR_DECLARED, output_for=_selector_output,
-      config_schema=_schema([], candidates={"type": ["array", "null"]}, options={"type": ["array", "null"]},
-                            criteria=_TEXT_OR_LIST, context={}, selection_mode={"type": ["string", "null"]},
-                            top_n={}))
+      config_schema=described(_schema([], candidates={"type": ["array", "null"]}, options={"type": ["array", "null"]},
+                                      criteria=_TEXT_OR_LIST, context={}, selection_mode={"type": ["string", "null"]},
+                                      top_n={}), {
+          "candidates": "the options to choose from (strings or {label, content})",
+          "options": "the same as candidates (older name)", "criteria": "what to judge them on",
+          "context": "background", "selection_mode": "best (default), top_n or rank_all",
+          "top_n": "how many to keep in top_n mode"}))
 async def selector(ctx):
     cfg = ctx.config
     raw = cfg.get("candidates") if cfg.get("candidates") not in (None, []) else cfg.get("options")

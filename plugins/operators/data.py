@@ -32,7 +32,7 @@ from typing import Any
 
 from flowmason.kernel.errors import StageError, TemplateError
 
-from flowmason.kernel.outputs import any_value, f, obj, template_shape
+from flowmason.kernel.outputs import any_value, described, f, obj, template_shape
 
 from ._common import config_error, core_operator, get_path
 
@@ -52,6 +52,16 @@ JSON_TRANSFORM_SCHEMA: dict[str, Any] = {
         "parse_json_strings": {"type": "boolean"},
     },
 }
+
+described(JSON_TRANSFORM_SCHEMA, {
+    "data": JSON_TRANSFORM_SCHEMA["properties"]["data"]["description"],
+    "template": JSON_TRANSFORM_SCHEMA["properties"]["template"]["description"] + "; the output is the rendered value",
+    "jmespath_expression": "a JMESPath query over data (https://jmespath.org); output {result, ...}",
+    "defaults": "with mapping: output field -> value when its path is missing",
+    "flatten": "flatten nested data to dotted keys (a.b, items[0])",
+    "exclude_fields": "with mapping: output fields to drop",
+    "parse_json_strings": "parse data given as a JSON string (default true)",
+})
 
 _CODE_BLOCK = re.compile(r"```(?:json)?\s*([\s\S]*?)```")
 
@@ -175,6 +185,11 @@ FILTER_SCHEMA: dict[str, Any] = {
     },
 }
 
+described(FILTER_SCHEMA, {
+    "data": "the data to test", "filter_mode": "pass_fail (default) or filter_array (keep matching list items)",
+    "invert": "pass when the condition does not hold", "pass_if_missing": "pass when the condition cannot be evaluated",
+})
+
 _DATA_NAME = re.compile(r"(?<![\w.'\"])data\b")
 
 
@@ -270,6 +285,13 @@ LOOP_SCHEMA: dict[str, Any] = {
 }
 
 
+described(LOOP_SCHEMA, {
+    "items": "the list to split", "batch_size": "items per batch (default 1)",
+    "max_iterations": "at most this many batches", "start_index": "skip the items before this one",
+    "include_metadata": "add metadata to the output (default true)",
+})
+
+
 @core_operator(
     "loop",
     "Split a list into batches (batch_size, start_index, max_iterations); foreach runs stages per item.",
@@ -314,6 +336,14 @@ SCHEMA_VALIDATE_SCHEMA: dict[str, Any] = {
         "check_formats": {"type": "boolean", "description": "assert `format` (uri, email, ...); off by default, as before"},
     },
 }
+
+described(SCHEMA_VALIDATE_SCHEMA, {
+    "data": "the data to check", "schema": "the JSON Schema (json_schema: the same)",
+    "json_schema": "the JSON Schema (schema: the same)",
+    "coerce_types": "nudge strings and numbers to the schema's types first",
+    "collect_all_errors": "accepted for old files: the first error is reported",
+})
+
 
 def coerce(value: Any, schema: Any) -> Any:
     """Nudge strings/numbers towards the schema's types before validating (the earlier `coerce_types`)."""
@@ -387,6 +417,11 @@ MERGE_SCHEMA: dict[str, Any] = {
 }
 
 
+described(MERGE_SCHEMA, {
+    "inputs": "the same as sources (older name)", "strategy": "deep (default), shallow, or concat (lists)",
+})
+
+
 def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in extra.items():
@@ -433,6 +468,12 @@ TEXT_TEMPLATE_SCHEMA: dict[str, Any] = {
         "strip": {"type": "boolean"},
     },
 }
+
+
+described(TEXT_TEMPLATE_SCHEMA, {
+    "template": "text with {{...}} templates", "values": TEXT_TEMPLATE_SCHEMA["properties"]["values"]["description"],
+    "strip": "trim whitespace around the result",
+})
 
 
 def _template_names(settings: dict[str, Any]) -> list[str]:

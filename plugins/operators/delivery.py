@@ -25,7 +25,7 @@ from typing import Any
 
 from flowmason.kernel.errors import StageError
 
-from flowmason.kernel.outputs import f, obj
+from flowmason.kernel.outputs import described, f, obj
 
 from ._common import config_error, core_operator, network_reason, safe_url
 from .http import Blocked, TooLarge, send
@@ -58,6 +58,14 @@ OUTPUT_ROUTER_SCHEMA: dict[str, Any] = {
         "fail_on_error": {"type": "boolean"},
     },
 }
+
+
+described(OUTPUT_ROUTER_SCHEMA, {
+    "data": "what to deliver", "destinations": "[{type: webhook, config: {url, method, headers}, payload_template, ...}]",
+    "is_error": "deliver to the destinations marked on_error", "error_message": "the error, for error deliveries",
+    "metadata": "sent with the data", "parallel": "deliver to all at once (default true)",
+    "fail_on_error": "fail the stage when a delivery fails (default false)",
+})
 
 
 async def _webhook(dest: dict[str, Any], payload: Any) -> dict[str, Any]:
@@ -222,6 +230,14 @@ ERROR_ROUTER_SCHEMA: dict[str, Any] = {
         "include_stack_trace": {"type": "boolean"},
     },
 }
+
+
+described(ERROR_ROUTER_SCHEMA, {
+    "error_type": "a label for the error (default ERROR)", "error_message": "the error to report",
+    "stage_id": "the stage that failed", "pipeline_id": "default: this pipeline", "run_id": "default: this run",
+    "destinations": "where to send it (as output-router)", "severity": "critical, error (default), warning or info",
+    "include_stack_trace": "accepted for old files",
+})
 
 
 @core_operator(

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from flowmason.kernel.errors import StageError
 
-from flowmason.kernel.outputs import any_value, f, obj
+from flowmason.kernel.outputs import any_value, described, f, obj
 
 from ._common import config_error, core_operator, network_reason, safe_url
 
@@ -96,6 +96,16 @@ CONFIG_SCHEMA: dict[str, Any] = {
         "response_type": {"type": "string", "enum": ["auto", "json", "text"]},
     },
 }
+
+described(CONFIG_SCHEMA, {
+    "method": "GET (default), POST, PUT, DELETE, PATCH, HEAD or OPTIONS",
+    "headers": "request headers, name -> value", "params": "query parameters, name -> value",
+    "query_params": "the same as params (older name)", "timeout_ms": "timeout in milliseconds (default 30 s)",
+    "max_response_bytes": "a larger body fails the stage (default 10 MiB)",
+    "follow_redirects": "follow redirects (default true)", "verify_ssl": "check the server's certificate (default true)",
+    "raise_for_status": "fail the stage on a 4xx/5xx status (default false: success is false)",
+    "response_type": "auto (default: JSON when it says or looks so), json or text",
+})
 
 OUTPUT_SCHEMA: dict[str, Any] = obj("The response.", {
     "status_code": f("integer", "HTTP status code (a 4xx/5xx is an output, not a failure, unless raise_for_status)"),

@@ -22,7 +22,7 @@ from typing import Any
 
 from flowmason.kernel.errors import StageError
 
-from flowmason.kernel.outputs import any_value, f, obj
+from flowmason.kernel.outputs import any_value, described, f, obj
 
 from ._common import config_error, core_operator, get_path
 
@@ -41,6 +41,13 @@ VARIABLE_SET_SCHEMA: dict[str, Any] = {
         "scope": {"type": "string", "description": "accepted for old files; variables are always run-scoped"},
     },
 }
+
+
+described(VARIABLE_SET_SCHEMA, {
+    "name": "one variable's name", "value": "its value", "variables": "name -> value, to set several",
+    "values": "the same as variables (older name)", "extract_path": VARIABLE_SET_SCHEMA["properties"]["extract_path"]["description"],
+    "overwrite": "replace a variable already set (default true)", "scope": "accepted for old files; variables are run-scoped",
+})
 
 
 @core_operator(
@@ -98,6 +105,11 @@ VARIABLE_GET_SCHEMA: dict[str, Any] = {
 }
 
 
+described(VARIABLE_GET_SCHEMA, {
+    "name": "the variable to read", "names": "several variables to read", "default": "the value of a variable not set",
+})
+
+
 @core_operator(
     "variable-get",
     "Read run-scoped variables set by variable-set (name -> value; names -> variables).",
@@ -151,6 +163,13 @@ LOGGER_SCHEMA: dict[str, Any] = {
 }
 
 
+described(LOGGER_SCHEMA, {
+    "message": "what to log", "level": "debug, info (default), warning, error or critical",
+    "data": "data logged with it", "tags": "name -> value labels", "passthrough": "a value handed on in the output",
+    "emit_to_trace": "accepted for old files: every log line is an event",
+})
+
+
 @core_operator(
     "logger",
     "Log a message (with data and tags) to the run's event stream; outputs what it logged.",
@@ -197,6 +216,12 @@ DELAY_SCHEMA: dict[str, Any] = {
         "passthrough": {},
     },
 }
+
+
+described(DELAY_SCHEMA, {
+    "ms": "milliseconds to wait", "duration_ms": "the same as ms", "seconds": "seconds to wait",
+    "passthrough": "a value handed on in the output",
+})
 
 
 @core_operator(

@@ -13,7 +13,7 @@ from flowmason.kernel.outputs import fields
 FM = [sys.executable, "-m", "flowmason.kernel.cli"]
 
 
-def test_every_builtin_component_declares_its_output_with_descriptions():
+def test_every_builtin_component_declares_its_config_and_output_with_descriptions():
     plugins.reset()
     comps = plugins.get_registry().components
     assert len(comps) >= 26
@@ -25,6 +25,10 @@ def test_every_builtin_component_declares_its_output_with_descriptions():
             continue
         for alt in schema.get("anyOf") or [schema]:
             undescribed += [f"{name}.{row['name']}" for row in fields(alt) if not row["description"]]
+        undescribed += [f"{name} config.{row['name']}" for row in fields(comp.config_schema or {})
+                        if not row["description"]]
+        if not comp.config_schema:
+            undescribed.append(f"{name} config")
     assert not undeclared and not undescribed, (undeclared, undescribed)
 
 
