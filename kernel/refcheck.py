@@ -72,7 +72,7 @@ def check_stage(
                     lazy_roots = frozenset(_LAZY_ROOTS | set(comp.names_for(settings)))
                 allowed = lazy_roots
                 if "*" in allowed:  # the component's extra names are known only at run time
-                    names = set()
+                    names = frozenset()
             else:
                 allowed = SCOPE_ROOTS
             for name in names:

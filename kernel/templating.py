@@ -175,6 +175,9 @@ def _lookup(value: Any, key: str) -> Any:
         raise KeyError(key) from None
 
 
+_NONE: frozenset[str] = frozenset()
+
+
 class Expr:
     """One compiled expression (the text between the braces)."""
 
@@ -207,20 +210,20 @@ class Expr:
                 ) from None
             from .refs import analyze
 
-            self._reads = analyze(self._ast)  # also marks the fields that must exist (fm_ref)
+            r = analyze(self._ast)  # also marks the fields that must exist (fm_ref)
+            self._reads = (frozenset(r.names), frozenset(r.functions), tuple(r.paths))
 
     @property
     def root(self) -> str | None:
         return self._path[0] if self._path else None
 
-    def reads(self) -> tuple[set[str], set[str], list[tuple[tuple[str, ...], bool]]]:
+    def reads(self) -> tuple[frozenset[str], frozenset[str], tuple[tuple[tuple[str, ...], bool], ...]]:
         """(names, called functions, (path, lenient) pairs) this expression reads; see kernel/refs.py."""
-        if self._path is not None:
-            return {self._path[0]}, set(), [(self._path, False)]
         r = self._reads
-        if r is None:  # a private name: the sandbox refuses it at run time
-            return set(), set(), []
-        return r.names, r.functions, r.paths
+        if r is None:  # a plain path (made on first use), or a private name the sandbox refuses at run time
+            path = self._path
+            r = self._reads = (frozenset((path[0],)), _NONE, ((path, False),)) if path else (_NONE, _NONE, ())
+        return r
 
     def evaluate(self, scope: Mapping[str, Any]) -> Any:
         if self._path is not None:
