@@ -13,10 +13,11 @@ simpleeval parses it) once, when the template is compiled, and returns
   other than the last, or an ``if`` test, where a missing value is a
   legitimate "not there, use the default" (``{{upstream.a.x or 'none'}}``).
 
-It also marks each attribute step below a stage's output
+It also marks each step below a stage's output
 (``upstream.<stage>.<field>...``) that is not lenient, with the path up to
 it (``node.fm_ref``), so that evaluation can refuse a missing field there
-instead of rendering null. A method call (``upstream.a.get('x')``) ends a
+instead of rendering null (or a bare KeyError), and each step of a lenient
+path (``node.fm_lenient``), where a missing key reads as null. A method call (``upstream.a.get('x')``) ends a
 path: the method is not a field.
 """
 from __future__ import annotations
@@ -71,9 +72,12 @@ def _visit(node: ast.AST, reads: Reads, lenient: bool, bound: frozenset[str]) ->
                 reads.names.add(base.id)
                 path = (base.id, *steps)
                 reads.paths.append((path, lenient))
-                if base.id == "upstream" and not lenient:
+                if lenient:
+                    for step in nodes:
+                        step.fm_lenient = True  # type: ignore[attr-defined]  # `x['k'] or d`: a missing key is None
+                elif base.id == "upstream":
                     for i, step in enumerate(nodes):
-                        if i >= 1 and isinstance(step, ast.Attribute):
+                        if i >= 1:
                             step.fm_ref = path[: i + 2]  # type: ignore[attr-defined]
         else:
             _visit(base, reads, lenient, bound)

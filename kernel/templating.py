@@ -160,6 +160,19 @@ def _get_evaluator():
                 except AttributeError:
                     return None
 
+            def _eval_subscript(self, node):  # type: ignore[override]
+                container = self._eval(node.value)
+                key = self._eval(node.slice)
+                if isinstance(container, Mapping) and isinstance(key, (str, int)) and key not in container:
+                    ref = getattr(node, "fm_ref", None)
+                    if ref is not None:
+                        raise missing_field_error(ref, container)
+                    if getattr(node, "fm_lenient", False):
+                        return None
+                elif container is None and getattr(node, "fm_lenient", False):
+                    return None
+                return container[key]
+
         _evaluator = _Lenient(functions=FUNCTIONS)
     return _evaluator
 

@@ -55,3 +55,12 @@ def test_or_default_and_absent_stages_still_read_null_or_default():
     assert render("{{upstream.later.x}}", {}) is None  # not run (yet)
     assert render("{{upstream.a.get('vaule')}}", {"a": {}}) is None
     assert compile_value("{{input.optional}}")[0]({"input": {}, "upstream": {}}) is None
+
+
+def test_subscripts_follow_the_same_rule():
+    with pytest.raises(TemplateError, match="no field 'vaule'"):
+        render("{{upstream['a']['vaule']}}", {"a": {"value": 1}})
+    assert render("{{upstream['a']['vaule'] or 'd'}}", {"a": {"value": 1}}) == "d"
+    assert render("{{upstream['fetch-data']['body']['n'] + 1}}", {"fetch-data": {"body": {"n": 1}}}) == 2
+    with pytest.raises(TemplateError, match="KeyError"):  # outside a stage's output: a plain KeyError, as before
+        compile_value("{{input['k']}}")[0]({"input": {}, "upstream": {}})
