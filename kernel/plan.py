@@ -5,8 +5,12 @@ Everything that can be decided before a run is decided here, once per
 pipeline, so that the per-stage path does no lookups, parsing or hook
 calls. Validation collects every problem (unknown component, unknown or
 self dependency, cycle, reference to a stage that is not upstream,
-unreachable stage, config that does not match the component's schema)
-with the stage and field it concerns and how to fix it.
+unreachable stage, config that does not match the component's schema,
+required config missing (or none of its aliases, ``anyOf`` of ``required``),
+unknown template names and output fields: kernel/refcheck.py)
+with the stage and field it concerns and how to fix it. In an abstract base
+what a pipeline extending it can supply (a placeholder stage of
+``component_type: "abstract"``, missing required config) is a warning.
 
 Two entry points:
 
