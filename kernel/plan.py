@@ -150,7 +150,7 @@ def _compile(pipeline: Pipeline, components: Mapping[str, Component]) -> Plan:
             f"output_stage_id names unknown stage '{pipeline.output_stage_id}'", fld="output_stage_id",
             hint="set it to the id of the stage whose output is the pipeline's result",
         )
-    plans = _stage_plans(pipeline, settings, comps, deps, owner, gate, problems)
+    plans = _stage_plans(pipeline, ids, settings, comps, deps, owner, gate, problems)
     if problems:
         raise PipelineValidationError(list(problems), pipeline=problems.pipeline)
     plan = _assemble(pipeline, ids, plans, deps, owner)
@@ -433,23 +433,25 @@ def _ancestor_queries(queries: list[tuple[str, str]], deps: dict[str, list[str]]
 # -- per stage: templates and config schemas --
 
 def _stage_plans(
-    pipeline: Pipeline, settings: list[dict[str, Any]], comps: dict[str, Component], deps: dict[str, list[str]],
+    pipeline: Pipeline, ids: dict[str, Stage], settings: list[dict[str, Any]], comps: dict[str, Component],
+    deps: dict[str, list[str]],
     owner: dict[str, str], gate: dict[str, str], problems: _Problems,
 ) -> dict[str, StagePlan]:
     from .refcheck import OutputSchemas, check_stage
 
     plans: dict[str, StagePlan] = {}
     schemas = _Schemas()
-    outputs = OutputSchemas({st.id: st for st in pipeline.stages}, comps,
-                            {st.id: conf for st, conf in zip(pipeline.stages, settings)})
+    outputs = OutputSchemas(ids, comps)
+    eager: list[Any] = []  # one stage's expressions at a time (reused: no two lists per stage)
+    lazy_exprs: list[Any] = []  # its lazy keys' expressions, checked with the names the component adds
     for st, conf in zip(pipeline.stages, settings):
         comp = comps.get(st.id)
         if comp is None:
             continue
         if comp.config_schema:
             _check_config(st, comp, problems.add, conf, schemas)
-        eager: list[Any] = []
-        lazy_exprs: list[Any] = []
+        eager.clear()
+        lazy_exprs.clear()
         try:
             render, lazy = _config_renderer(st, comp, conf, eager, lazy_exprs)
         except TemplateError as exc:
