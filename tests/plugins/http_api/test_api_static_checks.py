@@ -60,3 +60,19 @@ def test_a_field_missing_at_run_time_fails_the_run_naming_stage_and_field(make_s
     assert result["status"] == "failed", result
     assert result["error"]["stage"] == "out" and "'gto'" in result["error"]["message"]
     assert "did you mean 'got'?" in result["error"]["hint"]
+
+
+def test_an_abstract_base_is_saved_and_a_child_that_leaves_its_placeholder_is_refused(make_server):
+    client = make_server()
+    base = {"id": "base", "abstract": True, "stages": [
+        {"id": "extract", "type": "json-transform", "config": {"template": {"rows": "{{input.rows}}"}}},
+        {"id": "transform", "type": "abstract", "depends_on": ["extract"]},
+    ]}
+    assert client.post("/pipelines", json=base).status_code == 201
+    (p,) = refused(client, {"id": "lazy", "extends": "base"})
+    assert p["stage"] == "transform" and p["field"] == "component_type" and "abstract placeholder" in p["message"]
+    child = {"id": "etl", "extends": "base", "overrides": {"transform": {
+        "component_type": "json-transform", "config": {"template": {"n": "{{len(upstream.extract.rows)}}"}}}}}
+    assert client.post("/pipelines", json=child).status_code == 201
+    run = client.post("/runs", json={"pipeline_id": "etl", "inputs": {"rows": [1, 2, 3]}}).json()
+    assert wait_result(client, run["id"])["output"] == {"n": 3}
