@@ -53,7 +53,9 @@ def fm_register_components(register):
         ``@operator``, ``@node``, ``@control_flow``); the component's
         ``name`` is the ``type`` a pipeline stage writes. A second
         component of the same name is a ``PluginError`` naming both
-        plugins.
+        plugins. Its ``output_schema`` (closed with ``additionalProperties:
+        false``; kernel/outputs.py) lets ``fm validate`` refuse references
+        to fields it does not produce.
     """
 
 

@@ -177,9 +177,10 @@ def validate_command(
     for path in paths:
         try:
             runner = Runner()
-            pipeline, _ = runner.load(path)
-            plan = runner.compile(pipeline, runnable=False)
-            report.append({"file": str(path), "ok": True, "stages": len(pipeline.stages), "warnings": plan.warnings, "problems": []})
+            pipeline, loader = runner.load(path)
+            plan = runner.validate(pipeline, loader)
+            report.append({"file": str(path), "ok": True, "stages": len(pipeline.stages), "abstract": pipeline.abstract,
+                           "warnings": plan.warnings, "problems": []})
         except PipelineValidationError as exc:
             bad += 1
             report.append({"file": str(path), "ok": False, "problems": [p.to_dict() for p in exc.problems],
@@ -192,7 +193,8 @@ def validate_command(
     else:
         for entry in report:
             if entry["ok"]:
-                _out(f"ok      {entry['file']} ({entry['stages']} stages)")
+                kind = "abstract base, " if entry["abstract"] else ""
+                _out(f"ok      {entry['file']} ({kind}{entry['stages']} stages)")
                 for w in entry["warnings"]:
                     _out(f"        warning: {w}")
             else:
@@ -204,16 +206,22 @@ def validate_command(
 
 
 def schema_command(
-    component: Optional[str] = typer.Option(None, "--component", help="Print one component's config schema instead."),
+    component: Optional[str] = typer.Option(None, "--component", help="Show one component: its config and output fields."),
+    as_json: bool = typer.Option(False, "--json", help="With --component: the description as JSON."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to this file."),
 ) -> None:
-    """Export the JSON Schema of .pipeline.json files (for editors) or of one component's config."""
+    """Export the JSON Schema of .pipeline.json files (for editors), or show one component's config and output fields."""
     from flowmason.kernel.model import Pipeline
     from flowmason.kernel.plugins import get_registry
 
     reg = get_registry()
     if component:
         comp = reg.component(component)
+        if not as_json and output is None:
+            from .schema_view import component_text
+
+            _out(component_text(comp))
+            return
         doc = comp.describe()
     else:
         doc = Pipeline.model_json_schema()

@@ -84,8 +84,8 @@ def _runner(request: Request) -> Any:
 def _resolve(request: Request, definition: dict[str, Any]) -> Any:
     """Load, resolve and check a submitted definition (an abstract base is valid: pipelines extend it)."""
     runner = _runner(request)
-    pipeline, _ = runner.load(parse_pipeline(definition))
-    runner.compile(pipeline, runnable=False)
+    pipeline, loader = runner.load(parse_pipeline(definition))
+    runner.validate(pipeline, loader)  # sub-pipelines too: they must be saved first
     return pipeline
 
 

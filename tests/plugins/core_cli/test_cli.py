@@ -109,7 +109,7 @@ def test_schema_export(tmp_path):
     assert fm(["schema", "-o", str(out)]).returncode == 0
     schema = json.loads(out.read_text())
     assert "stages" in schema["properties"] and "foreach" in schema["$defs"]["Stage"]["properties"]["component_type"]["examples"]
-    comp = json.loads(fm(["schema", "--component", "foreach"]).stdout)
+    comp = json.loads(fm(["schema", "--component", "foreach", "--json"]).stdout)
     assert "loop_stages" in comp["config_schema"]["required"]
 
 
