@@ -128,7 +128,6 @@ def test_listing_commands_print_json(args):
 
 # commands that act rather than list or show, or whose output is already data
 NO_JSON = {
-    "schema": "prints a JSON Schema",
     "export": "--format json",
     "play": "a terminal animation; `fm export --format json` is its data",
     "serve": "a server", "init": "writes files", "new pipeline": "writes a file", "plugin new": "writes files",
