@@ -41,7 +41,7 @@ STATUS_BY_CODE = {
     "bad_request": 400, "bad_json": 400,
     "unauthorized": 401, "forbidden": 403, "not_found": 404, "method_not_allowed": 405,
     "conflict": 409, "condition_failed": 409, "run_not_finished": 409,
-    "payload_too_large": 413, "item_too_large": 413,
+    "request_timeout": 408, "payload_too_large": 413, "item_too_large": 413,
     "bad_input": 422, "validation": 422, "pipeline_load": 422, "pipeline_invalid": 422,
     "unknown_component": 422, "template": 422, "config": 422,
     "rate_limited": 429,
@@ -169,16 +169,33 @@ def has_scope(identity: dict[str, Any], scope: str) -> bool:
     return bool(scopes & {"*", "admin", scope})
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refusing (413) anything over ``limit`` bytes before reading it all."""
+async def read_body(request: Request, limit: int, timeout: float | None = None) -> bytes:
+    """The request body, refusing (413) anything over ``limit`` bytes before reading it all, and
+    (408) a body still arriving after ``timeout`` seconds (default ``FM_BODY_TIMEOUT_S``): a client
+    that trickles its body must not hold a connection and a worker forever."""
+    import asyncio
+
+    from flowmason.kernel.settings import get_settings
+
     declared = request.headers.get("content-length")
     too_big = ApiError(413, "payload_too_large", f"the request body is larger than {limit} bytes",
                        hint="send a smaller body; pass large data by reference")
     if declared and declared.isdigit() and int(declared) > limit:
         raise too_big
+    timeout = get_settings().body_timeout_s if timeout is None else timeout
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    stream = request.stream().__aiter__()
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        left = deadline - asyncio.get_running_loop().time()
+        try:
+            chunk = await asyncio.wait_for(stream.__anext__(), timeout=max(left, 0.001))
+        except StopAsyncIteration:
+            break
+        except asyncio.TimeoutError:
+            raise ApiError(408, "request_timeout", f"the request body did not arrive within {timeout:g} seconds",
+                           hint="send the whole body at once", headers={"Connection": "close"}) from None
         size += len(chunk)
         if size > limit:
             raise too_big
