@@ -27,16 +27,10 @@ def add_serve_command(app: Any) -> None:
         insecure: bool = typer.Option(False, "--insecure", help="Allow a --host other than loopback with authentication off."),
     ) -> None:
         """Serve the HTTP API (OpenAPI at /openapi.json)."""
-        try:
-            import starlette  # noqa: F401 - checked here so the message names the extra, not a module
-            import uvicorn
-        except ImportError as exc:
-            from flowmason.kernel.errors import ConfigError
+        from flowmason.kernel.errors import require_extra
 
-            raise ConfigError(
-                f"`fm serve` needs the server extra ({exc.name} is not installed)",
-                hint="pip install 'flowmason[server]'",
-            ) from None
+        require_extra(("starlette", "uvicorn"), "server", "`fm serve`")  # the message names the extra, not a module
+        import uvicorn
 
         from flowmason.kernel.plugins import get_registry
         from flowmason.kernel.settings import get_settings

@@ -102,3 +102,11 @@ def test_a_slow_body_gets_408(app, monkeypatch):
         closed, got = _closed_within(sock, 5, b'"pipeline": ' + b" " * 100)
         assert b"408" in got.split(b"\r\n", 1)[0], got[:200]
         assert b"request_timeout" in got
+
+
+def test_fm_serve_without_the_server_extra_names_it():
+    from tests.support.without_extra import run_fm
+
+    done = run_fm(["serve", "--port", "0"], blocked=["uvicorn"])
+    assert done.returncode != 0 and "pip install 'flowmason[server]'" in done.stderr
+    assert "Traceback" not in done.stderr
