@@ -113,7 +113,8 @@ def register_account(request):
 
 def login(request):
     body: LoginIn = request.state.body
-    return get_service(request).login(body.email, body.password, body.org_id).to_dict()
+    client = request.client.host if request.client else "unknown"  # uvicorn set it from trusted proxies only
+    return get_service(request).login(body.email, body.password, body.org_id, client=client).to_dict()
 
 
 def refresh(request):

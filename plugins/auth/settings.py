@@ -16,8 +16,8 @@ FM_ACCESS_TTL              access token lifetime, seconds               3600 (1 
 FM_REFRESH_TTL             refresh token lifetime, seconds              2592000 (30 days)
 FM_BCRYPT_ROUNDS           bcrypt cost                                  12
 FM_PASSWORD_MIN_LENGTH     shortest password accepted                   10
-FM_LOGIN_MAX_FAILURES      failures before lockout                      5
-FM_LOGIN_LOCKOUT           lockout window, seconds                      900
+FM_LOGIN_MAX_FAILURES      free tries per account and client            5
+FM_LOGIN_LOCKOUT           longest backoff between tries, seconds       900
 FM_MAIL                    ``console`` or ``smtp://user:pw@host:port``  console
                            (``?starttls=1&ssl=1&from=addr``)
 FM_PUBLIC_URL              base of links in emails                      http://127.0.0.1:8000
