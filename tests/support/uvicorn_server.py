@@ -1,8 +1,11 @@
 """An ASGI app under a real uvicorn on 127.0.0.1, configured the way ``fm serve`` configures it.
 
 ``serving(app, env)`` starts uvicorn in a thread with ``listen.uvicorn_options``
-built from ``env`` (FM_TRUSTED_PROXIES, FM_HEADER_TIMEOUT_S, ...) and yields
-the base URL; it stops the server afterwards.
+built from ``env`` (FM_TRUSTED_PROXIES, FM_HEADER_TIMEOUT_S, ...) and
+``config`` (more uvicorn.Config keywords, e.g. ``lifespan="off"`` for an app
+a TestClient already started) and yields the base URL; it stops the server
+afterwards. ``client(base, source)`` connects from another loopback address
+(127.0.0.2...), as a second machine would.
 """
 from __future__ import annotations
 
@@ -13,13 +16,13 @@ from typing import Any, Iterator
 
 
 @contextlib.contextmanager
-def serving(app: Any, env: dict[str, str] | None = None) -> Iterator[str]:
+def serving(app: Any, env: dict[str, str] | None = None, **config: Any) -> Iterator[str]:
     import uvicorn
 
     from flowmason.kernel.settings import Settings
     from flowmason.plugins.http_api.listen import uvicorn_options
 
-    options = uvicorn_options(Settings.from_env(env or {}))
+    options = {**uvicorn_options(Settings.from_env(env or {})), **config}
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", **options))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -33,3 +36,10 @@ def serving(app: Any, env: dict[str, str] | None = None) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def client(base: str, source: str = "127.0.0.1", **options: Any) -> Any:
+    """An httpx client whose connections leave from ``source`` (any 127.x address is this machine's)."""
+    import httpx
+
+    return httpx.Client(base_url=base, transport=httpx.HTTPTransport(local_address=source), timeout=30, **options)
