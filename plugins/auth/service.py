@@ -25,6 +25,7 @@ from .mail import mailer_from_url
 from .passwords import PasswordHasher, PasswordPolicy
 from .reset import ResetService
 from .sessions import SessionService, TokenPair
+from .signup import SignupService
 from .settings import AuthSettings
 from .throttle import LoginThrottle
 
@@ -43,9 +44,12 @@ class AuthService:
         self.throttle = LoginThrottle(store, free_tries=settings.login_max_failures, max_wait=settings.login_lockout)
         self.resets = ResetService(store, self.directory, self.hasher, self.policy, self.mailer,
                                    ttl=settings.reset_ttl, public_url=settings.public_url)
+        self.signups = SignupService(store, self.directory, self.hasher, self.policy, self.mailer,
+                                     ttl=settings.reset_ttl, public_url=settings.public_url)
 
     # -- accounts --
     def register(self, email: Any, password: Any, org_name: Any = None) -> dict[str, Any]:
+        """Create an account and its organization now (``fm auth create-user``; the routes go by email link)."""
         email = normalise_email(email)
         self.policy.check(password, email=email)
         uid = self.directory.create_user(email, self.hasher.hash(password))

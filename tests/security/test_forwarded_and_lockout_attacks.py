@@ -48,7 +48,7 @@ def test_forwarded_headers_count_only_from_a_configured_proxy(limited, attacks):
 
 
 def test_wrong_passwords_from_one_client_never_lock_the_owner_out(tmp_path, attacks):
-    settings = AuthSettings(enabled=True, bcrypt_rounds=4)
+    settings = AuthSettings(enabled=True, bcrypt_rounds=4, signup=True)
     with auth_api(f"sqlite:///{tmp_path / 'api.db'}", settings=settings) as api:
         victim = register(api, "victim@example.com")
         with serving(api.app, lifespan="off") as base, client(base, "127.0.0.2") as attacker, \
