@@ -24,6 +24,7 @@ from .keys import KeyRing
 from .mail import mailer_from_url
 from .passwords import PasswordHasher, PasswordPolicy
 from .reset import ResetService
+from .sealing import Sealers
 from .sessions import SessionService, TokenPair
 from .signup import SignupService
 from .settings import AuthSettings
@@ -37,7 +38,8 @@ class AuthService:
         self.hasher = PasswordHasher(settings.bcrypt_rounds)
         self.policy = PasswordPolicy(settings.password_min_length)
         self.directory = Directory(store)
-        self.keys = KeyRing(store, settings.algorithm, keep_for=settings.refresh_ttl)
+        self.keys = KeyRing(store, settings.algorithm, keep_for=settings.refresh_ttl,
+                            sealers=Sealers(kms_key_id=settings.kms_key_id, key_file=settings.key_file))
         self.sessions = SessionService(store, self.keys, settings)
         self.api_keys = ApiKeyService(store, self.directory)
         self.mailer = mailer or mailer_from_url(settings.mail)

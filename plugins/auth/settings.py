@@ -50,6 +50,8 @@ class AuthSettings:
     password_min_length: int = 10
     login_max_failures: int = 5
     login_lockout: int = 900
+    kms_key_id: str | None = None  # KMS key sealing the signing keys; unset: the key file
+    key_file: str | None = None  # local key sealing them (default: signing-keys.key in the data folder)
     signup: bool = False  # anyone may register (by email link); off: admins invite or run `fm auth create-user`
     reset_ttl: int = 24 * 3600
     mail: str = "console"
@@ -76,5 +78,5 @@ class AuthSettings:
             enabled=s.auth, store_url=s.auth_store, algorithm=s.jwt_algorithm, issuer=s.jwt_issuer,
             audience=s.jwt_audience, access_ttl=s.access_ttl, refresh_ttl=s.refresh_ttl, bcrypt_rounds=s.bcrypt_rounds,
             password_min_length=s.password_min_length, login_max_failures=s.login_max_failures,
-            login_lockout=s.login_lockout, signup=s.signup, mail=s.mail, public_url=s.public_url.rstrip("/"),
+            login_lockout=s.login_lockout, signup=s.signup, kms_key_id=s.kms_key_id, key_file=s.key_file, mail=s.mail, public_url=s.public_url.rstrip("/"),
         )
