@@ -21,13 +21,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from .directory import ROLE_SCOPES, normalise_email, outranks
+from .apikeys import MAX_TTL
+from .directory import EMAIL_PATTERN, ROLE_SCOPES, normalise_email, outranks
 from .errors import Forbidden, NotFound, PolicyError, SignupClosed
 from .service import get_service
 
 
 class RegisterIn(BaseModel):
-    email: str = Field(max_length=254)
+    email: str = Field(max_length=254, pattern=EMAIL_PATTERN)
     password: str = Field(max_length=1024)
     org_name: str | None = Field(default=None, max_length=200)
 
@@ -37,7 +38,7 @@ class TokenIn(BaseModel):
 
 
 class InviteIn(BaseModel):
-    email: str = Field(max_length=254)
+    email: str = Field(max_length=254, pattern=EMAIL_PATTERN)
     role: Literal["owner", "admin", "member", "viewer"] = "member"
 
 
@@ -47,7 +48,7 @@ class InviteAcceptIn(BaseModel):
 
 
 class LoginIn(BaseModel):
-    email: str = Field(max_length=254)
+    email: str = Field(max_length=254, pattern=EMAIL_PATTERN)
     password: str = Field(max_length=1024)
     org_id: str | None = Field(default=None, max_length=100)
 
@@ -66,11 +67,11 @@ class TokensOut(BaseModel):
 class ApiKeyIn(BaseModel):
     name: str = Field(min_length=1, max_length=100)
     scopes: list[Literal["read", "run", "admin"]] = Field(min_length=1)
-    expires_in: int | None = Field(default=None, description="seconds; none means no expiry")
+    expires_in: int | None = Field(default=None, ge=60, le=MAX_TTL, description="seconds (60 to 5 years); none means no expiry")
 
 
 class ResetRequestIn(BaseModel):
-    email: str = Field(max_length=254)
+    email: str = Field(max_length=254, pattern=EMAIL_PATTERN)
 
 
 class ResetConfirmIn(BaseModel):
@@ -87,7 +88,7 @@ class SwitchIn(BaseModel):
 
 
 class MemberIn(BaseModel):
-    email: str = Field(max_length=254)
+    email: str = Field(max_length=254, pattern=EMAIL_PATTERN)
     role: Literal["owner", "admin", "member", "viewer"] = "member"
 
 
