@@ -7,8 +7,11 @@ environment) and the store at ``FM_AUTH_STORE`` (else the default store);
 Login throttling (``throttle.py``): per account and client, a few free
 tries, then each further try waits twice as long; nobody can lock an owner
 out from another client. A success clears it for that client, a password
-reset for all. Unknown
-emails spend the same bcrypt time as known ones, whatever the password.
+reset for all. Unknown emails spend the same bcrypt time as known ones,
+whatever the password. Accounts are made by ``register`` (``fm auth
+create-user``) or through email links (``signup.py``: self-registration
+when ``FM_AUTH_SIGNUP=1``, invitations). Signing keys are sealed at rest
+(``sealing.py``).
 """
 from __future__ import annotations
 
