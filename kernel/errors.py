@@ -195,3 +195,19 @@ class StoreUnavailableError(StorageError):
 
     code = "store_unavailable"
     exit_code = ExitCode.SETUP
+
+
+def require_extra(modules: tuple[str, ...], extra: str, what: str, **place: Any) -> None:
+    """Import ``modules`` or raise a ConfigError naming the extra to install (never a bare ImportError).
+
+    Called before anything is asked of the user, so a missing package is the
+    first thing they hear about, with the command that fixes it.
+    """
+    import importlib
+
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            raise ConfigError(f"{what} needs the {extra} extra ({module} is not installed)",
+                              hint=f"pip install 'flowmason[{extra}]'", **place) from None

@@ -698,7 +698,8 @@ class Execution:
         if self.recorder is not None:
             try:
                 seen = self._seen_secrets()
-                if seen:
+                # a stage that held secrets or URLs may have passed them on into the run's output
+                if seen or any(sp.redact for sp in self.plan.stages.values()):
                     from .redaction import mask_strings
 
                     run = run.model_copy(update={"output": mask_strings(run.output, seen), "error": mask_strings(run.error, seen)})

@@ -27,9 +27,10 @@ EXTRAS: tuple[Extra, ...] = (
     Extra("redis", "the redis and hybrid rate limiters (FM_RATELIMIT_BACKEND)", ("redis",)),
     Extra("otel", "OpenTelemetry spans exported over OTLP (FM_TRACING)", ("opentelemetry",)),
     Extra("k8s", "the Kubernetes operator's dependencies", ("kopf", "kubernetes")),
+    Extra("docs", "the interactive API docs page at /docs (Swagger UI served locally, no CDN)", ("swagger_ui",)),
     Extra("nlp", "reserved (installs nothing yet)", ()),
     Extra("dev", "the test tool chain (pytest, moto, playwright, ...)", ("pytest", "playwright", "aiosmtpd")),
-    Extra("all", "anthropic, aws, server, saml, auth, redis and dev together", ()),
+    Extra("all", "anthropic, aws, server, docs, saml, auth, redis and dev together", ()),
 )
 
 

@@ -342,7 +342,7 @@ def fm_register_routes(register):
 
     :param register: ``register(method, path, endpoint, *, name=None,
         auth="read", summary="", request_model=None, response_model=None,
-        status_code=200, tags=[])``.
+        status_code=200, tags=[], query=[])``.
 
         - ``path`` is a starlette path (``/runs/{run_id}``).
         - ``endpoint(request)`` gets a ``starlette.requests.Request``; it is
@@ -363,7 +363,10 @@ def fm_register_routes(register):
           ``None`` on a public route nobody authenticated for; data is
           stored per tenant under ``kernel.runs.namespace(org_id)``.
         - ``response_model``, ``summary``, ``tags`` and ``status_code`` go
-          into the OpenAPI document (``/openapi.json``).
+          into the OpenAPI document (``/openapi.json``), and so does
+          ``query=[...]``: the query parameters the endpoint reads, as
+          OpenAPI parameter objects (``{"name", "in": "query", "required",
+          "description", "schema"}``).
 
         Errors: every error response is ``{"error": {"code", "message",
         "field", "hint"}}`` (plus ``stage``, ``pipeline`` or ``problems``

@@ -20,6 +20,7 @@ import inspect
 from functools import lru_cache
 from typing import Any, AsyncIterator
 
+from flowmason.kernel.errors import require_extra
 from flowmason.kernel.providers import Completion, CompletionRequest, ProviderError
 
 from .base import (
@@ -86,6 +87,8 @@ class AnthropicProvider:
 
     def client(self, request: CompletionRequest) -> Any:
         key = api_key(self.settings, KEY_ENV, self.name, request)
+        require_extra(("anthropic",), "anthropic", f"provider '{self.name}'", stage=request.stage,
+                      pipeline=request.pipeline, field="provider")
 
         def make() -> Any:
             import anthropic

@@ -159,3 +159,19 @@ def test_unknown_provider_lists_the_known_ones(llm_env):
     with pytest.raises(ConfigError) as info:
         resolve_provider("nope")
     assert "anthropic" in info.value.message and "ollama" in info.value.message
+
+
+def test_a_key_without_the_sdk_names_the_extra_not_a_module_error(tmp_path):
+    import json
+    import os
+
+    from tests.support.without_extra import run_fm
+
+    doc = tmp_path / "ai.pipeline.json"
+    doc.write_text(json.dumps({"name": "tagline", "stages": [
+        {"id": "draft", "component_type": "generator", "provider": "anthropic", "config": {"prompt": "a tagline"}}]}))
+    env = {**os.environ, "ANTHROPIC_API_KEY": "sk-dummy", "FM_HOME": str(tmp_path / "home")}
+    done = run_fm(["run", str(doc)], blocked=["anthropic"], env=env)
+    assert done.returncode != 0
+    assert "pip install 'flowmason[anthropic]'" in done.stderr and "stage 'draft'" in done.stderr
+    assert "ModuleNotFoundError" not in done.stderr and "Traceback" not in done.stderr
