@@ -28,7 +28,7 @@ def test_a_missing_auth_extra_is_named_before_anything_is_asked(tmp_path, args, 
 def test_with_the_extra_create_user_and_keys_work(tmp_path):
     env = _env(tmp_path)
     done = run_fm(["auth", "keys"], blocked=["nothing_blocked"], env=env)
-    assert done.returncode == 0 and "no signing keys yet" in done.stdout, done.stderr
+    assert done.returncode == 0 and "no signing keys yet" in done.stderr and not done.stdout, done.stderr
     made = run_fm(["auth", "create-user", "new@example.com"], blocked=["nothing_blocked"], env=env,
                   input="a long enough passphrase\na long enough passphrase\n")
     assert made.returncode == 0 and "owns organization" in made.stdout, made.stderr
