@@ -37,9 +37,11 @@ import json
 import weakref
 from typing import Any, Iterator
 
-from .errors import ItemTooLargeError, NotFoundError, StorageError
+from . import blobs
+from .errors import ItemTooLargeError, NotFoundError, StorageError, ValueNotStoredError
 from .model import Run, RunStatus, StageResult, StageStatus
 from .storage import MAX_ITEM_BYTES, Op, Page, Store
+from .storage_codec import dumps
 
 _SUMMARY_FIELDS = ("id", "pipeline_id", "pipeline_name", "pipeline_version", "status", "created_at",
                    "started_at", "finished_at", "duration_ms", "error")
@@ -55,6 +57,9 @@ _GRAPH_INLINE_CHARS = 64 * 1024
 # the slice is stored as a JSON string, where every quote and backslash doubles: at most 2x
 _GRAPH_SLICE_CHARS = _VALUE_BUDGET // 2
 _GRAPH_PARTS = "graph_parts"
+# the values of a stage result and of a run that may be larger than an item (they go to the blob store)
+_STAGE_VALUES = ("output", "input", "error")
+_RUN_VALUES = ("output", "inputs", "error")
 
 
 DEFAULT_ORG = "default"
@@ -82,13 +87,6 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-def _shrink(value: Any, budget: int) -> Any:
-    text = json.dumps(value, default=str, ensure_ascii=False)
-    if len(text.encode()) <= budget:
-        return value
-    return {"__truncated__": True, "size_bytes": len(text.encode()), "preview": text[: min(4000, budget // 4)]}
-
-
 class RunRepository:
     """Stores runs and stage results; implements the executor's ``Recorder``.
 
@@ -114,6 +112,9 @@ class RunRepository:
         self.group_commit = group_commit
         self._pending: list[tuple[str, str, dict[str, Any]]] = []
         self._flush_scheduled = False
+        # the first value that could not be stored: the run fails with it (see ``stage_recorded``)
+        self.failure: ValueNotStoredError | None = None
+        self._blobs_written: set[str] = set()  # blob keys written by this repository (not written twice)
 
     # -- keys --
     def _run_pk(self, run_id: str) -> str:
@@ -129,11 +130,36 @@ class RunRepository:
         _RECORDING[run.id] = self
 
     def run_finished(self, run: Run) -> None:
+        """Write the final record. A run that would end ``completed`` after one of its values could not be
+        stored is recorded ``failed`` with that error instead, and the error is raised (the executor fails the run)."""
         _RECORDING.pop(run.id, None)
         self.flush()
-        self._write_run(run)
+        failure = self.failure if run.status is RunStatus.COMPLETED else None
+        if failure is not None:
+            run = run.model_copy(update={"status": RunStatus.FAILED, "error": failure.to_dict()})
+        try:
+            self._write_run(run)
+        except ValueNotStoredError as exc:
+            failed = {"status": RunStatus.FAILED, "output": None, "error": exc.to_dict()}
+            try:
+                self._write_run(run.model_copy(update=failed))
+            except ValueNotStoredError:  # the inputs do not fit either
+                self._write_run(run.model_copy(update={**failed, "inputs": {}}))
+            raise
+        if failure is not None:
+            raise failure
 
     def stage_recorded(self, run: Run, result: StageResult) -> None:
+        """Checkpoint one stage result (group-committed, see the class docstring).
+
+        A value that cannot be stored whole (``ValueNotStoredError``) is
+        found when its group is written: that stage is recorded ``failed``
+        with the error, and the next stage to finish (or the run's end)
+        raises it, so the run fails instead of completing with a value its
+        resume could not read back.
+        """
+        if self.failure is not None:
+            raise self.failure
         sk = f"stage#{result.stage_id}" if result.iteration is None else f"stage#{result.stage_id}#{result.iteration}"
         status = result.status
         data = {
@@ -153,21 +179,27 @@ class RunRepository:
         pk = self._run_pk(run.id)
         if not self.group_commit:
             self._put_one(pk, sk, data)
-            return
-        self._pending.append((pk, sk, data))
-        if len(self._pending) >= self.GROUP_LIMIT:
-            self.flush()
-        elif not self._flush_scheduled:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:
+        else:
+            self._pending.append((pk, sk, data))
+            if len(self._pending) >= self.GROUP_LIMIT:
                 self.flush()
-                return
-            self._flush_scheduled = True
-            loop.call_later(self.GROUP_WINDOW_S, self.flush)
+            elif not self._flush_scheduled:
+                try:
+                    loop = asyncio.get_running_loop()
+                except RuntimeError:
+                    self.flush()
+                else:
+                    self._flush_scheduled = True
+                    loop.call_later(self.GROUP_WINDOW_S, self.flush)
+        if self.failure is not None:
+            raise self.failure
 
     def flush(self) -> None:
-        """Write the stage results recorded since the last flush (one batch)."""
+        """Write the stage results recorded since the last flush (one batch).
+
+        Never raises ``ValueNotStoredError`` (it runs from the event loop's
+        timer): the stage is recorded failed and ``self.failure`` is set.
+        """
         self._flush_scheduled = False
         items, self._pending = self._pending, []
         if not items:
@@ -180,13 +212,34 @@ class RunRepository:
 
     def _put_one(self, pk: str, sk: str, data: dict[str, Any]) -> None:
         try:
-            self.store.put(pk, sk, data)
-        except (TypeError, ValueError):
-            self.store.put(pk, sk, _jsonable(data))
-        except ItemTooLargeError:
-            data["input"] = _shrink(data["input"], _VALUE_BUDGET // 2)
-            data["output"] = _shrink(data["output"], _VALUE_BUDGET // 2)
-            self.store.put(pk, sk, _jsonable(data))
+            try:
+                self.store.put(pk, sk, data)
+                return
+            except (TypeError, ValueError):
+                data = _jsonable(data)
+                self.store.put(pk, sk, data)
+                return
+            except ItemTooLargeError:
+                pass
+            where = f"run '{pk.rsplit('run#', 1)[-1]}', stage '{data.get('stage_id')}'"
+            if data.get("iteration") is not None:
+                where += f" (iteration {data['iteration']})"
+            try:
+                dumps(data)
+            except TypeError:  # a value JSON cannot hold: store what ``str`` makes of it, as for small ones
+                data = _jsonable(data)
+            packed = blobs.pack(self.store, self.ns, data, _STAGE_VALUES, where=where, written=self._blobs_written)
+            try:
+                self.store.put(pk, sk, packed)
+            except ItemTooLargeError:  # the backend counts size its own way (DynamoDB): move every value out
+                packed = blobs.pack(self.store, self.ns, data, _STAGE_VALUES, where=where, budget=0,
+                                    written=self._blobs_written)
+                self.store.put(pk, sk, packed)
+        except ValueNotStoredError as exc:
+            exc.stage = exc.stage or data.get("stage_id")
+            self.failure = self.failure or exc
+            failed = {**data, "status": StageStatus.FAILED.value, "input": None, "output": None, "error": exc.to_dict()}
+            self.store.put(pk, sk, failed)
 
     def _write_run(self, run: Run) -> None:
         data = run.model_dump(mode="json")
@@ -197,8 +250,15 @@ class RunRepository:
             data = _jsonable(data)
             size = len(json.dumps(data).encode())
         if size > _VALUE_BUDGET:
-            data["inputs"] = _shrink(data["inputs"], _VALUE_BUDGET // 3)
-            data["output"] = _shrink(data["output"], _VALUE_BUDGET // 3)
+            data = blobs.pack(self.store, self.ns, data, _RUN_VALUES, where=f"run '{run.id}'", budget=_VALUE_BUDGET,
+                              written=self._blobs_written)
+        try:
+            self._transact_run(run, data)
+        except ItemTooLargeError:  # the backend counts size its own way (DynamoDB): move every value out
+            self._transact_run(run, blobs.pack(self.store, self.ns, data, _RUN_VALUES, where=f"run '{run.id}'",
+                                               budget=0, written=self._blobs_written))
+
+    def _transact_run(self, run: Run, data: dict[str, Any]) -> None:
         summary = {k: data.get(k) for k in _SUMMARY_FIELDS}
         active = (Op("put", ACTIVE_PK, self.ns + run.id, {"ns": self.ns, "run_id": run.id})
                   if run.status in (RunStatus.PENDING, RunStatus.RUNNING) else Op("delete", ACTIVE_PK, self.ns + run.id))
@@ -246,8 +306,18 @@ class RunRepository:
         if isinstance(meta, dict) and meta.get(_GRAPH_PARTS):
             meta = dict(meta)
             meta["graph"] = self._read_large_graph(run_id, meta.pop(_GRAPH_PARTS))
-            return Run.model_validate({**item.data, "metadata": meta})
-        return Run.model_validate(item.data)
+            return Run.model_validate({**self._unpack(item.data, run_id), "metadata": meta})
+        return Run.model_validate(self._unpack(item.data, run_id))
+
+    def _unpack(self, data: dict[str, Any], run_id: str, stage: "str | None" = None) -> dict[str, Any]:
+        """An item's data with the values kept in the blob store put back (one dict lookup when there are none)."""
+        if blobs.REFS not in data:
+            return data
+        where = f"run '{run_id}'" + (f", stage '{stage}'" if stage else "")
+        return blobs.unpack(self.store, data, where=where)
+
+    def _result(self, data: dict[str, Any], run_id: str) -> StageResult:
+        return StageResult.model_validate(self._unpack(data, run_id, data.get("stage_id")))
 
     def find_run(self, prefix: str) -> Run:
         """A run by id or by a unique prefix of it (as `fm runs show` accepts)."""
@@ -264,7 +334,7 @@ class RunRepository:
 
     def stage_results(self, run_id: str) -> list[StageResult]:
         self.flush()  # read your own writes
-        out = [StageResult.model_validate(i.data) for i in self.store.query_all(self._run_pk(run_id), prefix="stage#")]
+        out = [self._result(i.data, run_id) for i in self.store.query_all(self._run_pk(run_id), prefix="stage#")]
         out.sort(key=lambda r: (r.started_at or 0, r.finished_at or 0))
         return out
 
@@ -283,7 +353,7 @@ class RunRepository:
             for sid in stage_ids:
                 item = self.store.get(pk, f"stage#{sid}")
                 if item is not None and item.data.get("status") in _FINISHED_VALUES:
-                    out[sid] = StageResult.model_validate(item.data)
+                    out[sid] = self._result(item.data, run_id)
             return out
         return {r.stage_id: r for r in self.stage_results(run_id) if r.iteration is None and r.status in _FINISHED}
 
@@ -294,7 +364,7 @@ class RunRepository:
         for item in self.store.query_all(self._run_pk(run_id), prefix=f"stage#{stage_id}#"):
             label = item.data.get("iteration")
             if label in labels and item.data.get("status") == StageStatus.COMPLETED.value:
-                out[label] = item.data.get("output")
+                out[label] = self._unpack(item.data, run_id, stage_id).get("output")
         return out
 
     def active_runs(self, *, limit: int = 200, cursor: str | None = None) -> tuple[list[tuple[str, str]], str | None]:
