@@ -299,25 +299,83 @@ class RunRepository:
 
     # -- reading --
     def get_run(self, run_id: str) -> Run:
+        """The run with every value whole (those kept in the blob store are read back)."""
+        return self._load_run(run_id, values=True)[0]
+
+    def run_and_refs(self, run_id: str) -> tuple[Run, dict[str, dict[str, Any]]]:
+        """The run with the values kept in the blob store left out (their defaults), and their references (field -> ref).
+
+        For hosts that answer with a size limit (the HTTP API on Lambda):
+        they read each value with ``read_value`` or hand out a link to it.
+        """
+        return self._load_run(run_id, values=False)
+
+    def _load_run(self, run_id: str, *, values: bool) -> tuple[Run, dict[str, dict[str, Any]]]:
         item = self.store.get(self._run_pk(run_id), "meta")
         if item is None:
             raise NotFoundError(f"no run with id '{run_id}'", field="run_id", hint="`fm runs` lists the recorded runs")
-        meta = item.data.get("metadata")
+        data, refs = self._values(item.data, run_id, None, values)
+        meta = data.get("metadata")
         if isinstance(meta, dict) and meta.get(_GRAPH_PARTS):
             meta = dict(meta)
             meta["graph"] = self._read_large_graph(run_id, meta.pop(_GRAPH_PARTS))
-            return Run.model_validate({**self._unpack(item.data, run_id), "metadata": meta})
-        return Run.model_validate(self._unpack(item.data, run_id))
+            data = {**data, "metadata": meta}
+        return Run.model_validate(data), refs
+
+    def _values(self, data: dict[str, Any], run_id: str, stage: "str | None", values: bool,
+                ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+        """(data with blob-held values read back, or left None when not ``values``; their references)."""
+        refs = data.get(blobs.REFS)
+        if not refs:  # one dict lookup for an item that holds its values itself
+            return data, {}
+        if not values:  # the moved fields are left out: the model's defaults stand in for them
+            return {k: v for k, v in data.items() if k != blobs.REFS and k not in refs}, refs
+        where = f"run '{run_id}'" + (f", stage '{stage}'" if stage else "")
+        return blobs.unpack(self.store, data, where=where), refs
 
     def _unpack(self, data: dict[str, Any], run_id: str, stage: "str | None" = None) -> dict[str, Any]:
-        """An item's data with the values kept in the blob store put back (one dict lookup when there are none)."""
-        if blobs.REFS not in data:
-            return data
-        where = f"run '{run_id}'" + (f", stage '{stage}'" if stage else "")
-        return blobs.unpack(self.store, data, where=where)
+        return self._values(data, run_id, stage, True)[0]
 
-    def _result(self, data: dict[str, Any], run_id: str) -> StageResult:
-        return StageResult.model_validate(self._unpack(data, run_id, data.get("stage_id")))
+    def _result(self, data: dict[str, Any], run_id: str, values: bool = True) -> StageResult:
+        return StageResult.model_validate(self._values(data, run_id, data.get("stage_id"), values)[0])
+
+    def read_value(self, ref: dict[str, Any], *, where: str) -> bytes:
+        """The JSON text (UTF-8) of one value kept in the blob store, by its reference."""
+        return blobs.read_raw(self.store, ref, where=where)
+
+    def value_link(self, ref: dict[str, Any], *, expires_s: int = 300) -> str | None:
+        """A time-limited download URL of a blob-held value, when the blob store offers them (S3), else None."""
+        return self.store.blobs.presigned_url(ref["key"], expires_s=expires_s) if self.store.blobs else None
+
+    def stage_record(self, run_id: str, stage_id: str, iteration: str | None = None,
+                     ) -> tuple[StageResult, dict[str, dict[str, Any]]]:
+        """One stage result with its blob-held values left out, and their references (see ``run_and_refs``)."""
+        self.flush()
+        sk = f"stage#{stage_id}" if iteration is None else f"stage#{stage_id}#{iteration}"
+        item = self.store.get(self._run_pk(run_id), sk)
+        if item is None:
+            where = f"stage '{stage_id}'" + (f" (iteration {iteration})" if iteration is not None else "")
+            raise NotFoundError(f"run '{run_id}' has no result for {where}", field="stage_id",
+                                hint="GET /runs/{run_id}/stages lists its stage results")
+        data, refs = self._values(item.data, run_id, stage_id, False)
+        return StageResult.model_validate(data), refs
+
+    def stage_page(self, run_id: str, *, limit: int = 50, cursor: str | None = None,
+                   ) -> tuple[list[tuple[str, StageResult, dict[str, dict[str, Any]]]], str | None]:
+        """One page of a run's stage results in sort-key order (stage id, then iteration), blob values left out.
+
+        Returns ``([(sort key, result, references)], next cursor)``; the
+        cursor is the store's (the last sort key, opaque), so a caller that
+        stops early can make one from a sort key with
+        ``storage_codec.encode_cursor``.
+        """
+        self.flush()
+        page = self.store.query(self._run_pk(run_id), prefix="stage#", limit=limit, cursor=cursor)
+        out = []
+        for item in page.items:
+            data, refs = self._values(item.data, run_id, item.data.get("stage_id"), False)
+            out.append((item.sk, StageResult.model_validate(data), refs))
+        return out, page.cursor
 
     def find_run(self, prefix: str) -> Run:
         """A run by id or by a unique prefix of it (as `fm runs show` accepts)."""
@@ -332,9 +390,10 @@ class RunRepository:
             raise NotFoundError(f"run id prefix '{prefix}' is ambiguous", field="run_id", hint="give more characters")
         raise NotFoundError(f"no run with id '{prefix}'", field="run_id", hint="`fm runs` lists the recorded runs")
 
-    def stage_results(self, run_id: str) -> list[StageResult]:
+    def stage_results(self, run_id: str, *, values: bool = True) -> list[StageResult]:
+        """Every stage result of a run, by start time; ``values=False`` leaves blob-held values out (None: not read)."""
         self.flush()  # read your own writes
-        out = [self._result(i.data, run_id) for i in self.store.query_all(self._run_pk(run_id), prefix="stage#")]
+        out = [self._result(i.data, run_id, values) for i in self.store.query_all(self._run_pk(run_id), prefix="stage#")]
         out.sort(key=lambda r: (r.started_at or 0, r.finished_at or 0))
         return out
 

@@ -98,6 +98,8 @@ class RouteSpec:
     status_code: int = 200
     tags: list[str] = field(default_factory=list)
     plugin: str = ""
+    # query parameters for /openapi.json: (name, JSON schema, description)
+    query: list[tuple[str, dict[str, Any], str]] = field(default_factory=list)
 
 
 def collect_routes() -> list[RouteSpec]:
@@ -270,6 +272,8 @@ def openapi_document(specs: list[RouteSpec], *, title: str = "FlowMason API", ve
             {"name": part[1:-1].split(":")[0], "in": "path", "required": True, "schema": {"type": "string"}}
             for part in spec.path.split("/") if part.startswith("{")
         ]
+        params += [{"name": n, "in": "query", "required": False, "schema": schema, "description": doc}
+                   for n, schema, doc in spec.query]
         if params:
             op["parameters"] = params
         if spec.request_model is not None:
