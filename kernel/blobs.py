@@ -34,7 +34,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any, Iterable
 
-from .errors import StorageError, ValueNotStoredError
+from .errors import ItemTooLargeError, StorageError, ValueNotStoredError
 from .storage import MAX_ITEM_BYTES, Store
 from .storage_codec import dumps, loads
 
@@ -80,6 +80,15 @@ def pack(
     if moved:
         out[REFS] = moved
     return out
+
+
+def put_whole(store: Store, ns: str, pk: str, sk: str, data: dict[str, Any], fields: Iterable[str], *, where: str,
+              **conditions: Any) -> int:
+    """``store.put`` of an item, moving its large ``fields`` to the blob store only if the store refuses it as too large."""
+    try:
+        return store.put(pk, sk, data, **conditions)
+    except ItemTooLargeError:
+        return store.put(pk, sk, pack(store, ns, data, fields, where=where), **conditions)
 
 
 def put_value(store: Store, ns: str, raw: bytes, *, where: str, written: "set[str] | None" = None) -> dict[str, Any]:

@@ -44,7 +44,6 @@ from flowmason.kernel import blobs
 from flowmason.kernel.errors import (
     FlowMasonError,
     InputError,
-    ItemTooLargeError,
     NotFoundError,
     PipelineLoadError,
     StorageError,
@@ -108,12 +107,9 @@ def create_run(
         pipeline_version=str(version) if version is not None else pipeline.version,
         inputs=inputs, metadata={"org": org, "created_by": created_by, "pipeline_label": pipeline.version},
     )
-    snapshot = {"definition": definition, "version": version}
-    try:
-        store.put(_pk(org, run.id), "pipeline", snapshot)
-    except ItemTooLargeError:  # a large definition is kept whole in the blob store
-        store.put(_pk(org, run.id), "pipeline", blobs.pack(store, namespace(org), snapshot, ("definition",),
-                                                           where=f"run '{run.id}', its pipeline"))
+    # a large definition is kept whole in the blob store
+    blobs.put_whole(store, namespace(org), _pk(org, run.id), "pipeline", {"definition": definition, "version": version},
+                    ("definition",), where=f"run '{run.id}', its pipeline")
     RunRepository(store, namespace(org)).run_started(run)
     return run
 
