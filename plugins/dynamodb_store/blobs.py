@@ -86,13 +86,10 @@ class S3Blobs(BlobStore):
         except (ClientError, BotoCoreError) as exc:
             raise self._error(exc, key) from exc
 
-    def get(self, key: str) -> bytes | None:
+    def _read(self, operation: str, key: str) -> Any:
+        """One read request; None when the object does not exist."""
         try:
-            body = self.client.get_object(Bucket=self.bucket, Key=check_blob_key(key))["Body"]
-            try:
-                return body.read()
-            finally:
-                body.close()
+            return getattr(self.client, operation)(Bucket=self.bucket, Key=check_blob_key(key))
         except ClientError as exc:
             if str(exc.response.get("Error", {}).get("Code", "")) in _MISSING:
                 return None
@@ -100,16 +97,22 @@ class S3Blobs(BlobStore):
         except BotoCoreError as exc:
             raise self._error(exc, key) from exc
 
-    def delete(self, key: str) -> bool:
-        # S3's DeleteObject answers the same whether or not the key existed: ask first
+    def get(self, key: str) -> bytes | None:
+        answer = self._read("get_object", key)
+        if answer is None:
+            return None
+        body = answer["Body"]
         try:
-            self.client.head_object(Bucket=self.bucket, Key=check_blob_key(key))
-        except ClientError as exc:
-            if str(exc.response.get("Error", {}).get("Code", "")) in _MISSING:
-                return False
-            raise self._error(exc, key) from exc
+            return body.read()
         except BotoCoreError as exc:
             raise self._error(exc, key) from exc
+        finally:
+            body.close()
+
+    def delete(self, key: str) -> bool:
+        # S3's DeleteObject answers the same whether or not the key existed: ask first
+        if self._read("head_object", key) is None:
+            return False
         try:
             self.client.delete_object(Bucket=self.bucket, Key=key)
         except (ClientError, BotoCoreError) as exc:

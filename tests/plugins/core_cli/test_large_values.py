@@ -46,13 +46,18 @@ def store(request, tmp_path):
     return dynamodb_url(request.getfixturevalue("moto_endpoint"))
 
 
-def test_fm_run_keeps_a_600_kb_output_whole_in_history_show_and_export(store, tmp_path):
+def run_big(store, tmp_path):
+    """`fm run` of PIPELINE with a 600 KB input; returns (the process, the FM_HOME it used)."""
     path = tmp_path / "big.pipeline.json"
     path.write_text(json.dumps(PIPELINE))
     inputs = tmp_path / "in.json"
     inputs.write_text(json.dumps({"big": BIG}))
     home = str(tmp_path / "home")
-    ran = fm(["run", str(path), "--input-file", str(inputs), "-q"], store, home=home)
+    return fm(["run", str(path), "--input-file", str(inputs), "-q"], store, home=home), home
+
+
+def test_fm_run_keeps_a_600_kb_output_whole_in_history_show_and_export(store, tmp_path):
+    ran, home = run_big(store, tmp_path)
     assert ran.returncode == 0, ran.stderr
     assert json.loads(ran.stdout) == {"n": 600_000, "body": BIG}
 
@@ -74,13 +79,7 @@ def test_fm_run_keeps_a_600_kb_output_whole_in_history_show_and_export(store, tm
 def test_with_no_blob_store_large_inputs_are_refused_with_a_clear_error(moto_endpoint, tmp_path):
     from tests.support.dynamodb import dynamodb_url
 
-    store = dynamodb_url(moto_endpoint, blobs=False)
-    path = tmp_path / "big.pipeline.json"
-    path.write_text(json.dumps(PIPELINE))
-    inputs = tmp_path / "in.json"
-    inputs.write_text(json.dumps({"big": BIG}))
-    home = str(tmp_path / "home")
-    ran = fm(["run", str(path), "--input-file", str(inputs), "-q"], store, home=home)
+    ran, _ = run_big(dynamodb_url(moto_endpoint, blobs=False), tmp_path)
     assert ran.returncode != 0 and not ran.stdout
     assert "field 'inputs'" in ran.stderr and "no blob store" in ran.stderr and "FM_BLOB_BUCKET" in ran.stderr
     assert "Traceback" not in ran.stderr
