@@ -88,3 +88,17 @@ def test_values_over_the_answer_budget_are_linked_and_each_link_answers_the_whol
     assert json.loads(client.get(make["value_links"]["output"]["href"]).content) == {"body": huge}
     assert client.get(f"/runs/{run_id}/stages/make/values/nope").status_code == 404
     assert client.get(f"/runs/{run_id}/stages/nope/values/output").status_code == 404
+
+
+def test_a_saved_pipeline_over_the_item_limit_is_kept_whole_and_runs(make_server):
+    client = make_server(max_body=2 * 1024 * 1024)
+    text = "p" * 500_000  # a long prompt template, say
+    definition = {"id": "long", "name": "long", "stages": [
+        {"id": "say", "type": "json-transform", "config": {"template": {"text": text, "n": "{{input.n}}"}}}]}
+    saved = client.post("/pipelines", json=definition)
+    assert saved.status_code == 201, saved.text
+    assert client.get("/pipelines/long").json()["definition"]["stages"][0]["config"]["template"]["text"] == text
+    r = client.post("/runs", json={"pipeline_id": "long", "inputs": {"n": 3}})
+    assert r.status_code == 202, r.text
+    result = wait_result(client, r.json()["id"])
+    assert result["status"] == "completed" and result["output"] == {"text": text, "n": 3}
