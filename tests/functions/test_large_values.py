@@ -78,3 +78,18 @@ def test_a_value_over_the_response_budget_redirects_to_a_presigned_s3_url(make_s
     assert "X-Amz-Signature=" in location
     got = httpx.get(location, timeout=30)  # no credentials: the URL is the permission
     assert got.status_code == 200 and got.json() == {"stage": "s1", "value": f"{huge}-1"}
+
+
+def test_deployed_without_the_bucket_large_values_are_refused_with_a_clear_error(make_stack, api_handler, monkeypatch):
+    stack = make_stack()
+    monkeypatch.delenv("FM_BLOB_BUCKET")
+    monkeypatch.setenv("FM_STORE", stack.store_url.split("&blob_bucket=")[0])
+    monkeypatch.setenv("FM_MAX_BODY_BYTES", str(2 * 1024 * 1024))
+    handler = api_handler()
+    long = {"id": "long", "name": "long", "stages": [
+        {"id": "s1", "type": "json-transform", "config": {"template": {"text": "p" * 500_000}}}]}
+    status, body = call(handler, "POST", "/pipelines", long)
+    assert status == 503 and body["error"]["code"] == "value_not_stored"
+    assert "no blob store" in body["error"]["message"] and "FM_BLOB_BUCKET" in body["error"]["hint"]
+    status, body = call(handler, "POST", "/runs", {"pipeline": chain("c", 1), "inputs": {"x": "x" * 600_000}})
+    assert status == 422 and body["error"]["field"] == "inputs" and "blob store" in body["error"]["message"]
