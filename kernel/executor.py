@@ -355,14 +355,17 @@ class Execution:
 
     # -- one stage --
     def _resumed(self, sp: StagePlan, graph: _Graph) -> tuple[str, StageStatus] | None:
-        """A stage settled before a resume (outside loop iterations) is not run again."""
-        if not self.resume or graph.label is not None:
+        """A stage instance settled before a resume or replay is not run again: the same stage at the
+        same iteration path only (``resume`` keys are ``stage_id`` or ``stage_id#iteration``)."""
+        if not self.resume:
             return None
-        prior = self.resume.get(sp.stage.id)
-        if prior is None or prior.status not in (_COMPLETED, _FAILED):
+        sid = sp.stage.id
+        label = graph.label
+        prior = self.resume.get(sid if label is None else f"{sid}#{label}")
+        if prior is None or prior.iteration != label or not reusable(sp, prior):
             return None
-        graph.results[sp.stage.id] = prior.output
-        return sp.stage.id, prior.status
+        graph.results[sid] = prior.output
+        return sid, prior.status
 
     async def run_stage(self, sp: StagePlan, graph: _Graph) -> tuple[str, StageStatus]:
         resumed = self._resumed(sp, graph)
@@ -642,7 +645,9 @@ class Execution:
             self._graph = graph
             done = None
             if self.resume:
-                done = {sid: r.status for sid, r in self.resume.items() if r.iteration is None and r.status in (_COMPLETED, _FAILED, _SKIPPED)}
+                stages = self.plan.stages
+                done = {sid: r.status for sid, r in self.resume.items() if r.iteration is None and sid in stages
+                        and (r.status is _SKIPPED or reusable(stages[sid], r, main=True))}
                 for sid in done:
                     graph.results[sid] = self.resume[sid].output
             try:
@@ -762,6 +767,22 @@ class Execution:
         sub.run.metadata["parent_stage_id"] = stage.id
         await sub.execute()
         return sub.run.output
+
+
+def reusable(sp: StagePlan, prior: StageResult, *, main: bool = False) -> bool:
+    """Whether a stage's result from before a resume or replay may stand in for running it again.
+
+    A completed result may; a failed one only when the stage's ``on_error``
+    let the run go on (a failure that stopped the run is run again, so it
+    fails again where it failed, or a trycatch around it catches it). Inside
+    a loop or try body a control-flow stage always runs again: its output
+    does not carry what it did to the stages beside it (skips, breaks), and
+    the work stages inside it are reused instance by instance anyway.
+    """
+    status = prior.status
+    if status is not _COMPLETED and (status is not _FAILED or sp.stage.error_policy() == "fail"):
+        return False
+    return main or sp.component.kind != "control_flow"
 
 
 _RESULT_FIELDS = frozenset(StageResult.model_fields)

@@ -397,14 +397,20 @@ class RunRepository:
         out.sort(key=lambda r: (r.started_at or 0, r.finished_at or 0))
         return out
 
-    def checkpoint(self, run_id: str, stage_ids: "list[str] | None" = None) -> dict[str, StageResult]:
+    def checkpoint(self, run_id: str, stage_ids: "list[str] | None" = None, *,
+                   iterations: bool = False) -> dict[str, StageResult]:
         """Finished main-graph stages of a run, for resuming it.
 
         With ``stage_ids`` (the plan's stages) and few of them, reads one
         item per stage: the partition also holds every foreach iteration
         (``stage#ID#N``), and after a fan-out of thousands of items a get
-        per stage beats reading them all.
+        per stage beats reading them all. With ``iterations`` (a replay,
+        whose kept loop results were copied in) every finished instance,
+        keyed ``stage_id#iteration`` inside loops, as the executor reuses them.
         """
+        if iterations:
+            return {r.stage_id if r.iteration is None else f"{r.stage_id}#{r.iteration}": r
+                    for r in self.stage_results(run_id) if r.status in _FINISHED}
         if stage_ids is not None and len(stage_ids) <= _POINT_READS:
             self.flush()
             out: dict[str, StageResult] = {}

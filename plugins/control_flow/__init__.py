@@ -16,6 +16,8 @@ from flowmason.kernel.components import control_flow
 from flowmason.kernel.errors import FlowMasonError, StageError
 from flowmason.kernel.plugins import hookimpl
 
+from .truth import is_word, truthy
+
 
 def _ids(value: Any) -> list[str]:
     if value is None:
@@ -25,20 +27,15 @@ def _ids(value: Any) -> list[str]:
     return [v for v in value if isinstance(v, str)]
 
 
-def _truthy(ctx, key: str, expr_key: str) -> Any:
+def _condition(ctx, key: str, expr_key: str) -> Any:
+    """The condition's value: ``condition_expression`` evaluated, else ``condition`` (a word, a template or a bare expression)."""
     expr = ctx.lazy(expr_key)
     if expr:
         return ctx.evaluate(expr)
     raw = ctx.stage.config.get(key, True)
-    value = ctx.config.get(key, True)
-    if isinstance(raw, str) and "{{" not in raw:
-        low = raw.strip().lower()
-        if low in ("true", "yes", "1"):
-            return True
-        if low in ("false", "no", "0", ""):
-            return False
-        return ctx.evaluate(raw)
-    return value
+    if isinstance(raw, str) and "{{" not in raw and not is_word(raw):
+        return ctx.evaluate(raw)  # a bare expression written in the file: "input.n > 3"
+    return ctx.config.get(key, True)
 
 
 @control_flow(
@@ -53,8 +50,8 @@ def _truthy(ctx, key: str, expr_key: str) -> Any:
 )
 def conditional(ctx) -> dict[str, Any]:
     cfg = ctx.config
-    value = _truthy(ctx, "condition", "condition_expression")
-    result = bool(value)
+    value = _condition(ctx, "condition", "condition_expression")
+    result = truthy(value)
     true_ids = _ids(cfg.get("true_branch_stages")) + _ids(cfg.get("true_stages"))
     false_ids = _ids(cfg.get("false_branch_stages")) + _ids(cfg.get("false_stages"))
     ctx.skip(false_ids if result else true_ids)
@@ -81,7 +78,7 @@ def router(ctx) -> dict[str, Any]:
     expr = ctx.lazy("value_expression")
     value = ctx.evaluate(expr) if expr else cfg.get("value")
     routes: dict[str, Any] = cfg.get("routes") or {}
-    insensitive = bool(cfg.get("case_insensitive", False))
+    insensitive = truthy(cfg.get("case_insensitive", False))
     key = "" if value is None else str(value)
     taken = None
     for name in routes:
@@ -136,13 +133,13 @@ async def foreach(ctx) -> dict[str, Any]:
     filt = ctx.lazy("filter_expression")
     selected = []
     for i, item in enumerate(items):
-        if filt and not ctx.evaluate(filt, **{item_var: item, index_var: i, "item": item}):
+        if filt and not truthy(ctx.evaluate(filt, **{item_var: item, index_var: i, "item": item})):
             continue
         selected.append((i, item))
-    parallel = bool(cfg.get("parallel", False))
+    parallel = truthy(cfg.get("parallel", False))
     width = max(1, int(cfg.get("max_parallel") or 5)) if parallel else 1
-    break_on_error = bool(cfg.get("break_on_error", True))
-    collect = cfg.get("collect_results", True)
+    break_on_error = truthy(cfg.get("break_on_error", True))
+    collect = truthy(cfg.get("collect_results", True))
     last = loop_ids[-1]
     results: list[Any] = [None] * len(selected)
     errors: list[dict[str, Any]] = []
@@ -172,19 +169,20 @@ async def foreach(ctx) -> dict[str, Any]:
             await one(slot)
 
     await asyncio.gather(*(worker() for _ in range(min(width, len(selected)) or 0)))
-    if broken:
-        first = min(broken, key=lambda b: b["index"])
-        done = [r for (i, _), r in zip(selected, results) if i <= first["index"]]
-        results = done
+    first = min(broken, key=lambda b: b["index"]) if broken else None
+    if first is not None:
+        # the loop ends at the breaking item: later items in flight (parallel) do not count
+        results = [r for (i, _), r in zip(selected, results) if i <= first["index"]]
+        errors = [e for e in errors if e["index"] <= first["index"]]
     return {
-        "broken": bool(broken),
-        "break_result": min(broken, key=lambda b: b["index"])["result"] if broken else None,
+        "broken": first is not None,
+        "break_result": first["result"] if first is not None else None,
         "results": results if collect else [],
         "total_items": len(items),
-        "processed_items": len(selected) - len(errors),
+        "processed_items": len(results) - len(errors),
         "skipped_items": len(items) - len(selected),
         "errors": errors,
-        "is_complete": True,
+        "is_complete": first is None,  # every selected item ran (no break-loop stopped the loop)
     }
 
 
@@ -249,7 +247,7 @@ async def subpipeline(ctx) -> dict[str, Any]:
         raise StageError("no pipeline named", stage=ctx.stage.id, field="config.pipeline_id",
                          hint="set pipeline_id (or pipeline: a path or an inline pipeline)")
     inputs = cfg.get("input_data") or {}
-    if cfg.get("inherit_context"):
+    if truthy(cfg.get("inherit_context", False)):
         inputs = {**ctx.inputs, **inputs}
     try:
         result = await ctx.run_pipeline(ref, inputs)
@@ -269,7 +267,7 @@ async def subpipeline(ctx) -> dict[str, Any]:
 )
 def return_early(ctx) -> dict[str, Any]:
     cfg = ctx.config
-    should = bool(_truthy(ctx, "condition", "condition_expression"))
+    should = truthy(_condition(ctx, "condition", "condition_expression"))
     value = cfg.get("return_value", cfg.get("value"))
     if should:
         ctx.finish(value)
@@ -288,7 +286,7 @@ def _skip_rest_of_iteration(ctx) -> None:
     lazy=("condition_expression",),
 )
 def break_loop(ctx) -> dict[str, Any]:
-    if _truthy(ctx, "condition", "condition_expression"):
+    if truthy(_condition(ctx, "condition", "condition_expression")):
         _skip_rest_of_iteration(ctx)
         return {"broken": True, "result": ctx.config.get("result"), "message": ctx.config.get("message")}
     return {"broken": False, "result": None, "message": None}
@@ -300,7 +298,7 @@ def break_loop(ctx) -> dict[str, Any]:
     lazy=("condition_expression",),
 )
 def continue_loop(ctx) -> dict[str, Any]:
-    if _truthy(ctx, "condition", "condition_expression"):
+    if truthy(_condition(ctx, "condition", "condition_expression")):
         _skip_rest_of_iteration(ctx)
         return {"continued": True, "message": ctx.config.get("message")}
     return {"continued": False, "message": None}

@@ -5,6 +5,7 @@ import asyncio
 import json
 import signal
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any, Optional
 
@@ -357,16 +358,23 @@ def render_graph(graph: dict[str, list[str]], stages: list[Any]) -> list[str]:
     for sid in order:
         results = by_stage.get(sid, [])
         main = [r for r in results if not r.iteration] or results
-        status = (main[-1].status.value if hasattr(main[-1].status, "value") else str(main[-1].status)) if main else "not run"
+        status = _status_text(main[-1].status) if main else "not run"
         took = sum((r.duration_ms or 0) for r in main)
         iterations = len([r for r in results if r.iteration])
         deps = [d.replace("in:", "in ") for d in graph.get(sid) or []]
         label = "  " * indent[sid] + sid
         detail = f"{took:8.1f} ms" if main and status != "skipped" else " " * 11
         extra = f"  ×{iterations} iterations" if iterations else ""
+        counts = Counter(_status_text(r.status) for r in results if r.iteration)
+        if len(counts) > 1:  # say how the iterations went when they differ (a router or trycatch in a loop)
+            extra += " (" + ", ".join(f"{n} {st}" for st, n in sorted(counts.items())) + ")"
         after = f"  ← {', '.join(deps)}" if deps else ""
         lines.append(f"{_MARKS.get(status, '?')} {label:<{name_width}} {status:<9} {detail}{extra}{after}")
     return lines
+
+
+def _status_text(status: Any) -> str:
+    return status.value if hasattr(status, "value") else str(status)
 
 
 def graph_depths(graph: dict[str, list[str]]) -> dict[str, int]:

@@ -327,7 +327,8 @@ class Jobs:
         pipeline = parse_pipeline(data["definition"], source=run.pipeline_id)
         plan, _ = runner.prepare(pipeline)
         chunk = fan.chunk if fan is not None else None
-        resume = repo.checkpoint(run.id, stage_ids=list(plan.stages))
+        # a replay reuses its kept loop iterations too (copied in by the replay route)
+        resume = repo.checkpoint(run.id, stage_ids=list(plan.stages), iterations="replay_of" in run.metadata)
         if chunk is not None:
             resume = chunk_resume(plan, resume, chunk[0])
         options: dict[str, Any] = {}

@@ -253,7 +253,7 @@ def _run_replay(run_id: str, seq: int, inputs: dict, sets: dict, pipeline: Optio
         return
     con = _console()
     con.print(f"replayed {plan.source.run.id} from snapshot {seq} as {run.id} ({run.status.value}); "
-              f"kept {len(plan.resume)} stage(s), re-ran {len(plan.rerun)}: {', '.join(plan.rerun) or 'none'}")
+              f"kept {len(plan.resume)} stage result(s), re-ran {len(plan.rerun)}: {', '.join(plan.rerun) or 'none'}")
     if run.error:
         con.print(f"[red]error:[/] {run.error.get('message')}")
     _print_compare(cmp)

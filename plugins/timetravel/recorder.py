@@ -192,8 +192,10 @@ class SnapshotRecorder:
         self._live[run.id] = rl
         rl.add(RUN_STARTED, None)
         replay = run.metadata.get("replay_of") or {}
-        for sid in replay.get("resumed") or ():
-            rl.add(RESTORED, sid)
+        ids = {s.id for s in getattr(pipeline, "stages", ())}
+        for key in replay.get("resumed") or ():  # "stage" or "stage#iteration" (result_key)
+            sid, _, iteration = (key, "", "") if key in ids else key.rpartition("#")
+            rl.add(RESTORED, sid or key, iteration or None)
 
     def stage_settled(self, run: Any, result: Any, code: str) -> None:
         rl = self._live.get(run.id)
