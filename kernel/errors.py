@@ -186,6 +186,12 @@ class ItemTooLargeError(StorageError):
     code = "item_too_large"
 
 
+class ValueNotStoredError(StorageError):
+    """A value too large for an item could not go to the blob store (none configured, or it failed)."""
+
+    code = "value_not_stored"
+
+
 class TransactionError(StorageError):
     code = "transaction_failed"
 

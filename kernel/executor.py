@@ -704,8 +704,11 @@ class Execution:
 
                     run = run.model_copy(update={"output": mask_strings(run.output, seen), "error": mask_strings(run.error, seen)})
                 self.recorder.run_finished(run)
-            except Exception:  # noqa: BLE001 - never mask the run's own error with a recording one
+            except Exception as exc:  # noqa: BLE001 - never mask the run's own error with a recording one
                 if run.status is RunStatus.COMPLETED:
+                    # a run whose record could not be written (a value not stored) has not completed
+                    self.run.status = RunStatus.FAILED
+                    self.run.error = exc.to_dict() if isinstance(exc, FlowMasonError) else _error_dict(exc, self.plan.name, None)
                     raise
         self.emit("run.finished", None, run)
         self._hook("fm_run_finished", run=run, pipeline=self.plan.pipeline)

@@ -87,7 +87,9 @@ def fm_register_storage_backends(register):
         scheme users write in ``--store``/``FM_STORE`` (``sqlite``,
         ``dynamodb``); ``factory(url: str)`` returns a
         ``flowmason.kernel.storage.Store`` opened on ``url``, or raises a
-        ``ConfigError`` naming what is wrong with the URL.
+        ``ConfigError`` naming what is wrong with the URL. The store's
+        ``blobs`` is its ``BlobStore`` for values over the item limit (None:
+        such values fail their stage); tests/conformance checks both.
     """
 
 

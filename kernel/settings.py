@@ -104,6 +104,7 @@ class Settings:
     # -- kernel --
     home: str | None = setting("FM_HOME", None, "data folder (default: the OS user-data folder + /flowmason)", owner="kernel")
     store: str | None = setting("FM_STORE", None, "store URL or SQLite path (default: flowmason.db in the data folder)", owner="kernel")
+    blob_bucket: str | None = setting("FM_BLOB_BUCKET", None, "S3 bucket for values over DynamoDB's item limit (a dynamodb:// store; its URL's blob_bucket= wins)", owner="dynamodb_store")
     plugins: str | None = setting("FM_PLUGINS", None, "plugins to load: a,b (only), +x (add), -y (remove); default all", owner="kernel")
     trace_plugins: bool = setting("FM_TRACE_PLUGINS", False, "1 prints every plugin hook call to stderr", owner="kernel", parse=_flag)
     provider: str | None = setting("FM_PROVIDER", None, "LLM provider when neither stage nor pipeline names one (unset: anthropic)", owner="kernel")

@@ -46,7 +46,7 @@ STATUS_BY_CODE = {
     "bad_input": 422, "validation": 422, "pipeline_load": 422, "pipeline_invalid": 422,
     "unknown_component": 422, "template": 422, "config": 422,
     "rate_limited": 429,
-    "store_unavailable": 503, "storage": 503, "transaction_failed": 503,
+    "store_unavailable": 503, "storage": 503, "transaction_failed": 503, "value_not_stored": 503,
 }
 
 

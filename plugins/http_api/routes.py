@@ -20,6 +20,7 @@ from starlette.responses import StreamingResponse
 from flowmason.kernel.errors import FlowMasonError, PipelineValidationError
 from flowmason.kernel.model import RunStatus, parse_pipeline
 
+from . import values
 from .app import ApiError, query_param
 from .schemas import (
     PipelineDoc,
@@ -30,6 +31,7 @@ from .schemas import (
     RunList,
     RunOut,
     RunResult,
+    StagePage,
     ValidationOut,
 )
 
@@ -174,21 +176,18 @@ def start_run(request: Request) -> Any:
 
 
 def get_run(request: Request) -> Any:
-    return _svc(request).runs(request.state.identity).get_run(request.path_params["run_id"]).model_dump(mode="json")
+    return values.run_body(request)
 
 
 def run_result(request: Request) -> Any:
-    run = _svc(request).runs(request.state.identity).get_run(request.path_params["run_id"])
+    body, run = values.result_body(request)
     finished = run.status in _TERMINAL
-    body = {"run_id": run.id, "status": run.status.value, "finished": finished, "output": run.output, "error": run.error}
-    return (200 if finished else 202), body
+    return (200 if finished else 202), {**body, "finished": finished}
 
 
 def run_stages(request: Request) -> Any:
-    repo = _svc(request).runs(request.state.identity)
-    repo.get_run(request.path_params["run_id"])  # an unknown run is a 404, not an empty list
-    results = repo.stage_results(request.path_params["run_id"])
-    return {"items": [r.model_dump(mode="json") for r in results]}
+    limit, cursor = _page(request)
+    return values.stage_page(request, limit, cursor)
 
 
 def cancel_run(request: Request) -> Any:
@@ -248,7 +247,7 @@ class _Settled:
         run = self.repo.get_run(self.run_id)
         out: list[bytes] = []
         if run.status is not RunStatus.PENDING:
-            for r in self.repo.stage_results(self.run_id):
+            for r in self.repo.stage_results(self.run_id, values=False):
                 key = (r.stage_id, r.iteration, r.status.value)
                 if key not in self.sent:
                     self.sent.add(key)
@@ -384,8 +383,18 @@ def register_routes(register: Any) -> None:
       tags=["runs"])
     r("GET", "/runs/{run_id}/result", run_result, name="run_result", auth="read",
       summary="A run's output (202 while it is still going)", response_model=RunResult, tags=["runs"])
-    r("GET", "/runs/{run_id}/stages", run_stages, name="run_stages", auth="read", summary="A run's stage results",
-      tags=["runs"])
+    r("GET", "/runs/{run_id}/stages", run_stages, name="run_stages", auth="read",
+      summary="A run's stage results, a page at a time in stage id order (?limit=, ?cursor=); large values whole "
+      "until the page holds 4 MB of them, then as value_links", response_model=StagePage, tags=["runs"],
+      query=[query_param("limit", "results per page", type="integer", minimum=1, maximum=200, default=50),
+             query_param("cursor", "the cursor of the previous page, unchanged (opaque)")])
+    r("GET", "/runs/{run_id}/values/{field}", values.run_value, name="run_value", auth="read",
+      summary="One value of a run (inputs, output, error), whole: its JSON, or 307 to a download URL when it is "
+      "over 4 MB and the store hands out links (S3)", tags=["runs"])
+    r("GET", "/runs/{run_id}/stages/{stage_id}/values/{field}", values.stage_value, name="stage_value", auth="read",
+      summary="One value of a stage result (input, output, error), whole: its JSON, or 307 to a download URL when "
+      "it is over 4 MB and the store hands out links (S3)", tags=["runs"],
+      query=[query_param("iteration", "a loop body's iteration path, as in its stage result (2/1)")])
     r("POST", "/runs/{run_id}/cancel", cancel_run, name="cancel_run", auth="run", summary="Cancel a run",
       response_model=RunOut, status_code=202, tags=["runs"])
     r("GET", "/runs/{run_id}/events", run_events, name="run_events", auth="read",

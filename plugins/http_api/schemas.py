@@ -113,9 +113,25 @@ class RunList(BaseModel):
     cursor: str | None = None
 
 
+class ValueLink(BaseModel):
+    """Where a value too large for this answer is served whole (``GET href``: its JSON, or 307 to a download URL)."""
+
+    href: str
+    size_bytes: int
+
+
 class RunResult(BaseModel):
     run_id: str
     status: str
     finished: bool
     output: Any = None
     error: dict[str, Any] | None = None
+    # fields left null here because the answer's values reached 4 MB: fetch each from its link
+    value_links: dict[str, ValueLink] | None = None
+
+
+class StagePage(BaseModel):
+    """Stage results (each may carry ``value_links``, as ``RunResult``); pass ``cursor`` back for the next page."""
+
+    items: list[dict[str, Any]]
+    cursor: str | None = None

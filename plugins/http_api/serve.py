@@ -51,7 +51,8 @@ def add_serve_command(app: Any) -> None:
             stack = LocalStack(template=template)
             stack.start()
             services = stack.api_services()
-            typer.echo(f"local AWS stack on {stack.endpoint} (table {stack.table}, queue {stack.queue_url})")
+            typer.echo(f"local AWS stack on {stack.endpoint} (table {stack.table}, blob bucket {stack.bucket}, "
+                       f"queue {stack.queue_url})")
         else:
             services = Services.local(store)
         try:

@@ -50,6 +50,7 @@ import os
 import time
 from typing import Any
 
+from flowmason.kernel import blobs
 from flowmason.kernel.storage import Op
 
 log = logging.getLogger("flowmason.timetravel")
@@ -245,7 +246,8 @@ class SnapshotRecorder:
         # re-put when half the retention has passed, so the definition outlives every run using it
         if now - written.get(key, 0.0) > (expires_at - now) / 2:
             try:
-                store.put(pipe_pk(ns, digest), "def", {"pipeline": data, "hash": digest}, expires_at=expires_at)
+                blobs.put_whole(store, ns, pipe_pk(ns, digest), "def", {"pipeline": data, "hash": digest}, ("pipeline",),
+                                where=f"pipeline {digest[:12]}", expires_at=expires_at)
                 written[key] = now
             except Exception as exc:  # noqa: BLE001 - snapshots are best effort; the run goes on
                 # said once per pipeline and store, not on every run of it (the timeline falls back to stage ids)
