@@ -306,12 +306,12 @@ class RunRepository:
             data = blobs.pack(self.store, self.ns, data, _RUN_VALUES, where=f"run '{run.id}'", budget=_VALUE_BUDGET,
                               written=self._blobs_written)
         try:
-            self._transact_run(run, data)
+            self._transact_run(run, data, expires_at)
         except ItemTooLargeError:  # the backend counts size its own way (DynamoDB): move every value out
             self._transact_run(run, blobs.pack(self.store, self.ns, data, _RUN_VALUES, where=f"run '{run.id}'",
-                                               budget=0, written=self._blobs_written))
+                                               budget=0, written=self._blobs_written), expires_at)
 
-    def _transact_run(self, run: Run, data: dict[str, Any]) -> None:
+    def _transact_run(self, run: Run, data: dict[str, Any], expires_at: float | None = None) -> None:
         summary = {k: data.get(k) for k in _SUMMARY_FIELDS}
         active = (Op("put", ACTIVE_PK, self.ns + run.id, {"ns": self.ns, "run_id": run.id})
                   if run.status in (RunStatus.PENDING, RunStatus.RUNNING) else Op("delete", ACTIVE_PK, self.ns + run.id))

@@ -22,7 +22,7 @@ from flowmason.kernel.storage import Store, open_store
 
 from .apikeys import ApiKeyService
 from .directory import ROLE_SCOPES, Directory, normalise_email
-from .errors import Forbidden, InvalidCredentials, LockedOut
+from .errors import Forbidden, InvalidCredentials
 from .keys import KeyRing
 from .mail import mailer_from_url
 from .passwords import PasswordHasher, PasswordPolicy
