@@ -5,8 +5,8 @@ Everything that can be decided before a run is decided here, once per
 pipeline, so that the per-stage path does no lookups, parsing or hook
 calls. Validation collects every problem (unknown component, unknown or
 self dependency, cycle, reference to a stage that is not upstream,
-unreachable stage, config that does not match the component's schema)
-with the stage and field it concerns and how to fix it.
+unreachable stage, config that does not match the component's schema,
+a misspelt key: ``keys.py``) with the stage and field it concerns and how to fix it.
 
 Two entry points:
 
@@ -48,6 +48,7 @@ from .errors import (
     PipelineValidationError,
     TemplateError,
 )
+from .keys import check_keys
 from .model import Pipeline, Stage
 from .redaction import needs_redaction
 from .templating import compile_value, references
@@ -119,6 +120,8 @@ def _compile(pipeline: Pipeline, components: Mapping[str, Component]) -> Plan:
     settings = [st.settings() for st in pipeline.stages]
     ids = _index_stages(pipeline, problems)
     comps = _resolve_components(pipeline, components, problems)
+    notes: list[str] = []  # warnings found on the way
+    check_keys(pipeline.stages, settings, comps, problems.add, notes.append)
     owner, gate = _governance(pipeline, ids, comps, problems)
     deps = _dependencies(pipeline, ids, gate, problems)
     order, cycle = _dependency_order(list(ids), deps)
@@ -138,7 +141,9 @@ def _compile(pipeline: Pipeline, components: Mapping[str, Component]) -> Plan:
     plans = _stage_plans(pipeline, settings, comps, deps, owner, gate, problems)
     if problems:
         raise PipelineValidationError(list(problems), pipeline=problems.pipeline)
-    return _assemble(pipeline, ids, plans, deps, owner)
+    plan = _assemble(pipeline, ids, plans, deps, owner)
+    plan.warnings[:0] = notes
+    return plan
 
 
 # -- graph checks --

@@ -98,7 +98,15 @@ def test_wrong_field_type_names_stage(tmp_path):
 def test_legacy_field_aliases():
     p = parse_pipeline({"name": "x", "version": 2, "stages": [
         {"id": "a", "type": "JSON_Transform", "error_handling": "continue", "position": {"x": 1, "y": 2},
-         "unknown_extra": 1}]})
+         "unknown_extra": 1},
+        {"id": "b", "component": "json-transform"}]})  # what the earlier product's `flowmason init` writes
     st = p.stages[0]
     assert st.component_type == "json-transform" and st.error_policy() == "continue" and p.version == "2"
-    assert st.model_extra["unknown_extra"] == 1
+    assert st.model_extra["unknown_extra"] == 1  # kept for the compiler to judge (tests/kernel/test_keys.py)
+    assert p.stages[1].component_type == "json-transform"
+
+
+def test_a_stage_with_no_component_says_which_keys_name_one():
+    with pytest.raises(PipelineLoadError) as ei:
+        parse_pipeline({"name": "x", "stages": [{"id": "a", "config": {}}]})
+    assert ei.value.stage == "a" and "'component_type' (or 'type', or 'component')" in ei.value.message
