@@ -49,6 +49,17 @@ def test_reference_to_stage_not_upstream(components):
     assert ps[0].stage == "b" and "depends_on" in ps[0].hint
 
 
+@pytest.mark.parametrize("ref", ["{{stages.a.output.value}}", "{{a.output.value}}", "{{upstream.a.output}}",
+                                 "x {{stages.a.output}} y"])
+def test_the_earlier_forms_of_a_reference_are_checked_like_upstream(components, ref):
+    ps = problems({"name": "x", "stages": [
+        {"id": "a", "type": "t-echo"},
+        {"id": "b", "type": "t-echo", "config": {"value": ref, "other": ref.replace("a.", "nope.", 1)}}]}, components)
+    assert [(p.stage, p.field, p.message) for p in ps] == [
+        ("b", "depends_on", "references 'upstream.a' but does not depend on it"),
+        ("b", "config", "references unknown stage 'upstream.nope'")]
+
+
 def test_reference_to_unknown_stage(components):
     ps = problems({"name": "x", "stages": [
         {"id": "b", "type": "t-echo", "config": {"value": "{{upstream.nope.value}}"}}]}, components)
