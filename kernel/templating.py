@@ -207,7 +207,7 @@ def _lookup(value: Any, key: str) -> Any:
 class Expr:
     """One compiled expression (the text between the braces)."""
 
-    __slots__ = ("text", "_path", "_ast", "_alts")
+    __slots__ = ("text", "_path", "_ast", "_alts", "_paths")
 
     def __init__(self, text: str) -> None:
         self.text = text
@@ -225,6 +225,8 @@ class Expr:
                 path = None  # private names go through the sandbox, which refuses them
         if path is not None:
             self._path = path
+            # the earlier product's forms (`_alts`) are tried only when the plain path is not there
+            self._paths = (path, *self._alts)
         else:
             source = _HYPHEN_ATTR.sub(lambda m: f"upstream[{m.group(1)!r}]", text)
             try:
@@ -241,8 +243,7 @@ class Expr:
 
     def evaluate(self, scope: Mapping[str, Any]) -> Any:
         if self._path is not None:
-            # the earlier product's forms (`_alts`) are tried only when the plain path is not there
-            for path in (self._path, *self._alts) if self._alts else (self._path,):
+            for path in self._paths:
                 try:
                     value = scope[path[0]]
                     for key in path[1:]:
