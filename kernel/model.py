@@ -27,7 +27,8 @@ def _normalise_type(name: str) -> str:
 class RetryConfig(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    max_retries: int = Field(default=0, ge=0, le=100)
+    # a retry_config that names no count retries 3 times, as the earlier product's schema and runtime did
+    max_retries: int = Field(default=3, ge=0, le=100)
     initial_delay_ms: int = Field(default=200, ge=0)
     max_delay_ms: int = Field(default=30_000, ge=0)
     backoff_multiplier: float = Field(default=2.0, ge=1.0, le=10.0)

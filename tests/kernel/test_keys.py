@@ -43,6 +43,9 @@ def test_retry_config_typos_are_errors_and_its_earlier_keys_are_read():
     retry = plan.stages["a"].stage.retry_config
     assert (retry.max_retries, retry.initial_delay_ms) == (2, 50)
     assert plan.warnings == ["stage 'a': retry_config 'retry_on_errors' is not acted on; every failure is retried"]
+    # no count: 3 retries, the earlier product's default; no retry_config: none
+    assert compiles({**A, "retry_config": {"backoff_ms": 10}}).stages["a"].stage.retry_config.max_retries == 3
+    assert compiles(A).stages["a"].stage.retry_config is None
 
 
 def test_every_problem_is_reported_at_once():
