@@ -1,14 +1,15 @@
 """Pydantic models: the `.pipeline.json` format, runs, stage results, events.
 
 The pipeline models read the files users of the earlier FlowMason product
-already have, unchanged: unknown keys are kept (`extra="allow"`), `type` and
-`component_type` are both accepted, `on_error` and `error_handling` both
-name the error policy. Run records are plain models that the storage layer
-turns into items.
+already have, unchanged: `component_type`, `type` and `component` all name
+the component, `on_error` and `error_handling` both name the error policy.
+Keys the model does not know are kept (`extra="allow"`) for the compiler
+to judge (``kernel/keys.py``: tolerated, or an error with a "did you
+mean"). Run records are plain models that the storage layer turns into
+items.
 """
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from enum import Enum
@@ -26,10 +27,19 @@ def _normalise_type(name: str) -> str:
 class RetryConfig(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    max_retries: int = Field(default=0, ge=0, le=100)
+    # a retry_config that names no count retries 3 times, as the earlier product's schema and runtime did
+    max_retries: int = Field(default=3, ge=0, le=100)
     initial_delay_ms: int = Field(default=200, ge=0)
     max_delay_ms: int = Field(default=30_000, ge=0)
     backoff_multiplier: float = Field(default=2.0, ge=1.0, le=10.0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _accept_aliases(cls, data: Any) -> Any:
+        # the earlier product's schema calls the first delay `backoff_ms`
+        if isinstance(data, dict) and "initial_delay_ms" not in data and "backoff_ms" in data:
+            data = {**data, "initial_delay_ms": data["backoff_ms"]}
+        return data
 
 
 class Position(BaseModel):
@@ -65,8 +75,11 @@ class Stage(BaseModel):
     def _accept_aliases(cls, data: Any) -> Any:
         if isinstance(data, dict):
             data = dict(data)
-            if not data.get("component_type") and data.get("type"):
-                data["component_type"] = data["type"]
+            if not data.get("component_type"):
+                # `type` is the earlier product's canonical key, `component` what its `flowmason init` writes
+                named = data.get("type") or data.get("component")
+                if named:
+                    data["component_type"] = named
             if data.get("on_error") is None and data.get("error_handling") is not None:
                 data["on_error"] = data["error_handling"]
             policy = data.get("on_error")
@@ -137,6 +150,15 @@ class Pipeline(BaseModel):
     category: str | None = None
     tags: list[str] = Field(default_factory=list)
     example_input: dict[str, Any] | None = None
+    sample_input: dict[str, Any] | None = None  # what the earlier product's `flowmason init` writes
+
+    def suggested_input(self) -> tuple[str, dict[str, Any]] | None:
+        """(key, inputs) the file suggests for a run given none: ``sample_input``, else ``example_input``."""
+        for key in ("sample_input", "example_input"):
+            value = getattr(self, key)
+            if value is not None:
+                return key, value
+        return None
 
     @model_validator(mode="before")
     @classmethod
@@ -173,7 +195,10 @@ def _pydantic_problem(err: ValidationError, data: Any) -> tuple[str | None, str 
         except Exception:  # noqa: BLE001 - best effort naming only
             stage = f"#{loc[1]}"
         field = ".".join(str(p) for p in loc[2:]) or None
-    return stage, field, first.get("msg", "invalid")
+    msg = first.get("msg", "invalid")
+    if field == "component_type" and first.get("type") == "missing":
+        msg = "the stage names no component: give it 'component_type' (or 'type', or 'component')"
+    return stage, field, msg
 
 
 def parse_pipeline(data: Any, *, source: str = "<pipeline>") -> Pipeline:
@@ -198,23 +223,10 @@ def parse_pipeline(data: Any, *, source: str = "<pipeline>") -> Pipeline:
 
 
 def load_pipeline(path: str | Path) -> Pipeline:
-    """Read a `.pipeline.json` file; malformed JSON names the line and column."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise PipelineLoadError(f"file not found: {p}", hint="check the path") from None
-    except OSError as exc:
-        raise PipelineLoadError(f"cannot read {p}: {exc.strerror}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise PipelineLoadError(
-            f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}",
-            pipeline=str(p),
-            hint="fix the JSON syntax at that position",
-        ) from None
-    return parse_pipeline(data, source=str(p))
+    """Read a `.pipeline.json` file; unreadable bytes or malformed JSON name the file and the place."""
+    from .jsonfile import read_json
+
+    return parse_pipeline(read_json(path, pipeline=str(path)), source=str(path))
 
 
 class RunStatus(str, Enum):

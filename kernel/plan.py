@@ -7,10 +7,10 @@ calls. Validation collects every problem (unknown component, unknown or
 self dependency, cycle, reference to a stage that is not upstream,
 unreachable stage, config that does not match the component's schema,
 required config missing (or none of its aliases, ``anyOf`` of ``required``),
-unknown template names and output fields: kernel/refcheck.py)
-with the stage and field it concerns and how to fix it. In an abstract base
-what a pipeline extending it can supply (a placeholder stage of
-``component_type: "abstract"``, missing required config) is a warning.
+unknown template names and output fields: kernel/refcheck.py, a misspelt
+key: ``keys.py``) with the stage and field it concerns and how to fix it.
+In an abstract base what a pipeline extending it can supply (a placeholder
+stage of ``component_type: "abstract"``, missing required config) is a warning.
 
 Two entry points:
 
@@ -52,6 +52,7 @@ from .errors import (
     PipelineValidationError,
     TemplateError,
 )
+from .keys import check_keys
 from .model import Pipeline, Stage
 from .redaction import needs_redaction
 from .templating import compile_value, references
@@ -134,6 +135,8 @@ def _compile(pipeline: Pipeline, components: Mapping[str, Component]) -> Plan:
     settings = [st.settings() for st in pipeline.stages]
     ids = _index_stages(pipeline, problems)
     comps = _resolve_components(pipeline, components, problems)
+    notes: list[str] = []  # warnings found on the way
+    check_keys(pipeline.stages, settings, comps, problems.add, notes.append)
     owner, gate = _governance(pipeline, ids, comps, problems)
     deps = _dependencies(pipeline, ids, gate, problems)
     order, cycle = _dependency_order(list(ids), deps)
@@ -154,7 +157,7 @@ def _compile(pipeline: Pipeline, components: Mapping[str, Component]) -> Plan:
     if problems:
         raise PipelineValidationError(list(problems), pipeline=problems.pipeline)
     plan = _assemble(pipeline, ids, plans, deps, owner)
-    plan.warnings[:0] = problems.deferred
+    plan.warnings[:0] = problems.deferred + notes
     return plan
 
 

@@ -71,6 +71,8 @@ def _visit(node: ast.AST, reads: Reads, lenient: bool, bound: frozenset[str]) ->
             if base.id not in bound:
                 reads.names.add(base.id)
                 path = (base.id, *steps)
+                if base.id == "upstream" and len(steps) >= 2 and steps[1] == "output":
+                    path = path[:2] + path[3:]  # the earlier product's `upstream.X.output.f` reads `upstream.X.f`
                 reads.paths.append((path, lenient))
                 if lenient:
                     for step in nodes:

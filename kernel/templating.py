@@ -10,6 +10,14 @@ comprehensions and string sizes), parsed once here and evaluated per call.
 Plain dotted paths (the overwhelming majority) skip the evaluator and are
 compiled to a direct lookup.
 
+The earlier product's docs, schema, Studio and ``flowmason init`` also name
+a stage's output ``{{stages.X.output.f}}``, ``{{X.output.f}}`` and
+``{{upstream.X.output.f}}``; all three read ``{{upstream.X.f}}``
+(``output`` is skipped unless stage X produced a field of that name, and
+``X.output`` is read as a stage only when ``X`` is not a name in scope).
+``references`` reports them as ``upstream.X``, so the plan checks them
+like any other reference.
+
 A value that is one whole template keeps its type (a list stays a list);
 templates inside a longer string are rendered as text (dicts and lists as
 JSON). ``{{env.NAME}}`` reads only allow-listed variables, so a server never
@@ -26,6 +34,7 @@ where a component's output schema is closed (kernel/refcheck.py).
 """
 from __future__ import annotations
 
+import ast
 import datetime as _dt
 import json
 import math
@@ -46,6 +55,32 @@ _HYPHEN_ATTR = re.compile(r"\bupstream\.([A-Za-z_][\w]*(?:-[\w]+)+)")
 ROOTS = ("input", "upstream", "context", "env", "variables", "run", "pipeline", "item", "data", "stage")
 # the names every stage's config renders with (the executor's run scope); components add names to their lazy keys
 SCOPE_ROOTS = frozenset(("input", "upstream", "context", "env", "variables", "run", "pipeline"))
+
+# the earlier product's forms of a stage's output (module docstring)
+_STAGES_ROOT = re.compile(r"(?<![\w.\]'\"])stages\.(?=[A-Za-z_])")
+_UPSTREAM_OUTPUT = re.compile(r"\bupstream(\.[A-Za-z_][\w\-]*|\[['\"][^'\"]+['\"]\])\.output\b")
+
+
+def _earlier_forms(text: str) -> tuple[str, tuple[tuple[str, ...], ...]]:
+    """(the text with `stages.` read as `upstream.`, other paths to try in order when a plain path is not there)."""
+    if "stages." in text:
+        text = _STAGES_ROOT.sub("upstream.", text)
+    if ".output" not in text or not _PATH.match(text) or "[" in text:
+        return text, ()
+    parts = tuple(text.split("."))
+    if parts[0] == "upstream" and len(parts) >= 3 and parts[2] == "output":
+        return text, (parts[:2] + parts[3:],)
+    if parts[0] not in ROOTS and len(parts) >= 2 and parts[1] == "output":
+        return text, (("upstream",) + parts, ("upstream", parts[0]) + parts[2:])
+    return text, ()
+
+
+def static_form(text: str) -> str:
+    """An expression's text with the earlier forms of stage outputs written as `upstream.X...` (for checks)."""
+    text, alts = _earlier_forms(text)
+    if alts:
+        return ".".join(alts[-1])
+    return _UPSTREAM_OUTPUT.sub(lambda m: "upstream" + m.group(1), text) if ".output" in text else text
 
 
 
@@ -146,6 +181,8 @@ def _get_evaluator():
                 base = self._eval(node.value)
                 if base is None:
                     return None
+                if attr == "output" and _is_stage_output(node.value) and not (isinstance(base, Mapping) and attr in base):
+                    return base  # `upstream.X.output`, the earlier product's name for the output itself
                 if isinstance(base, Mapping):
                     if attr in base:
                         return base[attr]
@@ -177,6 +214,12 @@ def _get_evaluator():
     return _evaluator
 
 
+def _is_stage_output(node: Any) -> bool:
+    """Is this expression node `upstream.X` or `upstream['X']`?"""
+    inner = node.value if isinstance(node, (ast.Attribute, ast.Subscript)) else None
+    return isinstance(inner, ast.Name) and inner.id == "upstream"
+
+
 def _lookup(value: Any, key: str) -> Any:
     if isinstance(value, Mapping):
         return value[key]
@@ -194,13 +237,14 @@ _NONE: frozenset[str] = frozenset()
 class Expr:
     """One compiled expression (the text between the braces)."""
 
-    __slots__ = ("text", "_path", "_ast", "_reads")
+    __slots__ = ("text", "_path", "_ast", "_reads", "_alts", "_paths")
 
     def __init__(self, text: str) -> None:
         self.text = text
         self._path: tuple[str, ...] | None = None
         self._ast = None
         self._reads = None
+        text, self._alts = _earlier_forms(text)
         path = None
         if _PATH.match(text):
             if "[" not in text:
@@ -212,13 +256,15 @@ class Expr:
                 path = None  # private names go through the sandbox, which refuses them
         if path is not None:
             self._path = path
+            # the earlier product's forms (`_alts`) are tried only when the plain path is not there
+            self._paths = (path, *self._alts)
         else:
             source = _HYPHEN_ATTR.sub(lambda m: f"upstream[{m.group(1)!r}]", text)
             try:
                 self._ast = _get_evaluator().parse(source)
             except SyntaxError as exc:
                 raise TemplateError(
-                    f"invalid expression '{{{{{text}}}}}': {exc.msg}",
+                    f"invalid expression '{{{{{self.text}}}}}': {exc.msg}",
                     hint="expressions use Python syntax, e.g. {{input.x or 'default'}}",
                 ) from None
             from .refs import analyze
@@ -234,20 +280,22 @@ class Expr:
         """(names, called functions, (path, lenient) pairs) this expression reads; see kernel/refs.py."""
         r = self._reads
         if r is None:  # a plain path (made on first use), or a private name the sandbox refuses at run time
-            path = self._path
+            # the earlier product's forms are checked as what they read (`upstream.X.f`)
+            path = self._alts[-1] if self._alts else self._path
             r = self._reads = (frozenset((path[0],)), _NONE, ((path, False),)) if path else (_NONE, _NONE, ())
         return r
 
     def evaluate(self, scope: Mapping[str, Any]) -> Any:
         if self._path is not None:
-            path = self._path
-            try:
-                value = scope[path[0]]
-                for key in path[1:]:
-                    value = _lookup(value, key)
-                return value
-            except (KeyError, IndexError, TypeError):
-                return self._missing(scope)
+            for path in self._paths:
+                try:
+                    value = scope[path[0]]
+                    for key in path[1:]:
+                        value = _lookup(value, key)
+                    return value
+                except (KeyError, IndexError, TypeError):
+                    continue
+            return self._missing(scope)
         ev = _get_evaluator()
         ev.names = scope
         try:
@@ -263,7 +311,7 @@ class Expr:
     def _missing(self, scope: Mapping[str, Any]) -> Any:
         # A reference to something not (yet) there renders as None, as the
         # earlier product did; validation reports unknown stage references.
-        path = self._path or ()
+        path = self._alts[-1] if self._alts else self._path or ()
         if path and path[0] not in scope:
             raise TemplateError(
                 f"unknown name '{path[0]}' in '{{{{{self.text}}}}}'",
@@ -387,6 +435,7 @@ def _collect_references(v: Any, found: list[tuple[str, ...]]) -> None:
     if isinstance(v, str):
         if "{{" in v:
             for text in _TEMPLATE.findall(v):
+                text = static_form(text)
                 for m in _UPSTREAM_REF.finditer(text):
                     found.append(("upstream", m.group(1) or m.group(2)))
                 for m in _ROOT_REF.finditer(text):

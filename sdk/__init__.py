@@ -25,7 +25,9 @@ def run(pipeline: Any, inputs: dict[str, Any] | None = None, *, record: bool = F
     It goes through the same runner as ``fm run``: ``extends`` parents and
     sub-pipelines resolve the same way; ``record=True`` keeps the run in the
     store (``store`` a URL or path, default the user's store), where
-    ``fm runs`` and ``fm serve`` see it.
+    ``fm runs`` and ``fm serve`` see it. With ``inputs`` left out, the
+    pipeline's own ``sample_input`` or ``example_input`` is used, with a
+    ``UserWarning`` that says so (as ``fm run`` says so on stderr).
     """
     from flowmason.kernel.runner import Runner
 
@@ -34,7 +36,16 @@ def run(pipeline: Any, inputs: dict[str, Any] | None = None, *, record: bool = F
         from flowmason.kernel.storage import open_store
 
         opened = open_store(store)
-    return Runner(store=opened, record=record).run_sync(pipeline, inputs or {})
+    runner = Runner(store=opened, record=record)
+    if inputs is not None:
+        return runner.run_sync(pipeline, inputs)
+    loaded, loader = runner.load(pipeline)
+    suggested = loaded.suggested_input()
+    if suggested is not None:
+        import warnings
+
+        warnings.warn(f"no inputs given: using the pipeline's {suggested[0]}", UserWarning, stacklevel=2)
+    return runner.run_sync(runner.compile(loaded), suggested[1] if suggested else {}, loader=loader)
 
 
 def __getattr__(name: str) -> Any:

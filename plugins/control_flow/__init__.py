@@ -395,6 +395,39 @@ def continue_loop(ctx) -> dict[str, Any]:
     return {"continued": False, "message": None}
 
 
+# Every config key each component reads, beyond the ones its schema types: the schemas are closed
+# over them, so a misspelt key is an error with a "did you mean" (kernel/keys.py). The earlier
+# product's keys are all here; the few only it acted on are accepted and ignored (their description says so).
+_NOT_ACTED_ON = {"description": "read from the earlier product's files; not acted on here"}
+_ALSO_READS = (
+    (conditional, ("condition", "condition_expression", "true_stages", "false_stages", "pass_data")),
+    (router, ("value", "value_expression", "case_insensitive", "pass_data")),
+    (foreach, ("items", "filter_expression",
+               ("distributed", {"description": "spread the items over workers (read by the durable engine's fan-out)"}),
+               ("fanout_chunk_size", {"description": "items per worker chunk (read by the durable engine's fan-out)"}))),
+    (trycatch, ("retry_delay_ms", "pass_data", *((k, _NOT_ACTED_ON) for k in ("error_scope", "catch_error_types")))),
+    (subpipeline, ("pipeline_path", "inherit_context", "default_result", *(
+        (k, _NOT_ACTED_ON) for k in ("pipeline_version", "timeout_ms", "async_execution", "wait_for_completion",
+                                      "isolated")))),
+    (return_early, ("condition", "condition_expression", "return_value", "value", "message", "status")),
+    (break_loop, ("condition", "condition_expression", "result", "message")),
+    (continue_loop, ("condition", "condition_expression", "message")),
+)
+
+
+def _close(comp, keys) -> None:
+    schema = dict(comp.config_schema or {"type": "object"})
+    props = dict(schema.get("properties", {}))
+    for key in keys:
+        name, sub = key if isinstance(key, tuple) else (key, {})
+        props.setdefault(name, sub)
+    comp.config_schema = {**schema, "properties": props, "additionalProperties": False}
+
+
+for _comp, _keys in _ALSO_READS:
+    _close(_comp, _keys)
+
+
 @hookimpl
 def fm_register_components(register):
     for comp in (conditional, router, foreach, trycatch, subpipeline, return_early, break_loop, continue_loop):

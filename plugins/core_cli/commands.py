@@ -26,25 +26,22 @@ def parse_inputs(inline: str | None, path: Path | None) -> dict[str, Any]:
     """`--input '{...}'`, `--input @file.json` or `--input-file file.json`."""
     if inline and inline.startswith("@"):
         path, inline = Path(inline[1:]), None
-    text = None
     source = "--input"
     if path is not None:
+        from flowmason.kernel.jsonfile import read_json
+
         source = str(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise InputError(f"cannot read input file {path}: {exc.strerror}", field="input") from None
-    elif inline is not None:
-        text = inline
-    if text is None or not text.strip():
+        value = read_json(path, error=InputError, what="input file", field="input", empty={})
+    elif inline is None or not inline.strip():
         return {}
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(
-            f"{source} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})",
-            field="input", hint="""pass a JSON object, e.g. --input '{"topic": "owls"}'""",
-        ) from None
+    else:
+        try:
+            value = json.loads(inline)
+        except json.JSONDecodeError as exc:
+            raise InputError(
+                f"{source} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})",
+                field="input", hint="""pass a JSON object, e.g. --input '{"topic": "owls"}'""",
+            ) from None
     if not isinstance(value, dict):
         raise InputError(f"{source} must be a JSON object, got {type(value).__name__}", field="input",
                          hint="""wrap the value in an object, e.g. {"items": [...]}""")
@@ -89,7 +86,9 @@ def _err(text: str) -> None:
 
 def run_command(
     pipeline_path: Path = typer.Argument(..., help="The .pipeline.json file to run."),
-    input: Optional[str] = typer.Option(None, "--input", "-i", help="Inputs as a JSON object, or @file.json."),
+    input: Optional[str] = typer.Option(
+        None, "--input", "-i",
+        help="Inputs as a JSON object, or @file.json. Default: the file's sample_input or example_input, if any."),
     input_file: Optional[Path] = typer.Option(None, "--input-file", help="Read inputs from a JSON file."),
     record: bool = typer.Option(True, "--record-run/--no-record-run", help="Record the run in the store (default on)."),
     concurrency: Optional[int] = typer.Option(None, "--concurrency", "-c", min=1, help="At most this many stages at once."),
@@ -111,6 +110,10 @@ def run_command(
     inputs = parse_inputs(input, input_file)
     runner = Runner(record=record, max_concurrency=concurrency)
     pipeline, loader = runner.load(pipeline_path)
+    suggested = pipeline.suggested_input() if input is None and input_file is None else None
+    if suggested is not None:
+        key, inputs = suggested
+        _err(f"no --input given: using the pipeline's {key} {json.dumps(inputs, ensure_ascii=False)[:200]}")
     try:
         plan = runner.compile(pipeline)
     except PipelineValidationError as exc:

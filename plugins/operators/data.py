@@ -6,7 +6,8 @@ files written for it:
 - ``json-transform``: ``template`` (rendered with ``data`` in scope; the
   output *is* the rendered template, which is how the shipped templates
   read it: ``{{upstream.ingest.customer_name}}``), or the earlier
-  operator's ``mapping`` / ``jmespath_expression`` / ``flatten`` modes with
+  operator's ``mapping`` / ``jmespath_expression`` (also read as
+  ``expression``, which the earlier ``flowmason init`` wrote) / ``flatten`` modes with
   output ``{result, fields_mapped, fields_missing}``.
 - ``filter``: ``data`` + ``condition`` (a bare expression over ``data``; over
   ``item`` in ``filter_mode: filter_array``), ``field_conditions``,
@@ -46,6 +47,7 @@ JSON_TRANSFORM_SCHEMA: dict[str, Any] = {
         "mapping": {"type": "object", "additionalProperties": {"type": "string"},
                     "description": "output field -> dotted path in data (user.name, items[0].id)"},
         "jmespath_expression": {"type": "string"},
+        "expression": {"type": "string", "description": "the same as jmespath_expression (what `flowmason init` wrote)"},
         "defaults": {"type": "object"},
         "flatten": {"type": "boolean"},
         "exclude_fields": {"type": "array", "items": {"type": "string"}},
@@ -137,17 +139,18 @@ def json_transform(ctx: Any, cfg: dict[str, Any]) -> Any:
     template = ctx.lazy("template")
     if template is not None:
         return ctx.render(template, data=data)
-    expression = cfg.get("jmespath_expression")
+    key = "jmespath_expression" if cfg.get("jmespath_expression") else "expression"
+    expression = cfg.get(key)
     if expression:
         try:
             import jmespath
         except ImportError:  # pragma: no cover - jmespath is a core dependency
-            raise config_error(ctx, "jmespath_expression", "jmespath is not installed",
+            raise config_error(ctx, key, "jmespath is not installed",
                                hint="pip install jmespath, or use `template`") from None
         try:
             result = jmespath.search(expression, data)
         except jmespath.exceptions.JMESPathError as exc:
-            raise config_error(ctx, "jmespath_expression", f"invalid JMESPath expression: {exc}",
+            raise config_error(ctx, key, f"invalid JMESPath expression: {exc}",
                                hint="see https://jmespath.org for the syntax") from None
         return {"result": result, "fields_mapped": 1, "fields_missing": []}
     mapping = cfg.get("mapping")

@@ -117,13 +117,9 @@ def discover(paths: list[Path]) -> list[Path]:
 
 
 def load_test_file(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise TestFileError(f"cannot read {path}: {exc.strerror}", pipeline=str(path)) from None
-    except json.JSONDecodeError as exc:
-        raise TestFileError(f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}", pipeline=str(path),
-                            hint="fix the JSON syntax at that position") from None
+    from flowmason.kernel.jsonfile import read_json
+
+    data = read_json(path, error=TestFileError, what="test file", pipeline=str(path))
     if not isinstance(data, dict):
         raise TestFileError("a test file is a JSON object", pipeline=str(path), hint='{"pipeline": ..., "tests": [...]}')
     if not isinstance(data.get("pipeline"), str) or not data["pipeline"]:

@@ -65,6 +65,13 @@ def test_retries_are_bounded(probe):
     assert probe.calls["bad"] == 3
 
 
+def test_a_retry_config_in_the_earlier_products_form_retries_three_times(probe):
+    p = P({"id": "bad", "component_type": "t-fail", "config": {}, "retry_config": {"backoff_ms": 1, "max_delay_ms": 2}})
+    with pytest.raises(StageError, match="boom"):
+        run(p)
+    assert probe.calls["bad"] == 4
+
+
 def test_failure_stops_run_and_records_error(probe, repo):
     p = P(S("a"), S("b", "t-fail", deps=["a"], message="kaput"), S("c", deps=["b"]))
     with pytest.raises(StageError) as ei:

@@ -186,7 +186,7 @@ def test_a_store_that_fails_the_event_writes_does_not_fail_the_run(store):
 def test_a_sub_pipelines_events_go_to_the_log_of_the_run_the_client_follows(store):
     child = {"id": "child", "name": "child", "stages": [{"id": "c1", "type": "t-stream", "config": {"say": "inside"}}]}
     run = _run({"id": "parent", "name": "parent", "stages": [
-        {"id": "sub", "type": "subpipeline", "config": {"pipeline": child, "inputs": {}}}]}, store, EventLog(store))
+        {"id": "sub", "type": "subpipeline", "config": {"pipeline": child, "input_data": {}}}]}, store, EventLog(store))
     events = read_events(store, "", run.id)
     names = [e.event for e in events]
     assert names[0] == "run.running" and names[-1] == "run.completed" and names.count("run.completed") == 1

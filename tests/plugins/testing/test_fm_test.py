@@ -152,6 +152,7 @@ def test_bad_test_files_are_clear(project):
     (project / "badtype.test.json").write_text(json.dumps({"pipeline": "blog.pipeline.json", "tests": [
         {"name": "x", "assertions": [{"type": "isAwesome"}]}]}))
     (project / "gone.test.json").write_text(json.dumps({"pipeline": "gone.pipeline.json", "tests": [{"name": "x"}]}))
+    (project / "latin1.test.json").write_bytes(b'{"pipeline": "caf\xe9.pipeline.json", "tests": []}')
     result = fm("test")
     assert result.exit_code == 1
     out = result.output
@@ -159,6 +160,7 @@ def test_bad_test_files_are_clear(project):
     assert "'pipeline' (the path of the pipeline file) is missing" in out
     assert "unknown assertion type 'isAwesome'" in out and "json-schema" in out
     assert "file not found" in out
+    assert "latin1.test.json is not UTF-8 text: byte 0xe9" in out and "Traceback" not in out
 
 
 def test_no_test_files(project):
