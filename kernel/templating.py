@@ -246,7 +246,7 @@ class Expr:
         self._reads = None
         text, self._alts = _earlier_forms(text)
         path = None
-        if _PATH.match(text):
+        if _PATH.match(text) and text not in ("True", "False", "None"):  # constants are expressions
             if "[" not in text:
                 path = tuple(text.split("."))  # the usual `upstream.fetch.body`: no regex needed
             else:

@@ -400,7 +400,9 @@ def continue_loop(ctx) -> dict[str, Any]:
 # product's keys are all here; the few only it acted on are accepted and ignored (their description says so).
 _NOT_ACTED_ON = {"description": "read from the earlier product's files; not acted on here"}
 _ALSO_READS = (
-    (conditional, ("condition", "condition_expression", "true_stages", "false_stages", "pass_data")),
+    (conditional, ("condition", "condition_expression", "pass_data",
+                   ("true_stages", {"description": "stage ids run when true (the earlier product's true_branch_stages)"}),
+                   ("false_stages", {"description": "stage ids run when false (the earlier product's false_branch_stages)"}))),
     (router, ("value", "value_expression", "case_insensitive", "pass_data")),
     (foreach, ("items", "filter_expression",
                ("distributed", {"description": "spread the items over workers (read by the durable engine's fan-out)"}),
@@ -409,7 +411,9 @@ _ALSO_READS = (
     (subpipeline, ("pipeline_path", "inherit_context", "default_result", *(
         (k, _NOT_ACTED_ON) for k in ("pipeline_version", "timeout_ms", "async_execution", "wait_for_completion",
                                       "isolated")))),
-    (return_early, ("condition", "condition_expression", "return_value", "value", "message", "status")),
+    (return_early, ("condition", "condition_expression", "return_value", "message",
+                    ("value", {"description": "the pipeline's output when it returns (return_value: the same)"}),
+                    ("status", {"description": "the run's status when it returns early (the earlier product's key)"}))),
     (break_loop, ("condition", "condition_expression", "result", "message")),
     (continue_loop, ("condition", "condition_expression", "message")),
 )

@@ -20,20 +20,22 @@ class ErrorOut(BaseModel):
 
 
 class StageIn(BaseModel):
-    """One stage: an ``id`` and its component (``component_type``, or ``type`` as earlier files wrote it)."""
+    """One stage: an ``id`` and its component (``component_type``, or ``type`` / ``component`` as earlier files wrote it)."""
 
     model_config = ConfigDict(extra="allow", json_schema_extra={
         "properties": {"component_type": {"type": "string", "minLength": 1},
-                       "type": {"type": "string", "minLength": 1}},
-        "anyOf": [{"required": ["component_type"]}, {"required": ["type"]}],
+                       "type": {"type": "string", "minLength": 1},
+                       "component": {"type": "string", "minLength": 1}},
+        "anyOf": [{"required": ["component_type"]}, {"required": ["type"]}, {"required": ["component"]}],
     })
     id: str = Field(min_length=1, max_length=128)
 
     @model_validator(mode="after")
     def _has_component(self) -> "StageIn":
         extra = self.model_extra or {}
-        if not any(isinstance(extra.get(k), str) and extra[k] for k in ("component_type", "type")):
-            raise ValueError("a stage needs component_type (a component name such as 'variable-set')")
+        if not any(isinstance(extra.get(k), str) and extra[k] for k in ("component_type", "type", "component")):
+            raise ValueError("a stage needs component_type (a component name such as 'variable-set'; "
+                             "'type' or 'component' as earlier files wrote it)")
         return self
 
 

@@ -109,7 +109,7 @@ def test_undecodable_files_are_clear_errors_and_a_bom_is_read(fm, tmp_path):
     assert "save the file as UTF-8" in res.stdout
     assert fm("run", "-q", bom).returncode == 0
     res = fm("run", "-q", latin1)
-    assert res.returncode == 1 and "is not UTF-8 text" in res.stderr and "Traceback" not in res.stderr
+    assert res.returncode == 2 and "is not UTF-8 text" in res.stderr and "Traceback" not in res.stderr
     res = fm("run", "-q", bom, "--input-file", latin1)
     assert res.returncode == 2 and f"input file {latin1} is not UTF-8 text" in res.stderr
     assert "Traceback" not in res.stderr
