@@ -43,7 +43,9 @@ TRUST = {"Version": "2012-10-17", "Statement": [{
 def enforce(endpoint: str, on: bool) -> None:
     """Turn moto's IAM enforcement on (every request from now) or off."""
     body = b"0" if on else b"inf"
-    request = urllib.request.Request(f"{endpoint}/moto-api/reset-auth", data=body, method="POST")
+    # not form-encoded: moto reads the raw body
+    request = urllib.request.Request(f"{endpoint}/moto-api/reset-auth", data=body, method="POST",
+                                     headers={"Content-Type": "text/plain"})
     with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - moto on 127.0.0.1
         response.read()
 
