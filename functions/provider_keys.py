@@ -45,7 +45,9 @@ def read(where: str, *, session: Any = None) -> dict[str, str]:
         keys = json.loads(text)
     except ValueError:
         keys = None
-    if not isinstance(keys, dict) or not all(isinstance(v, str) and _NAME.match(k) and not k.startswith("FM_")
+    from flowmason.kernel.settings import PREFIX
+
+    if not isinstance(keys, dict) or not all(isinstance(v, str) and _NAME.match(k) and not k.startswith(PREFIX)
                                              for k, v in keys.items()):
         raise ConfigError(f"the provider keys at {where} are not a JSON object of NAME: \"value\"",
                           field="FM_PROVIDER_KEYS", hint='store {"ANTHROPIC_API_KEY": "sk-..."} (FM_* settings stay in the template)')

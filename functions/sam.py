@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import copy
 import fnmatch
-import json
 import os
 from typing import Any, Callable, Iterable
 
@@ -64,15 +63,14 @@ def transform(template: dict[str, Any], parameters: dict[str, Any] | None = None
 
 
 def managed_policy(arn: str) -> dict[str, Any]:
-    """The document of an AWS managed policy, from the copy moto ships (no network)."""
-    from moto.iam.aws_managed_policies import aws_managed_policies_data
+    """The document of an AWS managed policy (from the copy moto ships: no network)."""
+    from .moto_server import managed_policy_document
 
-    name = arn.rsplit("/", 1)[-1]
-    data = json.loads(aws_managed_policies_data)
-    if name not in data:
+    document = managed_policy_document(arn.rsplit("/", 1)[-1])
+    if document is None:
         raise ConfigError(f"unknown AWS managed policy {arn}", field="ManagedPolicyArns",
                           hint="name a policy moto knows, or inline the statements")
-    return data[name]["Document"]
+    return document
 
 
 def function_policies(transformed: dict[str, Any], resolve: Callable[[Any], Any]) -> dict[str, list[dict[str, Any]]]:
