@@ -32,6 +32,7 @@ from flowmason.kernel.errors import ConfigError
 log = logging.getLogger("flowmason.local_stack")
 
 REGION = "us-east-1"
+ACCOUNT = "123456789012"
 # the repository's template (an editable install); FM_TEMPLATE or --template elsewhere
 DEFAULT_TEMPLATE = Path(__file__).resolve().parent.parent / "template.yaml"
 
@@ -56,27 +57,52 @@ def load_template(path: str | Path | None = None) -> dict[str, Any]:
 
 
 class _Resolver:
-    """The few intrinsic functions the table and queue properties use."""
+    """The intrinsic functions the template's resources and policies use, against what the stack made."""
 
-    def __init__(self, parameters: dict[str, Any]) -> None:
+    def __init__(self, parameters: dict[str, Any], conditions: dict[str, Any] | None = None) -> None:
         self.parameters = parameters
+        self.conditions = conditions or {}
         self.physical: dict[str, dict[str, Any]] = {}
 
     def __call__(self, value: Any) -> Any:
+        from .sam import NOVALUE
+
         if isinstance(value, list):
-            return [self(v) for v in value]
+            return [v for v in (self(v) for v in value) if v is not NOVALUE]
         if not isinstance(value, dict):
             return value
         if len(value) == 1:
             (key, arg), = value.items()
             if key == "Ref":
-                return self.ref(arg)
+                return NOVALUE if arg == "AWS::NoValue" else self.ref(arg)
             if key == "Fn::GetAtt":
                 name, attr = arg if isinstance(arg, list) else arg.split(".", 1)
                 return self.physical[name][attr]
             if key == "Fn::Sub":
-                return re.sub(r"\$\{([^}]+)\}", lambda m: str(self.sub(m.group(1))), arg)
-        return {k: self(v) for k, v in value.items()}
+                text, names = (arg, {}) if isinstance(arg, str) else (arg[0], self(arg[1]))
+                return re.sub(r"\$\{([^}]+)\}", lambda m: str(names[m.group(1)] if m.group(1) in names
+                                                              else self.sub(m.group(1))), text)
+            if key == "Fn::Join":
+                return str(arg[0]).join(str(v) for v in self(arg[1]))
+            if key == "Fn::If":
+                return self(arg[1] if self.condition(arg[0]) else arg[2])
+        return {k: v for k, v in ((k, self(v)) for k, v in value.items()) if v is not NOVALUE}
+
+    def condition(self, value: Any) -> bool:
+        if isinstance(value, str):
+            return self.condition(self.conditions[value])
+        (key, arg), = value.items()
+        if key == "Condition":
+            return self.condition(arg)
+        if key == "Fn::Equals":
+            return str(self(arg[0])) == str(self(arg[1]))
+        if key == "Fn::Not":
+            return not self.condition(arg[0])
+        if key == "Fn::And":
+            return all(self.condition(a) for a in arg)
+        if key == "Fn::Or":
+            return any(self.condition(a) for a in arg)
+        raise ValueError(f"unsupported condition {key}")
 
     def ref(self, name: str) -> Any:
         if name in self.parameters:
@@ -96,7 +122,7 @@ class LocalContext:
     def __init__(self, function_name: str, timeout_s: float, memory_mb: int = 1024) -> None:
         self.function_name = function_name
         self.function_version = "$LATEST"
-        self.invoked_function_arn = f"arn:aws:lambda:{REGION}:123456789012:function:{function_name}"
+        self.invoked_function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{function_name}"
         self.memory_limit_in_mb = memory_mb
         self.aws_request_id = str(uuid.uuid4())
         self.log_group_name = f"/aws/lambda/{function_name}"
@@ -114,9 +140,12 @@ class LocalStack:
         self, template: str | Path | None = None, *, visibility_timeout: int | None = None,
         worker_timeout_s: float | None = None, batch_size: int | None = None, max_receive_count: int | None = None,
         concurrency: int = 4, fanout_min_items: int | None = None, chunk_size: int | None = None,
-        poll_interval_s: float = 0.05, run_worker: bool = True,
+        poll_interval_s: float = 0.05, run_worker: bool = True, parameters: dict[str, Any] | None = None,
+        iam: bool = False,
     ) -> None:
-        self.template = load_template(template)
+        self.template = load_template(template) if not isinstance(template, dict) else template
+        self.parameters = dict(parameters or {})
+        self.iam = iam
         self.overrides = {"visibility_timeout": visibility_timeout, "max_receive_count": max_receive_count}
         self.worker_timeout_s = worker_timeout_s
         self.batch_size = batch_size
@@ -133,6 +162,9 @@ class LocalStack:
         self.dlq_url = ""
         self.invocations = 0
         self.crashes = 0
+        # each function's credentials (its role's, with iam=True) and the stack's own; see local_iam
+        self.credentials: dict[str, dict[str, str]] = {}
+        self.admin: dict[str, str] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -156,7 +188,12 @@ class LocalStack:
 
         self.endpoint = self._exit.enter_context(moto_server())
         try:
+            if self.iam:
+                from . import local_iam
+
+                self.admin = local_iam.admin(self.client("iam"))
             self._create_resources()
+            self._give_credentials()
             if self.run_worker:
                 self._start_pollers()
         except BaseException:
@@ -169,6 +206,11 @@ class LocalStack:
         for thread in self._threads:
             thread.join(timeout=30)
         self._threads.clear()
+        if self.iam and self.endpoint:
+            from . import local_iam
+
+            with contextlib.suppress(Exception):
+                local_iam.enforce(self.endpoint, False)
         if self.endpoint:
             # moto's backends outlive the server in this process: drop what this stack made
             with contextlib.suppress(Exception):
@@ -180,18 +222,55 @@ class LocalStack:
         self._exit.close()
 
     # -- clients and services --
-    def client(self, service: str) -> Any:
+    def session(self, function: str | None = None) -> Any:
+        """A boto3 session with ``function``'s credentials (None: the stack's own, for setup and the pollers)."""
         import boto3
 
-        return boto3.session.Session().client(service, region_name=REGION, endpoint_url=self.endpoint)
+        creds = self.credentials[function] if function else (self.admin or
+                                                              {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"})
+        return boto3.session.Session(region_name=REGION, **creds)
 
-    def sqs(self) -> Any:
+    def client(self, service: str, function: str | None = None) -> Any:
+        return self.session(function).client(service, region_name=REGION, endpoint_url=self.endpoint)
+
+    def sqs(self, function: str | None = None) -> Any:
         from .sqs import sqs_client
 
-        return sqs_client(endpoint_url=self.endpoint, region=REGION)
+        return sqs_client(endpoint_url=self.endpoint, region=REGION, session=self.session(function))
 
-    def jobs(self) -> Any:
-        from flowmason.kernel.storage import open_store
+    def store(self, function: str) -> Any:
+        """The DynamoDB store as ``function`` sees it (its own client and credentials)."""
+        from botocore.config import Config
+
+        from flowmason.plugins.dynamodb_store.store import DynamoStore
+
+        client = self.session(function).client("dynamodb", region_name=REGION, endpoint_url=self.endpoint, config=Config(
+            retries={"total_max_attempts": 10, "mode": "adaptive"}, max_pool_connections=50))
+        return DynamoStore(self.table, client, url=self.store_url)
+
+    def function_policies(self) -> dict[str, list[dict[str, Any]]]:
+        """Each function's IAM policy documents after the SAM transform, naming this stack's resources."""
+        from .sam import function_policies, transform
+
+        given = {k: v for k, v in self.parameters.items() if k in (self.template.get("Parameters") or {})}
+        return function_policies(transform(self.template, given, region=REGION), self._resolve)
+
+    def _give_credentials(self) -> None:
+        functions = [n for n, r in self.template["Resources"].items() if r.get("Type") == "AWS::Serverless::Function"]
+        if not self.iam:
+            # distinct keys still tell the functions' calls apart (moto accepts any key when IAM is off)
+            self.credentials = {n: {"aws_access_key_id": f"LOCAL{n.upper()}{self.suffix}",
+                                    "aws_secret_access_key": "testing"} for n in functions}
+            return
+        from . import local_iam
+
+        iam, sts = self.client("iam"), self.client("sts")
+        policies = self.function_policies()
+        self.credentials = {n: local_iam.role_credentials(iam, sts, f"{n}{self.suffix}", policies[n]) for n in functions}
+        local_iam.enforce(self.endpoint, True)
+
+    def jobs(self, function: str = "WorkerFunction") -> Any:
+        """The durable engine as ``function`` (the worker, or the dead-letter function) runs it here."""
         from flowmason.plugins.durable import Jobs
 
         from .sqs import SqsQueue
@@ -202,22 +281,27 @@ class LocalStack:
         declared = Settings.from_env({k: str(v) for k, v in self._function_env("WorkerFunction").items()})
         fanout = self.fanout_min_items if self.fanout_min_items is not None else declared.fanout_min_items
         chunk = self.chunk_size if self.chunk_size is not None else declared.fanout_chunk_size
-        return Jobs(open_store(self.store_url), SqsQueue(self.queue_url, self.sqs()), fanout_min_items=fanout, chunk_size=chunk)
+        return Jobs(self.store(function), SqsQueue(self.queue_url, self.sqs(function)), fanout_min_items=fanout,
+                    chunk_size=chunk)
 
     def api_services(self) -> Any:
         """What ``functions.api`` builds from its environment, pointed at this stack."""
-        from flowmason.kernel.storage import open_store
         from flowmason.plugins.http_api.services import Services
 
         from .sqs import SqsQueue
 
-        return Services(open_store(self.store_url), SqsQueue(self.queue_url, self.sqs()))
+        return Services(self.store("ApiFunction"), SqsQueue(self.queue_url, self.sqs("ApiFunction")))
 
     def environment(self) -> dict[str, str]:
-        """Variables that point the Lambda modules (and boto3) at this stack."""
-        return {"FM_STORE": self.store_url, "FM_QUEUE_URL": self.queue_url, "FM_BLOB_BUCKET": self.bucket,
-                "AWS_ENDPOINT_URL": self.endpoint,
-                "AWS_DEFAULT_REGION": REGION, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+        """Variables that point the Lambda modules (and boto3) at this stack, with the API function's credentials."""
+        creds = self.credentials.get("ApiFunction") or {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+        env = {"FM_STORE": self.store_url, "FM_QUEUE_URL": self.queue_url, "FM_BLOB_BUCKET": self.bucket,
+               "AWS_ENDPOINT_URL": self.endpoint,
+               "AWS_DEFAULT_REGION": REGION, "AWS_ACCESS_KEY_ID": creds["aws_access_key_id"],
+               "AWS_SECRET_ACCESS_KEY": creds["aws_secret_access_key"]}
+        if creds.get("aws_session_token"):
+            env["AWS_SESSION_TOKEN"] = creds["aws_session_token"]
+        return env
 
     # -- resources from the template --
     def _resources(self, kind: str) -> dict[str, dict[str, Any]]:
@@ -229,8 +313,10 @@ class LocalStack:
 
     def _create_resources(self) -> None:
         params = {name: p.get("Default") for name, p in (self.template.get("Parameters") or {}).items()}
-        params.update({"AWS::Region": REGION, "AWS::AccountId": "123456789012", "AWS::URLSuffix": "amazonaws.com"})
-        self._resolve = _Resolver(params)
+        params.update(self.parameters)
+        params.update({"AWS::Region": REGION, "AWS::AccountId": ACCOUNT, "AWS::URLSuffix": "amazonaws.com",
+                       "AWS::Partition": "aws"})
+        self._resolve = _Resolver(params, self.template.get("Conditions"))
         ddb = self.client("dynamodb")
         for name, res in self._resources("AWS::DynamoDB::Table").items():
             props = self._resolve({k: v for k, v in res["Properties"].items() if k != "DeletionProtectionEnabled"})
@@ -254,6 +340,11 @@ class LocalStack:
             s3.create_bucket(Bucket=bucket)
             self._resolve.physical[name] = {"Ref": bucket, "Arn": f"arn:aws:s3:::{bucket}"}
             self.bucket = bucket
+        kms = None
+        for name in self._resources("AWS::KMS::Key"):
+            kms = kms or self.client("kms")
+            key = kms.create_key(Description=f"{name}{self.suffix}")["KeyMetadata"]
+            self._resolve.physical[name] = {"Ref": key["KeyId"], "Arn": key["Arn"]}
         sqs = self.sqs()
         queues = self._resources("AWS::SQS::Queue")
         # dead-letter queues first: the others' redrive policies point at them
@@ -284,7 +375,7 @@ class LocalStack:
     def _start_pollers(self) -> None:
         from . import worker
 
-        worker.configure(self.jobs())
+        worker.configure(self.jobs(), dead_letter=self.jobs("DeadLetterFunction"))
         for fn_name, handler in (("WorkerFunction", worker.handler), ("DeadLetterFunction", worker.dead_letter_handler)):
             props = self.template["Resources"][fn_name]["Properties"]
             event = next(e for e in props["Events"].values() if e["Type"] == "SQS")["Properties"]

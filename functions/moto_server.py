@@ -80,3 +80,16 @@ def moto_server() -> Iterator[str]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def managed_policy_document(name: str) -> dict[str, Any] | None:
+    """An AWS managed policy's document by name (``AWSLambdaSQSQueueExecutionRole``), from moto's bundled copy."""
+    import json
+
+    try:
+        from moto.iam.aws_managed_policies import aws_managed_policies_data
+    except ImportError:
+        raise ConfigError("reading AWS managed policies needs moto, which is not installed",
+                          hint="pip install 'flowmason[aws-local]'") from None
+    entry = json.loads(aws_managed_policies_data).get(name)
+    return entry["Document"] if entry else None

@@ -15,13 +15,13 @@ from flowmason.kernel.errors import StoreUnavailableError
 MAX_DELAY_S = 900  # SQS's limit for DelaySeconds
 
 
-def sqs_client(*, endpoint_url: str | None = None, region: str | None = None) -> Any:
+def sqs_client(*, endpoint_url: str | None = None, region: str | None = None, session: Any = None) -> Any:
     import boto3
     from botocore.config import Config
 
     region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    return boto3.session.Session().client("sqs", region_name=region, endpoint_url=endpoint_url,
-                                          config=Config(retries={"max_attempts": 8, "mode": "adaptive"}))
+    return (session or boto3.session.Session()).client("sqs", region_name=region, endpoint_url=endpoint_url,
+                                                       config=Config(retries={"max_attempts": 8, "mode": "adaptive"}))
 
 
 class SqsQueue:
@@ -52,3 +52,17 @@ class SqsQueue:
             else:
                 raise StoreUnavailableError(f"SQS refused {len(entries)} message(s) after 5 tries",
                                             hint="check the queue and its permissions")
+
+    def extend(self, receipts: list[str], seconds: int) -> int:
+        """Keep the messages with these receipt handles invisible ``seconds`` from now; returns how many took it.
+
+        A message already deleted or redelivered elsewhere refuses (its handle
+        is stale): that is reported in the count, not raised.
+        """
+        changed = 0
+        for start in range(0, len(receipts), 10):
+            entries = [{"Id": str(i), "ReceiptHandle": r, "VisibilityTimeout": int(seconds)}
+                       for i, r in enumerate(receipts[start:start + 10])]
+            got = self.client.change_message_visibility_batch(QueueUrl=self.url, Entries=entries)
+            changed += len(got.get("Successful") or [])
+        return changed

@@ -8,6 +8,16 @@ only it comes back, after the visibility timeout, and after
 ``dead_letter_handler`` consumes that queue and marks the run failed with
 the last error the worker recorded.
 
+Neither loops on a message it cannot use: a body that is not JSON, or not
+a message of the engine (``durable.jobs.message_problem``), is recorded
+(``Jobs.record_poison``) and returned as handled, so SQS deletes it. A
+storage failure (a checkpoint that cannot be written) fails the record, so
+it comes back. While a batch is worked on, its messages are kept invisible
+for ``FM_VISIBILITY_S`` from the last heartbeat (``visibility``): a worker
+that dies has its runs redelivered within that, not after the queue's
+visibility timeout. Provider keys named by ``FM_PROVIDER_KEYS`` (Secrets
+Manager or SSM) are read at import, Lambda's init (``provider_keys``).
+
 Each record gets a deadline: the invocation's remaining time
 (``context.get_remaining_time_in_millis()``) minus a margin
 (``FM_DEADLINE_MARGIN_MS``, default 10 s, at most a fifth of what is left),
@@ -32,14 +42,19 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 
+from . import provider_keys
+from .visibility import Holding
+
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "flowmason-worker"))
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "FlowMason"))
 _state: dict[str, Any] = {}
+provider_keys.load()  # cold start: FM_PROVIDER_KEYS -> the environment the providers read
 
 
-def configure(jobs: Any) -> None:
-    """Use this ``Jobs`` instead of one built from the environment (local stack, tests)."""
+def configure(jobs: Any, *, dead_letter: Any = None) -> None:
+    """Use this ``Jobs`` (and this one for the dead-letter handler) instead of one built from the environment."""
     _state["jobs"] = jobs
+    _state["dead_letter_jobs"] = dead_letter
 
 
 def get_jobs() -> Any:
@@ -73,27 +88,52 @@ def _deadline(context: Any) -> float | None:
     return time.monotonic() + (left_ms - margin_ms) / 1000
 
 
-def record_handler(record: Any, lambda_context: Any = None) -> str:
-    body = json.loads(record.body)
-    receive_count = int(record.attributes.approximate_receive_count or 1)
-    logger.append_keys(run_id=body.get("run_id"), message_kind=body.get("kind", "run"))
-    outcome = asyncio.run(get_jobs().handle(body, deadline=_deadline(lambda_context), receive_count=receive_count))
-    logger.info("message handled", extra={"outcome": outcome, "receive_count": receive_count})
+def _body(record: Any, jobs: Any) -> Any:
+    """The record's JSON body, or None when it is not JSON (then it is recorded as poison)."""
+    try:
+        return json.loads(record.body)
+    except (TypeError, ValueError) as exc:
+        jobs.record_poison(str(record.body), f"the body is not JSON ({exc})", message_id=record.message_id)
+        return None
+
+
+def _count(outcome: str) -> str:
     metrics.add_metric(name=f"Message_{outcome.replace('-', '_')}", unit=MetricUnit.Count, value=1)
     return outcome
 
 
+def record_handler(record: Any, lambda_context: Any = None) -> str:
+    jobs = get_jobs()
+    body = _body(record, jobs)
+    if body is None:
+        return _count("poison")
+    receive_count = int(record.attributes.approximate_receive_count or 1)
+    if isinstance(body, dict):
+        logger.append_keys(run_id=body.get("run_id"), message_kind=body.get("kind", "run"))
+    outcome = asyncio.run(jobs.handle(body, deadline=_deadline(lambda_context), receive_count=receive_count))
+    logger.info("message handled", extra={"outcome": outcome, "receive_count": receive_count})
+    return _count(outcome)
+
+
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    # a processor per invocation: it holds the batch's state (and the local stack invokes from several threads)
-    return process_partial_response(event=event, record_handler=record_handler,
-                                    processor=BatchProcessor(event_type=EventType.SQS), context=context)
+    from flowmason.kernel.settings import get_settings
+
+    receipts = [r.get("receiptHandle") for r in event.get("Records") or []]
+    with Holding(get_jobs().queue, receipts, get_settings().visibility_s):
+        # a processor per invocation: it holds the batch's state (and the local stack invokes from several threads)
+        return process_partial_response(event=event, record_handler=record_handler,
+                                        processor=BatchProcessor(event_type=EventType.SQS), context=context)
 
 
 def _dead_record(record: Any) -> str:
-    body = json.loads(record.body)
-    outcome = get_jobs().dead_letter(body)
-    logger.warning("dead-lettered message", extra={"run_id": body.get("run_id"), "outcome": outcome})
+    jobs = _state.get("dead_letter_jobs") or get_jobs()
+    body = _body(record, jobs)
+    if body is None:
+        return "poison"
+    outcome = jobs.dead_letter(body, message_id=record.message_id)
+    logger.warning("dead-lettered message", extra={"run_id": body.get("run_id") if isinstance(body, dict) else None,
+                                                   "outcome": outcome})
     metrics.add_metric(name="RunsDeadLettered", unit=MetricUnit.Count, value=1 if outcome == "failed" else 0)
     return outcome
 

@@ -498,12 +498,17 @@ class RunRepository:
         return {r.stage_id: r for r in self.stage_results(run_id) if r.iteration is None and r.status in _FINISHED}
 
     def finished_iterations(self, run_id: str, stage_id: str, labels: "set[str]") -> dict[str, Any]:
-        """Outputs of the completed iterations of ``stage_id`` whose label is in ``labels`` (by label)."""
+        """Outputs of the completed iterations of ``stage_id`` whose label is in ``labels`` (by label).
+
+        One read per label, never the stage's other iterations: a retried
+        fan-out chunk reads its own items, not the thousands of the stage.
+        """
         self.flush()
         out: dict[str, Any] = {}
-        for item in self.store.query_all(self._run_pk(run_id), prefix=f"stage#{stage_id}#"):
-            label = item.data.get("iteration")
-            if label in labels and item.data.get("status") == StageStatus.COMPLETED.value:
+        pk = self._run_pk(run_id)
+        for label in sorted(labels):
+            item = self.store.get(pk, f"stage#{stage_id}#{label}")
+            if item is not None and item.data.get("status") == StageStatus.COMPLETED.value:
                 out[label] = self._unpack(item.data, run_id, stage_id).get("output")
         return out
 

@@ -132,6 +132,8 @@ class Settings:
     recovery_scan_s: float = setting("FM_RECOVERY_SCAN_S", 30.0, "how often fm serve looks for runs whose process died, seconds", owner="durable", parse=_float, minimum=0.05)
     recovery_grace_s: float | None = setting("FM_RECOVERY_GRACE_S", None, "a run without a lease is left alone this long after it started (unset: FM_LEASE_S)", owner="durable", parse=_float, minimum=0)
     max_recoveries: int = setting("FM_MAX_RECOVERIES", 5, "a run whose process died more often than this is failed", owner="durable", parse=_int, minimum=0)
+    visibility_s: float = setting("FM_VISIBILITY_S", 120.0, "the worker keeps the SQS messages it holds invisible this long past its last heartbeat, so a crashed worker's message returns within it, seconds", owner="functions", parse=_float, minimum=1)
+    provider_keys: str | None = setting("FM_PROVIDER_KEYS", None, "where the worker reads provider keys at cold start: secretsmanager:SECRET_ID or ssm:/PARAMETER (a JSON object NAME: value)", owner="functions")
     template: str | None = setting("FM_TEMPLATE", None, "SAM template fm serve --aws-local reads (default: template.yaml)", owner="functions")
     # -- auth --
     auth: bool = setting("FM_AUTH", False, "1 turns authentication on (else local single-user mode)", owner="auth", parse=_flag)

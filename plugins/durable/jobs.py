@@ -25,6 +25,13 @@ Recovery sends the same message for a run whose process died.
   next poll; a run whose process died is marked cancelled.
 - **Dead letters.** ``dead_letter`` marks a run whose message kept failing
   as failed, with the last error the worker saw (``sk = "worker_error"``).
+- **Poison messages.** A message that is not one of the shapes above
+  (``message_problem``) is never retried: ``record_poison`` keeps it (body
+  preview and reason, 14 days) under ``pk = "messages#poison"`` and the
+  handler returns ``"poison"`` so the queue deletes it.
+- **Storage failures fail the message.** A checkpoint or the run's final
+  record that cannot be written raises out of ``handle`` (the message
+  comes back and the run resumes), never reported as the run's outcome.
 
 The run's partition also holds ``sk = "pipeline"``: ``{"definition",
 "version", "base"}``, the resolved pipeline the run runs (``base``: the
@@ -64,6 +71,9 @@ MAX_INPUT_BYTES = MAX_ITEM_BYTES // 2
 _CHUNK_HOOKS = ("fm_stage_started", "fm_stage_finished", "fm_stage_failed", "fm_stage_skipped", "fm_stage_event",
                 "fm_wrap_stage")
 BUSY_RETRIES = 8  # a run message that finds the run leased comes back after 1, 2, 4 ... 60 s
+POISON_PK = "messages#poison"
+POISON_KEEP_S = 14 * 24 * 3600  # as long as SQS keeps a dead letter
+_KINDS = ("run", "chunk")
 
 
 class Queue(Protocol):
@@ -76,6 +86,25 @@ def _max_continuations() -> int:
     from flowmason.kernel.settings import get_settings
 
     return get_settings().max_continuations
+
+
+def message_problem(body: Any) -> str | None:
+    """Why ``body`` is not a message this engine handles (None when it is one)."""
+    if not isinstance(body, dict):
+        return f"the message is a JSON {type(body).__name__}, not an object"
+    kind = body.get("kind", "run")
+    if kind not in _KINDS:
+        return f"unknown message kind {kind!r} (known: {', '.join(_KINDS)})"
+    for key in ("org", "run_id"):
+        if not isinstance(body.get(key), str) or not body[key]:
+            return f"the message has no {key}"
+    if kind == "chunk" and (not isinstance(body.get("stage"), str) or type(body.get("chunk")) is not int
+                            or body["chunk"] < 0):
+        return "a chunk message needs a stage id and a chunk number"
+    for key in ("continuation", "busy"):
+        if key in body and type(body[key]) is not int:
+            return f"the message's {key} is not a number"
+    return None
 
 
 def run_message(org: str, run_id: str, **extra: Any) -> dict[str, Any]:
@@ -164,11 +193,12 @@ class Jobs:
     # -- entry points --
     async def handle(self, body: dict[str, Any], *, deadline: float | None = None, receive_count: int = 1) -> str:
         """Process one message; returns what happened. Raises on infrastructure errors (retry)."""
+        problem = message_problem(body)
+        if problem is not None:
+            self.record_poison(json.dumps(body, default=str), problem)
+            return "poison"
         kind = body.get("kind", "run")
-        org, run_id = str(body.get("org") or ""), str(body.get("run_id") or "")
-        if not org or not run_id:
-            log.error("dropping a message without org or run_id: %s", list(body))
-            return "dropped"
+        org, run_id = body["org"], body["run_id"]
         try:
             if kind == "chunk":
                 return await self._chunk(body, org, run_id, deadline, receive_count)
@@ -185,9 +215,22 @@ class Jobs:
                 pass
             raise
 
-    def dead_letter(self, body: dict[str, Any]) -> str:
+    def record_poison(self, raw: str, reason: str, *, message_id: str | None = None) -> None:
+        """Keep a message no handler can use (for 14 days) and say so in the log; the caller deletes it."""
+        import uuid
+
+        log.error("poison message %s: %s", message_id or "-", reason)
+        self.store.put(POISON_PK, f"{time.time():017.6f}#{message_id or uuid.uuid4().hex}",
+                       {"reason": reason, "body": raw[:4096], "size": len(raw), "message_id": message_id,
+                        "at": time.time()}, expires_at=time.time() + POISON_KEEP_S)
+
+    def dead_letter(self, body: Any, *, message_id: str | None = None) -> str:
         """A message that exhausted its deliveries: mark its run failed with the last error seen."""
-        org, run_id = str(body.get("org") or ""), str(body.get("run_id") or "")
+        problem = message_problem(body)
+        if problem is not None:
+            self.record_poison(json.dumps(body, default=str), problem, message_id=message_id)
+            return "poison"
+        org, run_id = body["org"], body["run_id"]
         repo = RunRepository(self.store, namespace(org))
         try:
             run = repo.get_run(run_id)
@@ -286,6 +329,7 @@ class Jobs:
         run = repo.get_run(run_id)
         if run.status in TERMINAL:
             return "already-finished"
+        continuation = int(body.get("continuation", 0))
         lease = leases.acquire(self.store, pk, f"lease#{sid}#{number}")
         if lease is None:
             return "busy"
@@ -293,11 +337,21 @@ class Jobs:
             if self.store.get(pk, "cancel") is not None:
                 fan.chunk_done({"error": {"code": "cancelled", "message": "the run was cancelled"}})
                 return "cancelled"
+            if continuation > _max_continuations():
+                # like a run's: a chunk that never gets through its items in one invocation must end, not loop
+                fan.chunk_done({"error": {
+                    "code": "too_many_continuations", "stage": sid,
+                    "message": f"fan-out chunk {number} of stage '{sid}' was continued {continuation} times",
+                    "hint": "an item probably takes longer than the worker's time limit; make it smaller"}})
+                return "failed"
             recorder = HostRecorder(repo, chunk_mode=True)
             fan.flush = recorder.flush
             outcome = await self._execute(org, run, repo, deadline, recorder, fan=fan)
             if outcome == "deadline" or outcome == self.parking:
-                self.queue.send({**body, "continuation": int(body.get("continuation", 0)) + 1})
+                # the continuation goes out only once this lease is gone: one sent first could be
+                # picked up while the lease still stands, be dropped as a duplicate, and the chunk never end
+                lease.release()
+                self.queue.send({**body, "continuation": continuation + 1})
                 return "continued"
             if outcome != "chunk-done":
                 # cancelled, or failed before the loop ran: still a result, so the join happens and settles the run
@@ -373,10 +427,15 @@ class Jobs:
                 ex.suspend("deadline")  # stops here without recording anything as cancelled; resumed later
             try:
                 await task
+            except StorageError:
+                raise  # the run's own record could not be written: the message must come back
             except FlowMasonError:
                 if recorder.storage_error is not None:
                     raise recorder.storage_error from None
                 return run.status.value
+            if recorder.storage_error is not None:
+                # a checkpoint failed where nobody saw it (the group commit's scheduled flush): fail the message
+                raise recorder.storage_error
             if ex.suspended is not None:
                 return ex.suspended
             return run.status.value
@@ -390,7 +449,7 @@ class Jobs:
             watcher.cancel()
             await asyncio.gather(watcher, return_exceptions=True)
             if recorder.storage_error is None:
-                recorder.flush()
+                recorder.flush()  # raises (and fails the message) when the last checkpoints cannot be written
             for listener in ex.listeners:  # the event log's last events (a run parked from outside)
                 flush = getattr(listener, "flush", None)
                 if flush is not None:

@@ -94,6 +94,7 @@ class Lease:
         self.data = data
         self.on_lost = on_lost
         self.lost = False
+        self.released = False
 
     def renew(self, lease_s: float) -> None:
         expires = time.time() + lease_s
@@ -115,9 +116,11 @@ class Lease:
                 self.on_lost()
 
     def release(self) -> None:
+        """Delete the lease if it is still this holder's; a second call does nothing (another holder may have it now)."""
         _beat.forget(self)
-        if self.lost:
+        if self.lost or self.released:
             return
+        self.released = True
         try:
             item = self.store.get(self.pk, self.sk)
             if item is not None and item.data.get("owner") == self.data["owner"]:

@@ -6,7 +6,9 @@ buffer, because a chunk records hundreds of small results and one request
 each would dominate its time. And a run's duration counts every
 invocation it took, not only the last. A storage error is remembered, so
 the host re-raises it (the message comes back) instead of reporting the
-run as failed by its own stages.
+run as failed by its own stages: also one raised where the executor does
+not see it (the group commit's flush scheduled on the event loop, the
+final record of a failed run).
 """
 from __future__ import annotations
 
@@ -22,18 +24,37 @@ from flowmason.kernel.storage_codec import check_size
 FLUSH_EVERY = 50  # fan-out iterations recorded per batch write
 
 
+class _Checkpoints(RunRepository):
+    """A RunRepository that tells its recorder about a failed write, wherever the flush ran."""
+
+    def __init__(self, store: Any, ns: str, recorder: "HostRecorder") -> None:
+        super().__init__(store, ns)
+        self.recorder = recorder
+
+    def flush(self) -> None:
+        try:
+            super().flush()
+        except StorageError as exc:
+            self.recorder.storage_error = self.recorder.storage_error or exc
+            raise
+
+
 class HostRecorder:
     def __init__(self, repo: RunRepository, *, chunk_mode: bool = False) -> None:
         self.chunk_mode = chunk_mode
         self.buffer = WriteBehind(repo.store) if chunk_mode else None
         # chunk iterations go through the write-behind store; everything else straight to the store
-        self.repo = RunRepository(self.buffer, repo.ns) if self.buffer is not None else repo  # type: ignore[arg-type]
+        self.repo = _Checkpoints(self.buffer if self.buffer is not None else repo.store, repo.ns, self)
         self.storage_error: StorageError | None = None
 
     def flush(self) -> None:
         self.repo.flush()
         if self.buffer is not None:
-            self.buffer.flush()
+            try:
+                self.buffer.flush()
+            except StorageError as exc:
+                self.storage_error = self.storage_error or exc
+                raise
 
     def run_started(self, run: Run) -> None:
         if not self.chunk_mode:
@@ -55,7 +76,11 @@ class HostRecorder:
             return
         if run.started_at and run.finished_at:  # across invocations, not just the last one
             run.duration_ms = (run.finished_at - run.started_at) * 1000
-        self.repo.run_finished(run)
+        try:
+            self.repo.run_finished(run)
+        except StorageError as exc:  # the executor keeps a failed run's own error: the host still must know
+            self.storage_error = self.storage_error or exc
+            raise
 
 
 def _checked(pk: str, sk: str, data: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:

@@ -174,7 +174,7 @@ def table_definition(table: str) -> dict[str, Any]:
     }
 
 
-_clients: dict[tuple[int, str, str | None, int], Any] = {}
+_clients: dict[tuple[int, str, str | None, int, str | None], Any] = {}
 _clients_lock = threading.Lock()
 
 
@@ -187,7 +187,8 @@ def make_client(*, region: str | None = None, endpoint_url: str | None = None, a
     parent's connection pool.
     """
     region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    key = (os.getpid(), region, endpoint_url, attempts)
+    # the credentials in the environment too: a process that switches them (the local stack's roles) gets new clients
+    key = (os.getpid(), region, endpoint_url, attempts, os.environ.get("AWS_ACCESS_KEY_ID"))
     with _clients_lock:
         client = _clients.get(key)
         if client is None:

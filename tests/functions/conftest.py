@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 
 import pytest
 
@@ -22,15 +23,33 @@ def tally_plugin():
     components.reset()
 
 
+# FLOWMASON_TEST_IAM=1 runs every stack here with moto's IAM enforcement and the template's roles
+IAM_ENFORCED = os.environ.get("FLOWMASON_TEST_IAM") == "1"
+
+
 @pytest.fixture
-def make_stack(tally_plugin, monkeypatch):
-    """Start a LocalStack with overrides; each is stopped after the test."""
+def aws_calls(monkeypatch):
+    """Records every AWS call made from here on (tests/support/aws_calls.py)."""
+    from tests.support.aws_calls import AwsCalls
+
+    return AwsCalls().install(monkeypatch)
+
+
+@pytest.fixture
+def make_stack(tally_plugin, monkeypatch, aws_calls):
+    """Start a LocalStack with overrides; each is stopped after the test.
+
+    Every AWS call the functions made must be one the template's IAM
+    policies allow: the test fails at teardown, naming the call, if not.
+    """
     pytest.importorskip("moto")
+    pytest.importorskip("samtranslator")
     from flowmason.functions.local_stack import LocalStack
 
     started = []
 
     def make(**options):
+        options.setdefault("iam", IAM_ENFORCED)
         stack = LocalStack(**options).start()
         started.append(stack)
         for key, value in stack.environment().items():
@@ -38,8 +57,17 @@ def make_stack(tally_plugin, monkeypatch):
         return stack
 
     yield make
+    denied = []
     for stack in started:
         stack.stop()
+        denied += stack_denied(aws_calls, stack)
+    assert not denied, "calls template.yaml does not allow:\n" + "\n".join(denied)
+
+
+def stack_denied(calls, stack) -> list[str]:
+    if not calls.by_function(stack):
+        return ["no AWS call of a function was recorded: the recorder is not hooked in"] if stack.run_worker else []
+    return calls.denied(stack)
 
 
 @pytest.fixture

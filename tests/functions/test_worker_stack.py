@@ -6,6 +6,7 @@ redelivery really comes from SQS's visibility timeout and redrive policy.
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 
 from flowmason.kernel.model import StageStatus
@@ -57,15 +58,19 @@ def test_api_event_starts_a_run_that_the_worker_finishes_through_sqs_and_dynamod
 
 
 def test_a_worker_killed_after_stage_k_is_redelivered_and_resumes_without_rerunning_finished_stages(
-        make_stack, api_handler, tally_plugin):
-    stack = make_stack(visibility_timeout=2, worker_timeout_s=60)
+        make_stack, api_handler, tally_plugin, monkeypatch):
+    # the queue would hold the dead worker's message 120 s; the worker's hold on it lapses after 2 s
+    monkeypatch.setenv("FM_VISIBILITY_S", "2")
+    stack = make_stack(visibility_timeout=120, worker_timeout_s=60)
     handler = api_handler()
     tally_plugin.CRASH_ONCE.add("s3")  # dies inside stage 3, after s1 and s2 were checkpointed
     _, run = call(handler, "POST", "/runs", {"pipeline": chain("five", 5), "inputs": {"x": 1}})
 
+    started = time.monotonic()
     result = finished_result(handler, run["id"], timeout=90)
     assert result["status"] == "completed"
     assert stack.crashes >= 1
+    assert time.monotonic() - started < 60  # well before the queue's own visibility timeout
     # finished stages ran exactly once; the stage in flight at the crash ran again
     assert tally_plugin.DONE == Counter({f"s{i}": 1 for i in range(1, 6)})
     assert tally_plugin.CALLS["s1"] == 1 and tally_plugin.CALLS["s2"] == 1
@@ -94,7 +99,9 @@ def test_a_run_longer_than_the_time_limit_continues_in_later_invocations(make_st
     assert [e.data["stage_id"] for e in events if e.event == "stage.completed"] == ["s1", "s2", "s3", "s4"]
 
 
-def test_a_run_that_keeps_crashing_ends_in_the_dead_letter_queue_marked_failed(make_stack, api_handler, tally_plugin):
+def test_a_run_that_keeps_crashing_ends_in_the_dead_letter_queue_marked_failed(
+        make_stack, api_handler, tally_plugin, monkeypatch):
+    monkeypatch.setenv("FM_VISIBILITY_S", "1")
     stack = make_stack(visibility_timeout=1, max_receive_count=2)
     handler = api_handler()
     tally_plugin.CRASH_ALWAYS.add("s2")
@@ -176,7 +183,9 @@ def _fan_pipeline(pid: str, *, sleep: float = 0, parallel: bool = True) -> dict:
     }
 
 
-def test_a_chunk_killed_mid_way_is_redelivered_and_still_runs_every_item_once(make_stack, api_handler, tally_plugin):
+def test_a_chunk_killed_mid_way_is_redelivered_and_still_runs_every_item_once(
+        make_stack, api_handler, tally_plugin, monkeypatch):
+    monkeypatch.setenv("FM_VISIBILITY_S", "2")
     make_stack(visibility_timeout=2, batch_size=1, concurrency=2)
     handler = api_handler()
     # chunk 1 (items 60-119) dies at its 52nd item, after its first 50 were flushed (FLUSH_EVERY)
