@@ -214,15 +214,9 @@ def test_the_local_stack_creates_the_table_and_queues_the_template_declares(temp
         assert backups["PointInTimeRecoveryDescription"]["PointInTimeRecoveryStatus"] == "ENABLED"
         sqs = stack.sqs()
         attrs = sqs.get_queue_attributes(QueueUrl=stack.queue_url, AttributeNames=["All"])["Attributes"]
-<<<<<<< HEAD
-        assert attrs["VisibilityTimeout"] == "5400"
-        dlq_arn = sqs.get_queue_attributes(QueueUrl=stack.dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        assert json.loads(attrs["RedrivePolicy"]) == {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 5}
-        assert stack.bucket and f"blob_bucket={stack.bucket}" in stack.store_url
-        stack.client("s3").head_bucket(Bucket=stack.bucket)
-=======
         assert attrs["VisibilityTimeout"] == str(template["Resources"]["RunQueue"]["Properties"]["VisibilityTimeout"])
         dlq = sqs.get_queue_attributes(QueueUrl=stack.dlq_url, AttributeNames=["QueueArn", "VisibilityTimeout"])["Attributes"]
         assert json.loads(attrs["RedrivePolicy"]) == {"deadLetterTargetArn": dlq["QueueArn"], "maxReceiveCount": 5}
         assert dlq["VisibilityTimeout"] == "360"
->>>>>>> deploy
+        assert stack.bucket and f"blob_bucket={stack.bucket}" in stack.store_url
+        stack.client("s3").head_bucket(Bucket=stack.bucket)

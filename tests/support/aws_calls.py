@@ -68,6 +68,13 @@ def iam_calls(service: str, operation: str, params: dict[str, Any]) -> list[tupl
     if service == "ssm":
         name = params.get("Name")
         return [(f"ssm:{operation}", f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/{name.lstrip('/')}" if name else None)]
+    if service == "s3":
+        bucket, key = params.get("Bucket"), params.get("Key")
+        if operation in ("ListObjectsV2", "ListObjects", "HeadBucket"):
+            return [("s3:ListBucket", f"arn:aws:s3:::{bucket}" if bucket else None)]
+        # object calls are authorised under the object actions (HeadObject is s3:GetObject)
+        action = {"HeadObject": "GetObject", "DeleteObjects": "DeleteObject"}.get(operation, operation)
+        return [(f"s3:{action}", f"arn:aws:s3:::{bucket}/{key}" if bucket and key else None)]
     return [(f"{service}:{operation}", None)]
 
 
