@@ -246,7 +246,14 @@ class LocalStack:
 
         client = self.session(function).client("dynamodb", region_name=REGION, endpoint_url=self.endpoint, config=Config(
             retries={"total_max_attempts": 10, "mode": "adaptive"}, max_pool_connections=50))
-        return DynamoStore(self.table, client, url=self.store_url)
+        store = DynamoStore(self.table, client, url=self.store_url)
+        if self.bucket:
+            from flowmason.plugins.dynamodb_store.blobs import S3Blobs
+
+            s3 = self.session(function).client("s3", region_name=REGION, endpoint_url=self.endpoint,
+                                               config=Config(s3={"addressing_style": "path"}, signature_version="s3v4"))
+            store.blobs = S3Blobs(self.bucket, s3)
+        return store
 
     def function_policies(self) -> dict[str, list[dict[str, Any]]]:
         """Each function's IAM policy documents after the SAM transform, naming this stack's resources."""

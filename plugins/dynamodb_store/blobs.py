@@ -35,7 +35,8 @@ def make_s3_client(*, region: str, endpoint_url: str | None = None, attempts: in
 
     import boto3
 
-    key = (os.getpid(), region, endpoint_url, attempts)
+    # the credentials too: functions of one local stack each run under their own role
+    key = (os.getpid(), region, endpoint_url, attempts, os.environ.get("AWS_ACCESS_KEY_ID"))
     with _clients_lock:
         client = _clients.get(key)
         if client is None:

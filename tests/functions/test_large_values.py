@@ -81,7 +81,7 @@ def test_a_value_over_the_response_budget_redirects_to_a_presigned_s3_url(make_s
 
 
 def test_deployed_without_the_bucket_large_values_are_refused_with_a_clear_error(make_stack, api_handler, monkeypatch):
-    stack = make_stack()
+    stack = make_stack(run_worker=False)  # refused before any AWS call: no run reaches a worker
     monkeypatch.delenv("FM_BLOB_BUCKET")
     monkeypatch.setenv("FM_STORE", stack.store_url.split("&blob_bucket=")[0])
     monkeypatch.setenv("FM_MAX_BODY_BYTES", str(2 * 1024 * 1024))

@@ -197,7 +197,7 @@ def test_the_blob_bucket_is_private_encrypted_tls_only_and_named_to_every_functi
     assert template["Globals"]["Function"]["Environment"]["Variables"]["FM_BLOB_BUCKET"] == {"Ref": "BlobBucket"}
     for name in ("ApiFunction", "WorkerFunction", "DeadLetterFunction"):
         granted = [s for p in res[name]["Properties"]["Policies"] for s in p.get("Statement", [])
-                   if "BlobBucket" in json.dumps(s["Resource"])]
+                   if "BlobBucket" in json.dumps(s.get("Resource"))]
         assert len(granted) == 2, name
 
 
