@@ -18,7 +18,8 @@ Configuration (environment): ``FM_STORE`` (``dynamodb://TABLE?region=...``),
 (default 100); the engine's lease settings (``FM_HEARTBEAT_S``, ``FM_LEASE_S``,
 ``FM_CANCEL_POLL_S``: see ``flowmason.plugins.durable.leases``). Logs are JSON
 and metrics EMF, through aws-lambda-powertools.
-boto3 loads on the first message, not at import.
+boto3 loads on the first message, not at import. Server defaults apply
+(``use_server_defaults``: ``FM_HTTP_DENY_PRIVATE`` on unless set).
 """
 from __future__ import annotations
 
@@ -85,6 +86,9 @@ def record_handler(record: Any, lambda_context: Any = None) -> str:
 
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    from flowmason.kernel.settings import use_server_defaults
+
+    use_server_defaults("Lambda worker")  # pipelines run here: closed by default, as on the API
     # a processor per invocation: it holds the batch's state (and the local stack invokes from several threads)
     return process_partial_response(event=event, record_handler=record_handler,
                                     processor=BatchProcessor(event_type=EventType.SQS), context=context)

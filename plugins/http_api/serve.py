@@ -4,7 +4,9 @@ Default: the embedded store (``--store`` / ``FM_STORE``) and runs executed
 in the server process. ``--aws-local``: start the local AWS stack (moto on
 127.0.0.1 with the table and queues of template.yaml, and a poller that
 feeds the worker Lambda handler), and serve the API exactly as the Lambda
-API runs it: DynamoDB store, runs queued on SQS.
+API runs it: DynamoDB store, runs queued on SQS. Either way the server
+defaults apply (``use_server_defaults``: pipelines cannot reach the
+server's loopback or private network unless ``FM_HTTP_ALLOW`` says so).
 """
 from __future__ import annotations
 
@@ -34,8 +36,12 @@ def add_serve_command(app: Any) -> None:
                 hint="pip install 'flowmason[server]'",
             ) from None
 
+        from flowmason.kernel.settings import use_server_defaults
+
         from .app import create_app
         from .services import Services
+
+        use_server_defaults("fm serve")  # closed by default (FM_HTTP_DENY_PRIVATE...) before anything reads settings
 
         stack = None
         if aws_local:
