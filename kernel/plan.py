@@ -442,7 +442,7 @@ def _config_renderer(stage: Stage, comp: Component, settings: dict[str, Any]) ->
     lazy = {k: settings[k] for k in comp.lazy if k in settings}
     eager = {k: v for k, v in settings.items() if k not in lazy} if lazy else settings
     try:
-        render, _ = compile_value(eager)
+        render, _ = compile_value(eager, "config")
     except TemplateError as exc:
         exc.stage = stage.id
         raise

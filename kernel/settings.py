@@ -112,6 +112,7 @@ class Settings:
     model: str | None = setting("FM_MODEL", None, "model for FM_PROVIDER when the stage names none", owner="ai_nodes")
     record: str | None = setting("FM_RECORD", None, "cassette file to record every model call into", owner="kernel")
     replay: str | None = setting("FM_REPLAY", None, "cassette file to answer model calls from", owner="kernel")
+    expr_max_seconds: float = setting("FM_EXPR_MAX_SECONDS", 1.0, "longest one {{expression}} may run, seconds (then its stage fails)", owner="kernel", parse=_float, minimum=0.01)
     env_allowlist: tuple[str, ...] = setting("FM_ENV_ALLOWLIST", (), "environment names pipelines may read as {{env.NAME}} (FM_VAR_* always)", owner="kernel", parse=_names)
     # -- HTTP API (fm serve, the Lambda API) --
     max_body_bytes: int = setting("FM_MAX_BODY_BYTES", 1024 * 1024, "largest request body the API reads, else 413", owner="http_api", parse=_int, minimum=1)

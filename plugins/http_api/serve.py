@@ -42,6 +42,9 @@ def add_serve_command(app: Any) -> None:
         from .services import Services
 
         use_server_defaults("fm serve")  # closed by default (FM_HTTP_DENY_PRIVATE...) before anything reads settings
+        from flowmason.kernel.templating import prepare_off_loop
+
+        prepare_off_loop()  # slow expressions run in their own process; starting it later would stall a request
 
         stack = None
         if aws_local:
