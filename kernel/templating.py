@@ -277,6 +277,14 @@ def _start_process_pool() -> None:
             _pools["process"] = None
 
 
+def _lower_priority() -> None:
+    """In the expression process: a lower CPU priority, so on a busy machine the server's loop is scheduled first."""
+    try:
+        os.nice(10)
+    except OSError:  # pragma: no cover - not allowed here: same priority, still a separate interpreter
+        pass
+
+
 def _process_pool() -> Any:
     if "process" not in _pools:
         try:
@@ -285,7 +293,8 @@ def _process_pool() -> Any:
 
             import atexit
 
-            pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("forkserver"))
+            context = multiprocessing.get_context("forkserver")
+            pool = ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=_lower_priority)
             atexit.register(pool.shutdown, wait=True, cancel_futures=True)
             _pools["process"] = pool
         except (OSError, ImportError, ValueError):  # no semaphores here (Lambda): threads only
