@@ -294,6 +294,8 @@ def _process_pool() -> Any:
             import atexit
 
             context = multiprocessing.get_context("forkserver")
+            # the server process preloads this module, not the program's __main__ (fm, pytest...)
+            context.set_forkserver_preload(["flowmason.kernel.templating"])
             pool = ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=_lower_priority)
             atexit.register(pool.shutdown, wait=True, cancel_futures=True)
             _pools["process"] = pool
