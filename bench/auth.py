@@ -119,11 +119,16 @@ def _one(backend: str, requests: int, concurrency: int, repeat: int) -> float:
                            AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
             else:
                 env["FM_RATELIMIT_STORE"] = f"sqlite:///{tmp}/limits.db"
+        if backend != "noauth":  # an admin makes the account (`fm auth create-user` does the same): signup is off
+            from flowmason.kernel.storage import open_store
+            from flowmason.plugins.auth import AuthService, AuthSettings
+
+            AuthService(AuthSettings(), open_store(store)).register("bench@example.com", "correct horse battery staple")
         url = stack.enter_context(_serve(env, store))
         headers: dict[str, str] = {}
         if backend != "noauth":
-            resp = httpx.post(f"{url}/auth/register", json={"email": "bench@example.com",
-                                                             "password": "correct horse battery staple"}, timeout=30)
+            resp = httpx.post(f"{url}/auth/login", json={"email": "bench@example.com",
+                                                          "password": "correct horse battery staple"}, timeout=30)
             resp.raise_for_status()
             headers = {"Authorization": f"Bearer {resp.json()['access_token']}"}
         asyncio.run(_load(url, headers, max(50, requests // 10), concurrency))  # warm-up

@@ -2,7 +2,7 @@
 
 ``python -m flowmason.functions.local_stack`` (or ``fm serve --aws-local``)
 starts moto's threaded server with dummy credentials, creates the DynamoDB
-table and the SQS queues exactly as ``template.yaml`` declares them (key
+table, the S3 bucket for large values and the SQS queues as ``template.yaml`` declares them (key
 schema, TTL, point-in-time recovery, visibility timeout, redrive policy to
 the dead-letter queue), and runs pollers that do what Lambda's SQS event
 source mapping does: receive a batch, call the worker handler with an SQS
@@ -128,6 +128,7 @@ class LocalStack:
         self.suffix = f"-{uuid.uuid4().hex[:8]}"
         self.endpoint = ""
         self.table = ""
+        self.bucket = ""
         self.queue_url = ""
         self.dlq_url = ""
         self.invocations = 0
@@ -147,7 +148,8 @@ class LocalStack:
 
     @property
     def store_url(self) -> str:
-        return f"dynamodb://{self.table}?endpoint_url={self.endpoint}&region={REGION}"
+        url = f"dynamodb://{self.table}?endpoint_url={self.endpoint}&region={REGION}"
+        return f"{url}&blob_bucket={self.bucket}" if self.bucket else url
 
     def start(self) -> "LocalStack":
         from .moto_server import moto_server  # says which extra to install when moto is missing
@@ -213,7 +215,8 @@ class LocalStack:
 
     def environment(self) -> dict[str, str]:
         """Variables that point the Lambda modules (and boto3) at this stack."""
-        return {"FM_STORE": self.store_url, "FM_QUEUE_URL": self.queue_url, "AWS_ENDPOINT_URL": self.endpoint,
+        return {"FM_STORE": self.store_url, "FM_QUEUE_URL": self.queue_url, "FM_BLOB_BUCKET": self.bucket,
+                "AWS_ENDPOINT_URL": self.endpoint,
                 "AWS_DEFAULT_REGION": REGION, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 
     # -- resources from the template --
@@ -244,6 +247,13 @@ class LocalStack:
                                               PointInTimeRecoverySpecification=props["PointInTimeRecoverySpecification"])
             self._resolve.physical[name] = {"Ref": table, "Arn": desc["TableArn"]}
             self.table = table
+        s3 = self.client("s3")
+        for name in self._resources("AWS::S3::Bucket"):
+            # the template leaves the name to CloudFormation; here it is made the same way, unique per stack
+            bucket = f"flowmason-{name.lower()}{self.suffix}"
+            s3.create_bucket(Bucket=bucket)
+            self._resolve.physical[name] = {"Ref": bucket, "Arn": f"arn:aws:s3:::{bucket}"}
+            self.bucket = bucket
         sqs = self.sqs()
         queues = self._resources("AWS::SQS::Queue")
         # dead-letter queues first: the others' redrive policies point at them

@@ -20,7 +20,19 @@ the config keys listing those stages (``governs``) and whether the stages
 are run by the component itself (``owns=True``: foreach, trycatch) or gated
 in the main graph (router, conditional). ``lazy`` config keys are not
 rendered before the call; the component renders them itself with extra
-names in scope (``ctx.render(value, data=...)``).
+names in scope (``ctx.render(value, data=...)``), which it lists in
+``lazy_names`` so that ``fm validate`` knows them.
+
+``output_schema`` describes what the component returns (a JSON Schema, or
+a pydantic model class, with a description per field): an object schema
+with ``additionalProperties: false`` is *closed*, and a reference to a field
+it does not list (``{{upstream.a.vaule}}``) is refused before the run;
+anything else is open-ended (a passthrough, whatever a template renders).
+When the shape depends on the stage's config (a generator given an
+``output_schema``, a json-transform's template), ``output_for(settings)``
+answers per stage from the literal config. ``pipeline_refs`` names the
+config keys that reference another pipeline (a sub-pipeline), which
+``fm validate`` resolves through the runner's loaders.
 """
 from __future__ import annotations
 
@@ -171,15 +183,31 @@ class Component:
     fn: ComponentFn
     description: str = ""
     config_schema: dict[str, Any] | None = None
-    output_schema: dict[str, Any] | None = None
+    output_schema: Any = None  # dict (JSON Schema) | pydantic model class (converted on creation)
     governs: tuple[str, ...] = ()
     owns: bool = False
     lazy: tuple[str, ...] = ()
     category: str = ""
+    output_for: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None
+    lazy_names: tuple[str, ...] | Callable[[dict[str, Any]], Iterable[str]] = ()
+    pipeline_refs: tuple[str, ...] = ()
     is_async: bool = field(init=False)
 
     def __post_init__(self) -> None:
         self.is_async = inspect.iscoroutinefunction(self.fn)
+        if isinstance(self.output_schema, type) and hasattr(self.output_schema, "model_json_schema"):
+            self.output_schema = _model_schema(self.output_schema)
+
+    def output_schema_for(self, settings: dict[str, Any]) -> dict[str, Any] | None:
+        """The output schema of a stage with these (literal) settings: ``output_for``'s answer, else the declared one."""
+        if self.output_for is not None:
+            return self.output_for(settings)
+        return self.output_schema
+
+    def names_for(self, settings: dict[str, Any]) -> Iterable[str]:
+        """Names besides the run's scope that this component's lazy keys render with."""
+        names = self.lazy_names
+        return names(settings) if callable(names) else names
 
     async def call(self, ctx: "StageContext") -> Any:
         if self.is_async:
@@ -218,17 +246,43 @@ class Component:
         }
 
 
+def _model_schema(model: Any) -> dict[str, Any]:
+    """A pydantic model's JSON Schema, closed (it lists every field the component returns), ``$ref``s inlined."""
+    schema = model.model_json_schema(mode="serialization")
+    defs = schema.pop("$defs", {})
+
+    def inline(node: Any, depth: int = 0) -> Any:
+        if depth > 32:  # a recursive model: leave the rest open
+            return {}
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return inline(defs.get(ref.rsplit("/", 1)[1], {}), depth + 1)
+            return {k: inline(v, depth + 1) for k, v in node.items()}
+        if isinstance(node, list):
+            return [inline(v, depth + 1) for v in node]
+        return node
+
+    out = inline(schema)
+    if model.model_config.get("extra") != "allow":
+        out.setdefault("additionalProperties", False)
+    return out
+
+
 def _decorator(kind: str) -> Callable[..., Callable[[ComponentFn], Component]]:
     def make(
         name: str,
         *,
         description: str = "",
         config_schema: dict[str, Any] | None = None,
-        output_schema: dict[str, Any] | None = None,
+        output_schema: Any = None,
         governs: tuple[str, ...] | list[str] = (),
         owns: bool = False,
         lazy: tuple[str, ...] | list[str] = (),
         category: str = "",
+        output_for: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
+        lazy_names: tuple[str, ...] | Callable[[dict[str, Any]], Iterable[str]] = (),
+        pipeline_refs: tuple[str, ...] = (),
     ) -> Callable[[ComponentFn], Component]:
         def wrap(fn: ComponentFn) -> Component:
             return Component(
@@ -242,6 +296,9 @@ def _decorator(kind: str) -> Callable[..., Callable[[ComponentFn], Component]]:
                 owns=owns,
                 lazy=tuple(lazy),
                 category=category or kind,
+                output_for=output_for,
+                lazy_names=lazy_names if callable(lazy_names) else tuple(lazy_names),
+                pipeline_refs=tuple(pipeline_refs),
             )
 
         return wrap

@@ -6,14 +6,39 @@ message without guessing.
 """
 from __future__ import annotations
 
+from enum import IntEnum
 from typing import Any
+
+
+class ExitCode(IntEnum):
+    """The exit status of every `fm` command: one table, the same situation gives the same code.
+
+    | code | meaning |
+    |------|---------|
+    | 0    | success |
+    | 1    | it ran and failed: a stage failed, a test failed, a check found something to do |
+    | 2    | what was given is wrong: an unknown option, bad ``--input``, a file that is missing, unreadable or not a valid pipeline |
+    | 3    | the store has no such thing: an unknown run id, snapshot, stage or component |
+    | 4    | the setup is wrong: a missing extra, a bad ``FM_*`` setting, a plugin or a store that cannot be used |
+    | 130  | cancelled (Ctrl-C, SIGTERM) |
+
+    Each error class carries its code (``FlowMasonError.exit_code``); click's
+    own usage errors are 2 as well.
+    """
+
+    OK = 0
+    FAILED = 1
+    USAGE = 2
+    NOT_FOUND = 3
+    SETUP = 4
+    CANCELLED = 130
 
 
 class FlowMasonError(Exception):
     """Base error: a message plus the place it happened and a hint to fix it."""
 
     code = "error"
-    exit_code = 1
+    exit_code: int = ExitCode.FAILED
 
     def __init__(
         self,
@@ -63,12 +88,14 @@ class PipelineLoadError(FlowMasonError):
     """The pipeline file could not be read or parsed."""
 
     code = "pipeline_load"
+    exit_code = ExitCode.USAGE
 
 
 class PipelineValidationError(FlowMasonError):
     """The pipeline is well-formed JSON but not a valid graph; carries every problem found."""
 
     code = "pipeline_invalid"
+    exit_code = ExitCode.USAGE
 
     def __init__(self, problems: list[FlowMasonError], *, pipeline: str | None = None) -> None:
         self.problems = problems
@@ -97,6 +124,7 @@ class PipelineValidationError(FlowMasonError):
 
 class ComponentNotFoundError(FlowMasonError):
     code = "unknown_component"
+    exit_code = ExitCode.NOT_FOUND
 
 
 class TemplateError(FlowMasonError):
@@ -106,10 +134,10 @@ class TemplateError(FlowMasonError):
 
 
 class InputError(FlowMasonError):
-    """Run inputs are missing or do not match the pipeline's input_schema."""
+    """Run inputs are missing or do not match the pipeline's input_schema, or a command option's value is wrong."""
 
     code = "bad_input"
-    exit_code = 2
+    exit_code = ExitCode.USAGE
 
 
 class StageError(FlowMasonError):
@@ -124,19 +152,22 @@ class StageTimeoutError(StageError):
 
 class RunCancelledError(FlowMasonError):
     code = "cancelled"
-    exit_code = 130
+    exit_code = ExitCode.CANCELLED
 
 
 class PluginError(FlowMasonError):
     code = "plugin"
+    exit_code = ExitCode.SETUP
 
 
 class ConfigError(FlowMasonError):
     code = "config"
+    exit_code = ExitCode.SETUP
 
 
 class NotFoundError(FlowMasonError):
     code = "not_found"
+    exit_code = ExitCode.NOT_FOUND
 
 
 class StorageError(FlowMasonError):
@@ -155,6 +186,12 @@ class ItemTooLargeError(StorageError):
     code = "item_too_large"
 
 
+class ValueNotStoredError(StorageError):
+    """A value too large for an item could not go to the blob store (none configured, or it failed)."""
+
+    code = "value_not_stored"
+
+
 class TransactionError(StorageError):
     code = "transaction_failed"
 
@@ -163,3 +200,20 @@ class StoreUnavailableError(StorageError):
     """The store is locked, corrupt, throttled past retries, or unreachable."""
 
     code = "store_unavailable"
+    exit_code = ExitCode.SETUP
+
+
+def require_extra(modules: tuple[str, ...], extra: str, what: str, **place: Any) -> None:
+    """Import ``modules`` or raise a ConfigError naming the extra to install (never a bare ImportError).
+
+    Called before anything is asked of the user, so a missing package is the
+    first thing they hear about, with the command that fixes it.
+    """
+    import importlib
+
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            raise ConfigError(f"{what} needs the {extra} extra ({module} is not installed)",
+                              hint=f"pip install 'flowmason[{extra}]'", **place) from None

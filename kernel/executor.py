@@ -360,14 +360,17 @@ class Execution:
 
     # -- one stage --
     def _resumed(self, sp: StagePlan, graph: _Graph) -> tuple[str, StageStatus] | None:
-        """A stage settled before a resume (outside loop iterations) is not run again."""
-        if not self.resume or graph.label is not None:
+        """A stage instance settled before a resume or replay is not run again: the same stage at the
+        same iteration path only (``resume`` keys are ``stage_id`` or ``stage_id#iteration``)."""
+        if not self.resume:
             return None
-        prior = self.resume.get(sp.stage.id)
-        if prior is None or prior.status not in (_COMPLETED, _FAILED):
+        sid = sp.stage.id
+        label = graph.label
+        prior = self.resume.get(sid if label is None else f"{sid}#{label}")
+        if prior is None or prior.iteration != label or not reusable(sp, prior):
             return None
-        graph.results[sp.stage.id] = prior.output
-        return sp.stage.id, prior.status
+        graph.results[sid] = prior.output
+        return sid, prior.status
 
     async def run_stage(self, sp: StagePlan, graph: _Graph) -> tuple[str, StageStatus]:
         resumed = self._resumed(sp, graph)
@@ -659,7 +662,9 @@ class Execution:
             self._graph = graph
             done = None
             if self.resume:
-                done = {sid: r.status for sid, r in self.resume.items() if r.iteration is None and r.status in (_COMPLETED, _FAILED, _SKIPPED)}
+                stages = self.plan.stages
+                done = {sid: r.status for sid, r in self.resume.items() if r.iteration is None and sid in stages
+                        and (r.status is _SKIPPED or reusable(stages[sid], r, main=True))}
                 for sid in done:
                     graph.results[sid] = self.resume[sid].output
             try:
@@ -710,13 +715,17 @@ class Execution:
         if self.recorder is not None:
             try:
                 seen = self._seen_secrets()
-                if seen:
+                # a stage that held secrets or URLs may have passed them on into the run's output
+                if seen or any(sp.redact for sp in self.plan.stages.values()):
                     from .redaction import mask_strings
 
                     run = run.model_copy(update={"output": mask_strings(run.output, seen), "error": mask_strings(run.error, seen)})
                 self.recorder.run_finished(run)
-            except Exception:  # noqa: BLE001 - never mask the run's own error with a recording one
+            except Exception as exc:  # noqa: BLE001 - never mask the run's own error with a recording one
                 if run.status is RunStatus.COMPLETED:
+                    # a run whose record could not be written (a value not stored) has not completed
+                    self.run.status = RunStatus.FAILED
+                    self.run.error = exc.to_dict() if isinstance(exc, FlowMasonError) else _error_dict(exc, self.plan.name, None)
                     raise
         self.emit("run.finished", None, run)
         self._hook("fm_run_finished", run=run, pipeline=self.plan.pipeline)
@@ -776,6 +785,22 @@ class Execution:
         sub.run.metadata["parent_stage_id"] = stage.id
         await sub.execute()
         return sub.run.output
+
+
+def reusable(sp: StagePlan, prior: StageResult, *, main: bool = False) -> bool:
+    """Whether a stage's result from before a resume or replay may stand in for running it again.
+
+    A completed result may; a failed one only when the stage's ``on_error``
+    let the run go on (a failure that stopped the run is run again, so it
+    fails again where it failed, or a trycatch around it catches it). Inside
+    a loop or try body a control-flow stage always runs again: its output
+    does not carry what it did to the stages beside it (skips, breaks), and
+    the work stages inside it are reused instance by instance anyway.
+    """
+    status = prior.status
+    if status is not _COMPLETED and (status is not _FAILED or sp.stage.error_policy() == "fail"):
+        return False
+    return main or sp.component.kind != "control_flow"
 
 
 _RESULT_FIELDS = frozenset(StageResult.model_fields)

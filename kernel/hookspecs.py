@@ -53,7 +53,9 @@ def fm_register_components(register):
         ``@operator``, ``@node``, ``@control_flow``); the component's
         ``name`` is the ``type`` a pipeline stage writes. A second
         component of the same name is a ``PluginError`` naming both
-        plugins.
+        plugins. Its ``output_schema`` (closed with ``additionalProperties:
+        false``; kernel/outputs.py) lets ``fm validate`` refuse references
+        to fields it does not produce.
     """
 
 
@@ -85,7 +87,9 @@ def fm_register_storage_backends(register):
         scheme users write in ``--store``/``FM_STORE`` (``sqlite``,
         ``dynamodb``); ``factory(url: str)`` returns a
         ``flowmason.kernel.storage.Store`` opened on ``url``, or raises a
-        ``ConfigError`` naming what is wrong with the URL.
+        ``ConfigError`` naming what is wrong with the URL. The store's
+        ``blobs`` is its ``BlobStore`` for values over the item limit (None:
+        such values fail their stage); tests/conformance checks both.
     """
 
 
@@ -340,7 +344,7 @@ def fm_register_routes(register):
 
     :param register: ``register(method, path, endpoint, *, name=None,
         auth="read", summary="", request_model=None, response_model=None,
-        status_code=200, tags=[])``.
+        status_code=200, tags=[], query=[])``.
 
         - ``path`` is a starlette path (``/runs/{run_id}``).
         - ``endpoint(request)`` gets a ``starlette.requests.Request``; it is
@@ -361,7 +365,10 @@ def fm_register_routes(register):
           ``None`` on a public route nobody authenticated for; data is
           stored per tenant under ``kernel.runs.namespace(org_id)``.
         - ``response_model``, ``summary``, ``tags`` and ``status_code`` go
-          into the OpenAPI document (``/openapi.json``).
+          into the OpenAPI document (``/openapi.json``), and so does
+          ``query=[...]``: the query parameters the endpoint reads, as
+          OpenAPI parameter objects (``{"name", "in": "query", "required",
+          "description", "schema"}``).
 
         Errors: every error response is ``{"error": {"code", "message",
         "field", "hint"}}`` (plus ``stage``, ``pipeline`` or ``problems``

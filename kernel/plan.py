@@ -5,8 +5,12 @@ Everything that can be decided before a run is decided here, once per
 pipeline, so that the per-stage path does no lookups, parsing or hook
 calls. Validation collects every problem (unknown component, unknown or
 self dependency, cycle, reference to a stage that is not upstream,
-unreachable stage, config that does not match the component's schema)
-with the stage and field it concerns and how to fix it.
+unreachable stage, config that does not match the component's schema,
+required config missing (or none of its aliases, ``anyOf`` of ``required``),
+unknown template names and output fields: kernel/refcheck.py)
+with the stage and field it concerns and how to fix it. In an abstract base
+what a pipeline extending it can supply (a placeholder stage of
+``component_type: "abstract"``, missing required config) is a warning.
 
 Two entry points:
 
@@ -53,6 +57,10 @@ from .redaction import needs_redaction
 from .templating import compile_value, references
 
 
+# what an abstract base writes for a stage its children must supply
+ABSTRACT_STAGE = "abstract"
+
+
 @dataclass
 class StagePlan:
     stage: Stage
@@ -91,11 +99,18 @@ class Plan:
 class _Problems(list):
     """The problems found so far, each naming the pipeline, stage and field."""
 
-    def __init__(self, pipeline: str) -> None:
+    def __init__(self, pipeline: str, abstract: bool = False) -> None:
         super().__init__()
         self.pipeline = pipeline
+        self.abstract = abstract
+        self.deferred: list[str] = []  # deferrable problems of an abstract base, reported as warnings
 
-    def add(self, msg: str, stage: str | None = None, fld: str | None = None, hint: str | None = None) -> None:
+    def add(self, msg: str, stage: str | None = None, fld: str | None = None, hint: str | None = None,
+            deferrable: bool = False) -> None:
+        """``deferrable``: something a pipeline extending this one can supply (a warning in an abstract base)."""
+        if deferrable and self.abstract:
+            self.deferred.append(f"stage '{stage}': {msg} (a pipeline extending this abstract base must provide it)")
+            return
         self.append(FlowMasonError(msg, pipeline=self.pipeline, stage=stage, field=fld, hint=hint))
 
 
@@ -114,7 +129,7 @@ def compile_plan(pipeline: Pipeline, components: Mapping[str, Component]) -> Pla
 
 
 def _compile(pipeline: Pipeline, components: Mapping[str, Component]) -> Plan:
-    problems = _Problems(pipeline.key)
+    problems = _Problems(pipeline.key, pipeline.abstract)
     # one settings dict per stage (by position: ids may repeat), shared by every check below
     settings = [st.settings() for st in pipeline.stages]
     ids = _index_stages(pipeline, problems)
@@ -135,10 +150,12 @@ def _compile(pipeline: Pipeline, components: Mapping[str, Component]) -> Plan:
             f"output_stage_id names unknown stage '{pipeline.output_stage_id}'", fld="output_stage_id",
             hint="set it to the id of the stage whose output is the pipeline's result",
         )
-    plans = _stage_plans(pipeline, settings, comps, deps, owner, gate, problems)
+    plans = _stage_plans(pipeline, ids, settings, comps, deps, owner, gate, problems)
     if problems:
         raise PipelineValidationError(list(problems), pipeline=problems.pipeline)
-    return _assemble(pipeline, ids, plans, deps, owner)
+    plan = _assemble(pipeline, ids, plans, deps, owner)
+    plan.warnings[:0] = problems.deferred
+    return plan
 
 
 # -- graph checks --
@@ -164,6 +181,11 @@ def _resolve_components(
         comp = components.get(st.component_type)
         if comp is not None:
             comps[st.id] = comp
+            continue
+        if st.component_type == ABSTRACT_STAGE:
+            problems.add("an abstract placeholder stage (component_type 'abstract')", stage=st.id,
+                         fld="component_type", deferrable=True,
+                         hint="a pipeline that extends this one must override it with a real component")
             continue
         if st.component_type not in hints:
             hints[st.component_type] = _close_component(st.component_type, components)
@@ -411,23 +433,33 @@ def _ancestor_queries(queries: list[tuple[str, str]], deps: dict[str, list[str]]
 # -- per stage: templates and config schemas --
 
 def _stage_plans(
-    pipeline: Pipeline, settings: list[dict[str, Any]], comps: dict[str, Component], deps: dict[str, list[str]],
+    pipeline: Pipeline, ids: dict[str, Stage], settings: list[dict[str, Any]], comps: dict[str, Component],
+    deps: dict[str, list[str]],
     owner: dict[str, str], gate: dict[str, str], problems: _Problems,
 ) -> dict[str, StagePlan]:
+    from .refcheck import OutputSchemas, check_stage
+
     plans: dict[str, StagePlan] = {}
     schemas = _Schemas()
+    outputs = OutputSchemas(ids, comps)
+    eager: list[Any] = []  # one stage's expressions at a time (reused: no two lists per stage)
+    lazy_exprs: list[Any] = []  # its lazy keys' expressions, checked with the names the component adds
     for st, conf in zip(pipeline.stages, settings):
         comp = comps.get(st.id)
         if comp is None:
             continue
         if comp.config_schema:
             _check_config(st, comp, problems.add, conf, schemas)
+        eager.clear()
+        lazy_exprs.clear()
         try:
-            render, lazy = _config_renderer(st, comp, conf)
+            render, lazy = _config_renderer(st, comp, conf, eager, lazy_exprs)
         except TemplateError as exc:
             problems.append(FlowMasonError(exc.message, pipeline=problems.pipeline, stage=st.id, field="config",
                                            hint=exc.hint))
             continue
+        if eager or lazy_exprs:
+            check_stage(st, comp, conf, eager, lazy_exprs, outputs, problems.add)
         plans[st.id] = StagePlan(
             stage=st, component=comp, render=render, lazy=lazy, deps=deps.get(st.id, []),
             owner=owner.get(st.id), gate=gate.get(st.id),
@@ -438,11 +470,16 @@ def _stage_plans(
     return plans
 
 
-def _config_renderer(stage: Stage, comp: Component, settings: dict[str, Any]) -> tuple[Callable, dict[str, Any]]:
+def _config_renderer(
+    stage: Stage, comp: Component, settings: dict[str, Any], sink: list[Any] | None = None,
+    lazy_sink: list[Any] | None = None,
+) -> tuple[Callable, dict[str, Any]]:
     lazy = {k: settings[k] for k in comp.lazy if k in settings}
     eager = {k: v for k, v in settings.items() if k not in lazy} if lazy else settings
     try:
-        render, _ = compile_value(eager, "config")
+        render, _ = compile_value(eager, sink, where="config")
+        if lazy and lazy_sink is not None:
+            compile_value(lazy, lazy_sink)  # only to check them: the component renders them itself
     except TemplateError as exc:
         exc.stage = stage.id
         raise
@@ -476,8 +513,16 @@ def _check_config(
         if key not in settings:
             problem(
                 f"missing required config '{key}' for component '{comp.name}'", stage=st.id,
-                fld=f"config.{key}", hint=f"add \"{key}\" to the stage's config",
+                fld=f"config.{key}", hint=f"add \"{key}\" to the stage's config", deferrable=True,
             )
+    # `anyOf: [{required: [a]}, {required: [b]}]`: one of several names (an alias) must be given
+    options = [o.get("required") for o in schema.get("anyOf", ()) if isinstance(o, dict) and o.get("required")]
+    if options and not any(all(k in settings for k in keys) for keys in options):
+        names = " or ".join(f"'{keys[0]}'" if len(keys) == 1 else "+".join(keys) for keys in options)
+        problem(
+            f"missing required config {names} for component '{comp.name}'", stage=st.id,
+            fld=f"config.{options[0][0]}", hint=f"add \"{options[0][0]}\" to the stage's config", deferrable=True,
+        )
     props = schema.get("properties", {})
     for key, value in settings.items():
         sub = props.get(key)

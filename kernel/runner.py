@@ -169,6 +169,24 @@ class Runner:
                                  field="abstract", hint="run a pipeline that extends it")
         return plan_for(pipeline)
 
+    def validate(self, pipeline: Pipeline, loader: Loader) -> Any:
+        """What ``fm validate`` and the API check: ``compile`` (an abstract base allowed) plus the sub-pipelines
+        the stages name, resolved through ``loader`` without running them; raises PipelineValidationError."""
+        from .errors import PipelineValidationError
+        from .plugins import get_registry
+        from .subpipelines import check_children
+
+        children = check_children(pipeline, loader, get_registry().components)
+        try:
+            plan = self.compile(pipeline, runnable=False)
+        except PipelineValidationError as exc:
+            if not children:
+                raise
+            raise PipelineValidationError(exc.problems + children, pipeline=pipeline.key) from None  # all at once
+        if children:
+            raise PipelineValidationError(children, pipeline=pipeline.key)
+        return plan
+
     def prepare(self, ref: Any) -> tuple[Any, Loader]:
         """Load, resolve and compile: the plan and the loader, ready for ``execution``."""
         pipeline, loader = self.load(ref)

@@ -37,9 +37,11 @@ import json
 import weakref
 from typing import Any, Iterator
 
-from .errors import ItemTooLargeError, NotFoundError, StorageError
+from . import blobs
+from .errors import ItemTooLargeError, NotFoundError, StorageError, TransactionError, ValueNotStoredError
 from .model import Run, RunStatus, StageResult, StageStatus
 from .storage import MAX_ITEM_BYTES, Op, Page, Store
+from .storage_codec import dumps
 
 _SUMMARY_FIELDS = ("id", "pipeline_id", "pipeline_name", "pipeline_version", "status", "created_at",
                    "started_at", "finished_at", "duration_ms", "error")
@@ -55,9 +57,32 @@ _GRAPH_INLINE_CHARS = 64 * 1024
 # the slice is stored as a JSON string, where every quote and backslash doubles: at most 2x
 _GRAPH_SLICE_CHARS = _VALUE_BUDGET // 2
 _GRAPH_PARTS = "graph_parts"
+# the values of a stage result and of a run that may be larger than an item (they go to the blob store)
+_STAGE_VALUES = ("output", "input", "error")
+_RUN_VALUES = ("output", "inputs", "error")
 
 
 DEFAULT_ORG = "default"
+
+# ids are "run_" + 13 hex digits of milliseconds + 10 random hex digits (model.new_run_id)
+_SHORT_AT = len("run_") + 13
+SHORT_ID_LEN = 8
+MIN_SHORT_ID = 4  # fewer hex digits would match by chance too often to be worth a scan of the listing
+_AMBIGUOUS_SHOWN = 5
+# sort keys only the run's own recording writes: stage results, graph slices, its event log
+_RUN_OWN = ("stage#", "graph#", "event")
+
+
+def short_id(run_id: str) -> str:
+    """The few characters that tell a run apart (its random part), as `fm runs` shows them."""
+    if run_id.startswith("run_") and len(run_id) > _SHORT_AT:
+        return run_id[_SHORT_AT:_SHORT_AT + SHORT_ID_LEN]
+    return run_id
+
+
+def id_floor(ts: float) -> str:
+    """The smallest run id made at or after epoch ``ts``: run ids sort by the time they were made."""
+    return f"run_{max(0, int(ts * 1000)):013x}"
 
 
 def namespace(org: str | None) -> str:
@@ -80,13 +105,6 @@ def recording_repository(run_id: str) -> "RunRepository | None":
 
 def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
-
-
-def _shrink(value: Any, budget: int) -> Any:
-    text = json.dumps(value, default=str, ensure_ascii=False)
-    if len(text.encode()) <= budget:
-        return value
-    return {"__truncated__": True, "size_bytes": len(text.encode()), "preview": text[: min(4000, budget // 4)]}
 
 
 class RunRepository:
@@ -114,6 +132,9 @@ class RunRepository:
         self.group_commit = group_commit
         self._pending: list[tuple[str, str, dict[str, Any]]] = []
         self._flush_scheduled = False
+        # the first value that could not be stored: the run fails with it (see ``stage_recorded``)
+        self.failure: ValueNotStoredError | None = None
+        self._blobs_written: set[str] = set()  # blob keys written by this repository (not written twice)
 
     # -- keys --
     def _run_pk(self, run_id: str) -> str:
@@ -129,11 +150,69 @@ class RunRepository:
         _RECORDING[run.id] = self
 
     def run_finished(self, run: Run) -> None:
+        """Write the final record. A run that would end ``completed`` after one of its values could not be
+        stored is recorded ``failed`` with that error instead, and the error is raised (the executor fails the run)."""
+        from .retention import run_expiry
+
         _RECORDING.pop(run.id, None)
         self.flush()
-        self._write_run(run)
+        failure = self.failure if run.status is RunStatus.COMPLETED else None
+        if failure is not None:
+            run = run.model_copy(update={"status": RunStatus.FAILED, "error": failure.to_dict()})
+        expires_at = run_expiry(run)
+        if expires_at is not None:
+            self._expire_partition(run.id, expires_at)
+        try:
+            self._write_run(run, expires_at)
+        except ValueNotStoredError as exc:
+            failed = {"status": RunStatus.FAILED, "output": None, "error": exc.to_dict()}
+            try:
+                self._write_run(run.model_copy(update=failed), expires_at)
+            except ValueNotStoredError:  # the inputs do not fit either
+                self._write_run(run.model_copy(update={**failed, "inputs": {}}), expires_at)
+            raise
+        if failure is not None:
+            raise failure
+
+    def _expire_partition(self, run_id: str, expires_at: float) -> None:
+        """Give every item of a finished run's partition ``expires_at`` (an earlier expiry stays).
+
+        Before the run item: should the process die in between, the run is
+        still listed and ``fm runs prune`` removes it whole. ``restore``
+        keeps each item's version where the backend has it.
+        """
+        from .errors import ConditionFailedError
+        from .storage import Item
+
+        pk = self._run_pk(run_id)
+        mine, hosts = [], []  # what only this run writes, and the hosts' bookkeeping (a lease renewed meanwhile)
+        for i in self.store.query_all(pk, page_size=500):
+            if i.sk == "meta" or (i.expires_at is not None and i.expires_at <= expires_at):
+                continue  # an item that expires sooner anyway (a lease) is left alone: no write races its owner
+            item = Item(i.pk, i.sk, i.data, i.version, expires_at)
+            (mine if i.sk.startswith(_RUN_OWN) else hosts).append(item)
+        restore = getattr(self.store, "restore", None)
+        if callable(restore):
+            restore(mine)  # in batches, versions kept: nothing else writes these once the run ended
+        else:
+            hosts += mine
+        for i in hosts:
+            try:
+                self.store.put(pk, i.sk, i.data, if_version=i.version, expires_at=i.expires_at)
+            except ConditionFailedError:
+                pass  # its writer moved on (a last lease renewal); that writer deletes it when it lets go
 
     def stage_recorded(self, run: Run, result: StageResult) -> None:
+        """Checkpoint one stage result (group-committed, see the class docstring).
+
+        A value that cannot be stored whole (``ValueNotStoredError``) is
+        found when its group is written: that stage is recorded ``failed``
+        with the error, and the next stage to finish (or the run's end)
+        raises it, so the run fails instead of completing with a value its
+        resume could not read back.
+        """
+        if self.failure is not None:
+            raise self.failure
         sk = f"stage#{result.stage_id}" if result.iteration is None else f"stage#{result.stage_id}#{result.iteration}"
         status = result.status
         data = {
@@ -153,21 +232,27 @@ class RunRepository:
         pk = self._run_pk(run.id)
         if not self.group_commit:
             self._put_one(pk, sk, data)
-            return
-        self._pending.append((pk, sk, data))
-        if len(self._pending) >= self.GROUP_LIMIT:
-            self.flush()
-        elif not self._flush_scheduled:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:
+        else:
+            self._pending.append((pk, sk, data))
+            if len(self._pending) >= self.GROUP_LIMIT:
                 self.flush()
-                return
-            self._flush_scheduled = True
-            loop.call_later(self.GROUP_WINDOW_S, self.flush)
+            elif not self._flush_scheduled:
+                try:
+                    loop = asyncio.get_running_loop()
+                except RuntimeError:
+                    self.flush()
+                else:
+                    self._flush_scheduled = True
+                    loop.call_later(self.GROUP_WINDOW_S, self.flush)
+        if self.failure is not None:
+            raise self.failure
 
     def flush(self) -> None:
-        """Write the stage results recorded since the last flush (one batch)."""
+        """Write the stage results recorded since the last flush (one batch).
+
+        Never raises ``ValueNotStoredError`` (it runs from the event loop's
+        timer): the stage is recorded failed and ``self.failure`` is set.
+        """
         self._flush_scheduled = False
         items, self._pending = self._pending, []
         if not items:
@@ -180,15 +265,36 @@ class RunRepository:
 
     def _put_one(self, pk: str, sk: str, data: dict[str, Any]) -> None:
         try:
-            self.store.put(pk, sk, data)
-        except (TypeError, ValueError):
-            self.store.put(pk, sk, _jsonable(data))
-        except ItemTooLargeError:
-            data["input"] = _shrink(data["input"], _VALUE_BUDGET // 2)
-            data["output"] = _shrink(data["output"], _VALUE_BUDGET // 2)
-            self.store.put(pk, sk, _jsonable(data))
+            try:
+                self.store.put(pk, sk, data)
+                return
+            except (TypeError, ValueError):
+                data = _jsonable(data)
+                self.store.put(pk, sk, data)
+                return
+            except ItemTooLargeError:
+                pass
+            where = f"run '{pk.rsplit('run#', 1)[-1]}', stage '{data.get('stage_id')}'"
+            if data.get("iteration") is not None:
+                where += f" (iteration {data['iteration']})"
+            try:
+                dumps(data)
+            except TypeError:  # a value JSON cannot hold: store what ``str`` makes of it, as for small ones
+                data = _jsonable(data)
+            packed = blobs.pack(self.store, self.ns, data, _STAGE_VALUES, where=where, written=self._blobs_written)
+            try:
+                self.store.put(pk, sk, packed)
+            except ItemTooLargeError:  # the backend counts size its own way (DynamoDB): move every value out
+                packed = blobs.pack(self.store, self.ns, data, _STAGE_VALUES, where=where, budget=0,
+                                    written=self._blobs_written)
+                self.store.put(pk, sk, packed)
+        except ValueNotStoredError as exc:
+            exc.stage = exc.stage or data.get("stage_id")
+            self.failure = self.failure or exc
+            failed = {**data, "status": StageStatus.FAILED.value, "input": None, "output": None, "error": exc.to_dict()}
+            self.store.put(pk, sk, failed)
 
-    def _write_run(self, run: Run) -> None:
+    def _write_run(self, run: Run, expires_at: float | None = None) -> None:
         data = run.model_dump(mode="json")
         self._write_large_graph(run.id, data)
         try:
@@ -197,15 +303,22 @@ class RunRepository:
             data = _jsonable(data)
             size = len(json.dumps(data).encode())
         if size > _VALUE_BUDGET:
-            data["inputs"] = _shrink(data["inputs"], _VALUE_BUDGET // 3)
-            data["output"] = _shrink(data["output"], _VALUE_BUDGET // 3)
+            data = blobs.pack(self.store, self.ns, data, _RUN_VALUES, where=f"run '{run.id}'", budget=_VALUE_BUDGET,
+                              written=self._blobs_written)
+        try:
+            self._transact_run(run, data)
+        except ItemTooLargeError:  # the backend counts size its own way (DynamoDB): move every value out
+            self._transact_run(run, blobs.pack(self.store, self.ns, data, _RUN_VALUES, where=f"run '{run.id}'",
+                                               budget=0, written=self._blobs_written))
+
+    def _transact_run(self, run: Run, data: dict[str, Any]) -> None:
         summary = {k: data.get(k) for k in _SUMMARY_FIELDS}
         active = (Op("put", ACTIVE_PK, self.ns + run.id, {"ns": self.ns, "run_id": run.id})
                   if run.status in (RunStatus.PENDING, RunStatus.RUNNING) else Op("delete", ACTIVE_PK, self.ns + run.id))
         self.store.transact([
-            Op("put", self._run_pk(run.id), "meta", data),
-            Op("put", f"{self.ns}runs", run.id, summary),
-            Op("put", f"{self.ns}runs#p#{run.pipeline_id}", run.id, summary),
+            Op("put", self._run_pk(run.id), "meta", data, expires_at=expires_at),
+            Op("put", f"{self.ns}runs", run.id, summary, expires_at=expires_at),
+            Op("put", f"{self.ns}runs#p#{run.pipeline_id}", run.id, summary, expires_at=expires_at),
             active,
         ])
 
@@ -239,43 +352,140 @@ class RunRepository:
 
     # -- reading --
     def get_run(self, run_id: str) -> Run:
+        """The run with every value whole (those kept in the blob store are read back)."""
+        return self._load_run(run_id, values=True)[0]
+
+    def run_and_refs(self, run_id: str) -> tuple[Run, dict[str, dict[str, Any]]]:
+        """The run with the values kept in the blob store left out (their defaults), and their references (field -> ref).
+
+        For hosts that answer with a size limit (the HTTP API on Lambda):
+        they read each value with ``read_value`` or hand out a link to it.
+        """
+        return self._load_run(run_id, values=False)
+
+    def _load_run(self, run_id: str, *, values: bool) -> tuple[Run, dict[str, dict[str, Any]]]:
         item = self.store.get(self._run_pk(run_id), "meta")
         if item is None:
             raise NotFoundError(f"no run with id '{run_id}'", field="run_id", hint="`fm runs` lists the recorded runs")
-        meta = item.data.get("metadata")
+        data, refs = self._values(item.data, run_id, None, values)
+        meta = data.get("metadata")
         if isinstance(meta, dict) and meta.get(_GRAPH_PARTS):
             meta = dict(meta)
             meta["graph"] = self._read_large_graph(run_id, meta.pop(_GRAPH_PARTS))
-            return Run.model_validate({**item.data, "metadata": meta})
-        return Run.model_validate(item.data)
+            data = {**data, "metadata": meta}
+        return Run.model_validate(data), refs
 
-    def find_run(self, prefix: str) -> Run:
-        """A run by id or by a unique prefix of it (as `fm runs show` accepts)."""
+    def _values(self, data: dict[str, Any], run_id: str, stage: "str | None", values: bool,
+                ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+        """(data with blob-held values read back, or left None when not ``values``; their references)."""
+        refs = data.get(blobs.REFS)
+        if not refs:  # one dict lookup for an item that holds its values itself
+            return data, {}
+        if not values:  # the moved fields are left out: the model's defaults stand in for them
+            return {k: v for k, v in data.items() if k != blobs.REFS and k not in refs}, refs
+        where = f"run '{run_id}'" + (f", stage '{stage}'" if stage else "")
+        return blobs.unpack(self.store, data, where=where), refs
+
+    def _unpack(self, data: dict[str, Any], run_id: str, stage: "str | None" = None) -> dict[str, Any]:
+        return self._values(data, run_id, stage, True)[0]
+
+    def _result(self, data: dict[str, Any], run_id: str, values: bool = True) -> StageResult:
+        return StageResult.model_validate(self._values(data, run_id, data.get("stage_id"), values)[0])
+
+    def read_value(self, ref: dict[str, Any], *, where: str) -> bytes:
+        """The JSON text (UTF-8) of one value kept in the blob store, by its reference."""
+        return blobs.read_raw(self.store, ref, where=where)
+
+    def value_link(self, ref: dict[str, Any], *, expires_s: int = 300) -> str | None:
+        """A time-limited download URL of a blob-held value, when the blob store offers them (S3), else None."""
+        return self.store.blobs.presigned_url(ref["key"], expires_s=expires_s) if self.store.blobs else None
+
+    def stage_record(self, run_id: str, stage_id: str, iteration: str | None = None,
+                     ) -> tuple[StageResult, dict[str, dict[str, Any]]]:
+        """One stage result with its blob-held values left out, and their references (see ``run_and_refs``)."""
+        self.flush()
+        sk = f"stage#{stage_id}" if iteration is None else f"stage#{stage_id}#{iteration}"
+        item = self.store.get(self._run_pk(run_id), sk)
+        if item is None:
+            where = f"stage '{stage_id}'" + (f" (iteration {iteration})" if iteration is not None else "")
+            raise NotFoundError(f"run '{run_id}' has no result for {where}", field="stage_id",
+                                hint="GET /runs/{run_id}/stages lists its stage results")
+        data, refs = self._values(item.data, run_id, stage_id, False)
+        return StageResult.model_validate(data), refs
+
+    def stage_page(self, run_id: str, *, limit: int = 50, cursor: str | None = None,
+                   ) -> tuple[list[tuple[str, StageResult, dict[str, dict[str, Any]]]], str | None]:
+        """One page of a run's stage results in sort-key order (stage id, then iteration), blob values left out.
+
+        Returns ``([(sort key, result, references)], next cursor)``; the
+        cursor is the store's (the last sort key, opaque), so a caller that
+        stops early can make one from a sort key with
+        ``storage_codec.encode_cursor``.
+        """
+        self.flush()
+        page = self.store.query(self._run_pk(run_id), prefix="stage#", limit=limit, cursor=cursor)
+        out = []
+        for item in page.items:
+            data, refs = self._values(item.data, run_id, item.data.get("stage_id"), False)
+            out.append((item.sk, StageResult.model_validate(data), refs))
+        return out, page.cursor
+
+    def find_run(self, ref: str) -> Run:
+        """A run by id, by a unique prefix of it, by a unique prefix of its short id, or ``last``.
+
+        Every command that takes a run id resolves it here. Run ids start
+        with a timestamp, so runs of one day share a long prefix; the short
+        id (``short_id``: the random part, as `fm runs` shows it) tells them
+        apart in a few characters, like git's abbreviated hashes.
+        """
+        ref = ref.strip()
+        if ref in ("last", "latest"):
+            items, _ = self.list_runs(limit=1)
+            if not items:
+                raise NotFoundError("no runs recorded yet", field="run_id", hint="`fm run PIPELINE` records one")
+            return self.get_run(items[0]["id"])
         try:
-            return self.get_run(prefix)
+            return self.get_run(ref)
         except NotFoundError:
             pass
-        page = self.store.query(f"{self.ns}runs", prefix=prefix, limit=2)
-        if len(page.items) == 1:
-            return self.get_run(page.items[0].sk)
-        if len(page.items) > 1:
-            raise NotFoundError(f"run id prefix '{prefix}' is ambiguous", field="run_id", hint="give more characters")
-        raise NotFoundError(f"no run with id '{prefix}'", field="run_id", hint="`fm runs` lists the recorded runs")
+        matches = [i.sk for i in self.store.query(f"{self.ns}runs", prefix=ref, limit=_AMBIGUOUS_SHOWN).items] if ref else []
+        if not matches and len(ref) >= MIN_SHORT_ID and all(c in "0123456789abcdef" for c in ref.lower()):
+            wanted = ref.lower()
+            for item in self.store.query_all(f"{self.ns}runs", page_size=1000):  # the listing: small summaries
+                if item.sk[_SHORT_AT:].startswith(wanted):
+                    matches.append(item.sk)
+                    if len(matches) >= _AMBIGUOUS_SHOWN:
+                        break
+        if len(matches) == 1:
+            return self.get_run(matches[0])
+        if matches:
+            raise NotFoundError(f"run id '{ref}' is ambiguous: it matches {', '.join(matches)}"
+                                + (" and more" if len(matches) >= _AMBIGUOUS_SHOWN else ""),
+                                field="run_id", hint="give more characters")
+        raise NotFoundError(f"no run with id '{ref}'", field="run_id",
+                            hint="`fm runs` lists the recorded runs (their short ids work too, and `last`)")
 
-    def stage_results(self, run_id: str) -> list[StageResult]:
+    def stage_results(self, run_id: str, *, values: bool = True) -> list[StageResult]:
+        """Every stage result of a run, by start time; ``values=False`` leaves blob-held values out (None: not read)."""
         self.flush()  # read your own writes
-        out = [StageResult.model_validate(i.data) for i in self.store.query_all(self._run_pk(run_id), prefix="stage#")]
+        out = [self._result(i.data, run_id, values) for i in self.store.query_all(self._run_pk(run_id), prefix="stage#")]
         out.sort(key=lambda r: (r.started_at or 0, r.finished_at or 0))
         return out
 
-    def checkpoint(self, run_id: str, stage_ids: "list[str] | None" = None) -> dict[str, StageResult]:
+    def checkpoint(self, run_id: str, stage_ids: "list[str] | None" = None, *,
+                   iterations: bool = False) -> dict[str, StageResult]:
         """Finished main-graph stages of a run, for resuming it.
 
         With ``stage_ids`` (the plan's stages) and few of them, reads one
         item per stage: the partition also holds every foreach iteration
         (``stage#ID#N``), and after a fan-out of thousands of items a get
-        per stage beats reading them all.
+        per stage beats reading them all. With ``iterations`` (a replay,
+        whose kept loop results were copied in) every finished instance,
+        keyed ``stage_id#iteration`` inside loops, as the executor reuses them.
         """
+        if iterations:
+            return {r.stage_id if r.iteration is None else f"{r.stage_id}#{r.iteration}": r
+                    for r in self.stage_results(run_id) if r.status in _FINISHED}
         if stage_ids is not None and len(stage_ids) <= _POINT_READS:
             self.flush()
             out: dict[str, StageResult] = {}
@@ -283,7 +493,7 @@ class RunRepository:
             for sid in stage_ids:
                 item = self.store.get(pk, f"stage#{sid}")
                 if item is not None and item.data.get("status") in _FINISHED_VALUES:
-                    out[sid] = StageResult.model_validate(item.data)
+                    out[sid] = self._result(item.data, run_id)
             return out
         return {r.stage_id: r for r in self.stage_results(run_id) if r.iteration is None and r.status in _FINISHED}
 
@@ -294,7 +504,7 @@ class RunRepository:
         for item in self.store.query_all(self._run_pk(run_id), prefix=f"stage#{stage_id}#"):
             label = item.data.get("iteration")
             if label in labels and item.data.get("status") == StageStatus.COMPLETED.value:
-                out[label] = item.data.get("output")
+                out[label] = self._unpack(item.data, run_id, stage_id).get("output")
         return out
 
     def active_runs(self, *, limit: int = 200, cursor: str | None = None) -> tuple[list[tuple[str, str]], str | None]:
@@ -304,13 +514,15 @@ class RunRepository:
 
     def list_runs(
         self, *, limit: int = 50, cursor: str | None = None, pipeline_id: str | None = None,
-        status: str | None = None,
+        status: str | None = None, since: float | None = None, before: float | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]:
-        """Newest first; returns (summaries, next cursor)."""
+        """Newest first; returns (summaries, next cursor). ``since``/``before``: epoch seconds the run was made in."""
         pk = f"{self.ns}runs#p#{pipeline_id}" if pipeline_id else f"{self.ns}runs"
+        start = id_floor(since) if since is not None else None
+        end = id_floor(before) if before is not None else None
         out: list[dict[str, Any]] = []
         for _ in range(1000):  # bounded: a status filter may need several pages
-            page: Page = self.store.query(pk, limit=limit, cursor=cursor, reverse=True)
+            page: Page = self.store.query(pk, start=start, end=end, limit=limit, cursor=cursor, reverse=True)
             for item in page.items:
                 if status and item.data.get("status") != status:
                     continue
@@ -319,6 +531,32 @@ class RunRepository:
             if len(out) >= limit or not cursor:
                 break
         return out[:limit], cursor
+
+    def delete_run(self, run_id: str, *, if_version: int | None = None) -> bool:
+        """Remove a run and everything in its partition; False when it changed or went meanwhile.
+
+        The run item and its listing entries go first, in one transaction
+        that holds only if the run item is still at ``if_version`` (the one
+        the caller judged), so a run that was resumed meanwhile stays whole.
+        From then on no reader can reach the run; its stage results, events
+        and bookkeeping are deleted after, item by item.
+        """
+        pk = self._run_pk(run_id)
+        meta = self.store.get(pk, "meta")
+        if meta is None or (if_version is not None and meta.version != if_version):
+            return False
+        try:
+            self.store.transact([
+                Op("delete", pk, "meta", if_version=meta.version),
+                Op("delete", f"{self.ns}runs", run_id),
+                Op("delete", f"{self.ns}runs#p#{meta.data.get('pipeline_id')}", run_id),
+                Op("check", ACTIVE_PK, self.ns + run_id, if_absent=True),  # never a run that is going on
+            ])
+        except TransactionError:
+            return False
+        for item in list(self.store.query_all(pk, page_size=500)):
+            self.store.delete(pk, item.sk)
+        return True
 
     def iter_runs(self) -> Iterator[dict[str, Any]]:
         cursor = None

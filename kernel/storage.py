@@ -18,6 +18,12 @@ Every stored item carries a ``version`` (1 on first write, +1 per write) and
 an optional ``expires_at`` (epoch seconds); expired items are invisible to
 reads even before a backend's cleanup removes them.
 
+Values too large for an item go to the store's ``blobs`` (a ``BlobStore``:
+put / get / delete of bytes by key), which the backend provides beside
+its items (SQLite: a table in the same file; DynamoDB: an S3 bucket);
+``flowmason.kernel.blobs`` moves them out and back, and nothing is ever
+kept as a truncated preview.
+
 Backends are plugins registered through ``fm_register_storage_backends``
 and opened by URL with ``open_store``: ``sqlite:///path/to/file.db``,
 ``dynamodb://TABLE?endpoint_url=...&region=...``. Every backend passes the
@@ -77,10 +83,40 @@ class Op:
     expires_at: float | None = None
 
 
+class BlobStore(ABC):
+    """Bytes by key, for values larger than an item (``flowmason.kernel.blobs`` decides what goes here).
+
+    Keys are non-empty strings of at most 1024 UTF-8 bytes (S3's limit);
+    a ``put`` of an existing key replaces it. Backends raise only
+    ``StorageError`` subclasses. ``presigned_url`` is for hosts that
+    cannot answer with a large body themselves (Lambda's 6 MB response):
+    a backend that can hand out a time-limited download link returns one.
+    """
+
+    url: str = ""
+
+    @abstractmethod
+    def put(self, key: str, data: bytes) -> None: ...
+
+    @abstractmethod
+    def get(self, key: str) -> bytes | None:
+        """The bytes under ``key``, or None when there are none."""
+
+    @abstractmethod
+    def delete(self, key: str) -> bool:
+        """Remove ``key``; True if it existed."""
+
+    def presigned_url(self, key: str, *, expires_s: int = 300) -> str | None:
+        """A time-limited URL that downloads ``key`` without credentials, or None (the default) when unsupported."""
+        return None
+
+
 class Store(ABC):
     """The storage contract. Backends raise only ``flowmason.kernel.errors.StorageError`` subclasses."""
 
     url: str = ""
+    # where values larger than an item go; None when the backend has no blob store configured
+    blobs: BlobStore | None = None
 
     @abstractmethod
     def get(self, pk: str, sk: str) -> Item | None: ...

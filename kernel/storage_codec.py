@@ -9,6 +9,7 @@
   also fits on Lambda.
 - ``key_bounds``: a prefix and/or a ``start``/``end`` range turned into one
   half-open interval of sort keys.
+- ``check_blob_key``: the key rule of every ``BlobStore`` (S3's 1024 bytes).
 - ``encode_cursor``/``decode_cursor``: the opaque page cursor (the last sort
   key returned, base64url), identical across backends.
 
@@ -33,6 +34,7 @@ _BYTES_MARK = '"__bytes__"'
 MAX_PK_BYTES = 2048
 MAX_SK_BYTES = 1024
 MAX_TRANSACT_OPS = 100  # DynamoDB's TransactWriteItems limit
+MAX_BLOB_KEY_BYTES = 1024  # S3's key limit, kept by every blob store so keys that work locally work on AWS
 
 # allow_nan=False: DynamoDB cannot hold NaN/inf, so no backend accepts them.
 _encoder = json.JSONEncoder(
@@ -104,6 +106,15 @@ def check_keys(pk: Any, sk: Any) -> None:
         raise StorageError(f"partition key is longer than {MAX_PK_BYTES} bytes: {pk[:60]!r}...", hint="shorten the key")
     if len(sk) * 4 > MAX_SK_BYTES and len(sk.encode("utf-8")) > MAX_SK_BYTES:
         raise StorageError(f"sort key is longer than {MAX_SK_BYTES} bytes: {sk[:60]!r}...", hint="shorten the key")
+
+
+def check_blob_key(key: Any) -> str:
+    """Raise StorageError unless ``key`` is a non-empty string of at most 1024 UTF-8 bytes; returns it."""
+    if not isinstance(key, str) or not key:
+        raise StorageError(f"a blob key must be a non-empty string, got {key!r}")
+    if len(key) * 4 > MAX_BLOB_KEY_BYTES and len(key.encode("utf-8", "surrogatepass")) > MAX_BLOB_KEY_BYTES:
+        raise StorageError(f"blob key is longer than {MAX_BLOB_KEY_BYTES} bytes: {key[:60]!r}...", hint="shorten the key")
+    return key
 
 
 def unicode_error(exc: UnicodeEncodeError) -> StorageError:

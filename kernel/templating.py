@@ -15,6 +15,15 @@ A value that is one whole template keeps its type (a list stays a list);
 templates inside a longer string are rendered as text (dicts and lists as
 JSON). ``{{env.NAME}}`` reads only allow-listed variables, so a server never
 leaks its environment into a pipeline.
+
+A field a stage's output does not have is an error naming the stage, the
+field and the closest existing one (``{{upstream.a.vaule}}``), not a
+silent null, at every level below ``upstream.<stage>``; an operand of
+``or``/``and`` (other than the last) or an ``if`` test may be missing
+(``{{upstream.a.x or 'default'}}``). A stage that has not produced an
+output (skipped, not reached yet) still reads as null, as does a missing
+``input.*`` (optional inputs). ``fm validate`` checks the same statically
+where a component's output schema is closed (kernel/refcheck.py).
 """
 from __future__ import annotations
 
@@ -40,6 +49,8 @@ _PATH_PART = re.compile(r"\.([\w\-]+)|\[(\d+)\]")
 _HYPHEN_ATTR = re.compile(r"\bupstream\.([A-Za-z_][\w]*(?:-[\w]+)+)")
 
 ROOTS = ("input", "upstream", "context", "env", "variables", "run", "pipeline", "item", "data", "stage")
+# the names every stage's config renders with (the executor's run scope); components add names to their lazy keys
+SCOPE_ROOTS = frozenset(("input", "upstream", "context", "env", "variables", "run", "pipeline"))
 
 
 
@@ -173,11 +184,27 @@ def _get_evaluator():
                         return base[attr]
                     if hasattr(dict, attr):
                         return getattr(base, attr)  # .get, .keys, .items ...
+                    ref = getattr(node, "fm_ref", None)
+                    if ref is not None:  # a field below a stage's output, not under `or`: see kernel/refs.py
+                        raise missing_field_error(ref, base)
                     return None
                 try:
                     return getattr(base, attr)
                 except AttributeError:
                     return None
+
+            def _eval_subscript(self, node):  # type: ignore[override]
+                container = self._eval(node.value)
+                key = self._eval(node.slice)
+                if isinstance(container, Mapping) and isinstance(key, (str, int)) and key not in container:
+                    ref = getattr(node, "fm_ref", None)
+                    if ref is not None:
+                        raise missing_field_error(ref, container)
+                    if getattr(node, "fm_lenient", False):
+                        return None
+                elif container is None and getattr(node, "fm_lenient", False):
+                    return None
+                return container[key]
 
         ev = _local.evaluator = make_evaluator(FUNCTIONS, _Lenient)
     return ev
@@ -246,7 +273,7 @@ def _render_elsewhere(source: tuple[Any, str | None], scope: dict[str, Any],
     _seconds[0], _seconds[1] = seconds, time.monotonic()  # the caller's FM_EXPR_MAX_SECONDS
     env = scope.get("env")
     try:
-        out: Any = compile_value(value, where)[0](scope)
+        out: Any = compile_value(value, where=where)[0](scope)
         kind = "ok"
     except TemplateError as exc:
         kind = "limit" if isinstance(exc, ExpressionLimit) else "template"
@@ -315,16 +342,20 @@ def _lookup(value: Any, key: str) -> Any:
         raise KeyError(key) from None
 
 
+_NONE: frozenset[str] = frozenset()
+
+
 class Expr:
     """One compiled expression (the text between the braces)."""
 
-    __slots__ = ("text", "where", "_path", "_ast")
+    __slots__ = ("text", "where", "_path", "_ast", "_reads")
 
     def __init__(self, text: str, where: str | None = None) -> None:
         self.text = text
         self.where = where  # the config field it sits in, for errors
         self._path: tuple[str, ...] | None = None
         self._ast = None
+        self._reads = None
         path = None
         if _PATH.match(text):
             if "[" not in text:
@@ -345,10 +376,22 @@ class Expr:
                     f"invalid expression '{{{{{text}}}}}': {exc.msg}",
                     hint="expressions use Python syntax, e.g. {{input.x or 'default'}}",
                 ) from None
+            from .refs import analyze
+
+            r = analyze(self._ast)  # also marks the fields that must exist (fm_ref)
+            self._reads = (frozenset(r.names), frozenset(r.functions), tuple(r.paths))
 
     @property
     def root(self) -> str | None:
         return self._path[0] if self._path else None
+
+    def reads(self) -> tuple[frozenset[str], frozenset[str], tuple[tuple[tuple[str, ...], bool], ...]]:
+        """(names, called functions, (path, lenient) pairs) this expression reads; see kernel/refs.py."""
+        r = self._reads
+        if r is None:  # a plain path (made on first use), or a private name the sandbox refuses at run time
+            path = self._path
+            r = self._reads = (frozenset((path[0],)), _NONE, ((path, False),)) if path else (_NONE, _NONE, ())
+        return r
 
     def evaluate(self, scope: Mapping[str, Any]) -> Any:
         if self._path is not None:
@@ -389,7 +432,30 @@ class Expr:
             )
         if path and path[0] == "env":
             scope["env"][path[1]]  # raises the allow-list error
+        if len(path) > 2 and path[0] == "upstream":
+            value = scope["upstream"].get(path[1]) if isinstance(scope["upstream"], Mapping) else None
+            for i in range(2, len(path)):  # where it broke: a missing key in a dict is the author's typo
+                if not isinstance(value, Mapping):
+                    break
+                if path[i] not in value:
+                    raise missing_field_error(path[: i + 1], value)
+                value = value[path[i]]
         return None
+
+
+def missing_field_error(ref: tuple[str, ...], have: Mapping[str, Any]) -> TemplateError:
+    """``upstream.<stage>.<...>.<field>`` where the dict at that point has no such key."""
+    from .outputs import close_match
+
+    stage, name = ref[1], ref[-1]
+    where = "output" if len(ref) == 3 else "output's '" + ".".join(ref[2:-1]) + "'"
+    keys = [str(k) for k in have]
+    guess = close_match(name, keys)
+    shown = ", ".join(keys[:12]) + (", ..." if len(keys) > 12 else "") if keys else "no fields"
+    hint = (f"did you mean '{guess}'? " if guess else "") + f"it has: {shown}; " \
+        f"write {{{{{'.'.join(ref)} or 'default'}}}} if it may be absent"
+    return TemplateError(f"stage '{stage}' {where} has no field '{name}' ({'.'.join(ref)})",
+                         field="config", hint=hint)
 
 
 def _stringify(value: Any) -> str:
@@ -411,13 +477,14 @@ def _const(value: Any) -> Renderer:
     return lambda scope: value
 
 
-def compile_value(value: Any, where: str | None = None) -> tuple[Renderer, bool]:
+def compile_value(value: Any, sink: list[Expr] | None = None, *, where: str | None = None) -> tuple[Renderer, bool]:
     """Compile a config value; returns (renderer, is_dynamic). Static values render to themselves.
 
-    ``where`` names the value's place (``config``): errors name the field inside it (``config.prompt``).
+    ``sink``, when given, collects every compiled expression (for the plan's static checks).
+    ``where`` names the value's place (``config``): bound errors name the field inside it (``config.prompt``).
     A dynamic renderer keeps ``source`` (value, where), so another process can compile it again.
     """
-    render, dynamic = _compile(value, where)
+    render, dynamic = _compile(value, sink, where)
     if dynamic:
         try:
             render.source = (value, where)  # type: ignore[attr-defined]
@@ -427,18 +494,22 @@ def compile_value(value: Any, where: str | None = None) -> tuple[Renderer, bool]
     return render, dynamic
 
 
-def _compile(value: Any, where: str | None) -> tuple[Renderer, bool]:
+def _compile(value: Any, sink: list[Expr] | None, where: str | None) -> tuple[Renderer, bool]:
     if isinstance(value, str):
         if "{{" not in value:
             return _const(value), False
         parts = _TEMPLATE.split(value)
         if len(parts) == 3 and parts[0] == "" and parts[2] == "":
             expr = Expr(parts[1], where)
+            if sink is not None:
+                sink.append(expr)
             return expr.evaluate, True
         compiled: list[Any] = []
         for i, part in enumerate(parts):
             if i % 2:
                 compiled.append(Expr(part, where))
+                if sink is not None:
+                    sink.append(compiled[-1])
             elif part:
                 compiled.append(part)
 
@@ -447,13 +518,13 @@ def _compile(value: Any, where: str | None) -> tuple[Renderer, bool]:
 
         return render, True
     if isinstance(value, dict):
-        items = [(k, *_compile(v, f"{where}.{k}" if where else None)) for k, v in value.items()]
+        items = [(k, *_compile(v, sink, f"{where}.{k}" if where else None)) for k, v in value.items()]
         if not any(dyn for _, _, dyn in items):
             return _const(value), False
         pairs = [(k, r) for k, r, _ in items]
         return (lambda scope: {k: r(scope) for k, r in pairs}), True
     if isinstance(value, list):
-        items2 = [_compile(v, f"{where}[{i}]" if where else None) for i, v in enumerate(value)]
+        items2 = [_compile(v, sink, f"{where}[{i}]" if where else None) for i, v in enumerate(value)]
         if not any(dyn for _, dyn in items2):
             return _const(value), False
         rs = [r for r, _ in items2]

@@ -17,24 +17,60 @@ from typing import Any
 
 from flowmason.kernel.components import node
 from flowmason.kernel.errors import ConfigError
+from flowmason.kernel.outputs import any_value, described, f, obj
 from flowmason.kernel.plugins import hookimpl
 
 from .llm import Answer, ask
 
 _TEXT_OR_LIST = {"anyOf": [{"type": "string"}, {"type": "array"}, {"type": "null"}]}
 _COMMON = {
-    "system_prompt": {"type": ["string", "null"]},
-    "temperature": {"type": ["number", "string", "null"]},
-    "max_tokens": {"type": ["integer", "string", "null"]},
-    "stop_sequences": {"type": ["array", "null"]},
-    "output_schema": {"type": ["object", "null"]},
-    "stream": {"type": ["boolean", "null"]},
-    "model": {"type": ["string", "null"]},
+    "system_prompt": {"type": ["string", "null"], "description": "instructions added to the node's own system prompt"},
+    "temperature": {"type": ["number", "string", "null"], "description": "sampling temperature (each node has a default)"},
+    "max_tokens": {"type": ["integer", "string", "null"], "description": "most tokens in the reply"},
+    "stop_sequences": {"type": ["array", "null"], "description": "strings that end the reply"},
+    "output_schema": {"type": ["object", "null"],
+                      "description": "a JSON Schema the reply must match: parsed, checked, repaired once; in `data`"},
+    "stream": {"type": ["boolean", "null"], "description": "stream tokens as events (default: when the run is observed)"},
+    "model": {"type": ["string", "null"], "description": "the model (default: the provider's)"},
 }
 
 
 def _schema(required: list[str], **props: Any) -> dict[str, Any]:
     return {"type": "object", "required": required, "properties": {**_COMMON, **props}}
+
+
+_META = {
+    "model": f("string", "the model that answered"),
+    "provider": f("string", "the provider that answered (anthropic, openai, ...)"),
+    "tokens_used": f("integer", "input + output tokens of the call(s)"),
+}
+_DATA = "the reply parsed as JSON and checked against the config's output_schema (only with an output_schema)"
+
+
+def _output(description: str, fields: dict[str, Any], *, optional: dict[str, Any] | None = None) -> Any:
+    """The node's output schema, and per stage: ``data`` (shaped by the config's output_schema) when one is given."""
+    base = {**fields, **_META}
+    declared = obj(description + " With an output_schema in the config, also `data`.",
+                   {**base, **(optional or {}), "data": any_value(_DATA)}, required=list(base))
+
+    def output_for(settings: dict[str, Any]) -> dict[str, Any]:
+        extra = dict(optional or {})
+        schema = settings.get("output_schema")
+        if schema is not None:
+            data = dict(schema) if isinstance(schema, dict) else {}
+            data["description"] = _DATA
+            extra["data"] = data
+        elif settings.get("output_format") is not None and "content" in fields:
+            extra["data"] = any_value("with output_format json: the reply parsed as JSON (open-ended)")
+        return obj(description, {**base, **extra}, required=list(base))
+
+    return declared, output_for
+
+
+GENERATOR_OUT = _output("The generated text.", {
+    "content": f("string", "the model's reply"),
+    "finish_reason": f("string", "why the model stopped (stop, max_tokens, ...)"),
+})
 
 
 def _need(ctx: Any, key: str, *aliases: str) -> Any:
@@ -97,7 +133,10 @@ def _meta(answer: Answer) -> dict[str, Any]:
 # -- generator --
 
 @node("generator", category="ai", description="Generate text from a prompt with an LLM",
-      config_schema=_schema(["prompt"], prompt={"type": "string"}, output_format={"type": ["string", "null"]}))
+      config_schema=_schema(["prompt"], prompt={"type": "string", "description": "what to ask the model"},
+                            output_format={"type": ["string", "null"],
+                                           "description": "'json' parses the reply into `data`; other text is a format hint"}),
+      output_schema=GENERATOR_OUT[0], output_for=GENERATOR_OUT[1])
 async def generator(ctx):
     prompt = _text(_need(ctx, "prompt"))
     schema = _user_schema(ctx)
@@ -131,9 +170,25 @@ CRITIC_SCHEMA = {
 }
 
 
+CRITIC_OUT = _output("The evaluation.", {
+    "overall_rating": f("string", "excellent, good, acceptable, needs_improvement or poor"),
+    "score": f("number", "0.0 to 1.0"),
+    "feedback": f("string", "detailed feedback (the raw reply when it was not valid JSON)"),
+    "strengths": f("array", "what works", items={"type": "string"}),
+    "improvements": f("array", "what to change", items={"type": "string"}),
+    "criterion_scores": f("object", "criterion -> score (0.0-1.0)"),
+    "passes_threshold": f("boolean", "score >= threshold (when given), else the model's verdict"),
+})
+
+
 @node("critic", category="ai", description="Evaluate content against criteria and give structured feedback",
-      config_schema=_schema(["content"], content={}, criteria=_TEXT_OR_LIST, context={}, rubric={"type": ["object", "null"]},
-                            strict_mode={"type": ["boolean", "null"]}, threshold={"type": ["number", "null"]}))
+      output_schema=CRITIC_OUT[0], output_for=CRITIC_OUT[1],
+      config_schema=described(_schema(["content"], content={}, criteria=_TEXT_OR_LIST, context={},
+                                      rubric={"type": ["object", "null"]}, strict_mode={"type": ["boolean", "null"]},
+                                      threshold={"type": ["number", "null"]}), {
+          "content": "the content to evaluate", "criteria": "what to judge it on (text or a list)",
+          "context": "background for the evaluator", "rubric": "criterion -> what it means",
+          "strict_mode": "apply strict standards", "threshold": "the score (0-1) needed for passes_threshold"}))
 async def critic(ctx):
     content = _text(_need(ctx, "content"))
     cfg = ctx.config
@@ -194,9 +249,23 @@ IMPROVER_SCHEMA = {
 }
 
 
+IMPROVER_OUT = _output("The improved content.", {
+    "improved_content": f("string", "the full improved text"),
+    "improved": f("string", "the same text (the name templates use)"),
+    "content": f("string", "the same text"),
+    "changes_made": f("array", "what was changed", items={"type": "string"}),
+    "preserved_aspects": f("array", "what was kept", items={"type": "string"}),
+    "improvement_summary": f("string", "the changes in a sentence or two"),
+})
+
+
 @node("improver", category="ai", description="Improve content using feedback",
-      config_schema=_schema(["content"], content={}, feedback={}, instructions={}, improvements=_TEXT_OR_LIST,
-                            preserve_aspects=_TEXT_OR_LIST, improvement_focus={}))
+      output_schema=IMPROVER_OUT[0], output_for=IMPROVER_OUT[1],
+      config_schema=described(_schema(["content"], content={}, feedback={}, instructions={}, improvements=_TEXT_OR_LIST,
+                                      preserve_aspects=_TEXT_OR_LIST, improvement_focus={}), {
+          "content": "the content to improve", "feedback": "what a critic said (e.g. {{upstream.review.feedback}})",
+          "instructions": "further instructions", "improvements": "specific changes to make",
+          "preserve_aspects": "what must not change", "improvement_focus": "the main thing to improve"}))
 async def improver(ctx):
     content = _text(_need(ctx, "content"))
     cfg = ctx.config
@@ -254,10 +323,24 @@ SYNTHESIZER_SCHEMA = {
 }
 
 
+SYNTHESIZER_OUT = _output("The synthesis.", {
+    "synthesized": f("string", "the combined text"),
+    "content": f("string", "the same text"),
+    "sources_used": f("integer", "how many inputs were combined"),
+    "strategy_applied": f("string", "integrate, summarize, compare, consensus or best_of"),
+    "key_themes": f("array", "themes found across the inputs", items={"type": "string"}),
+})
+
+
 @node("synthesizer", category="ai", description="Combine several inputs into one coherent output",
-      config_schema=_schema([], inputs={"type": ["array", "null"]}, sources={"type": ["array", "null"]},
-                            synthesis_strategy={"type": ["string", "null"]}, context={}, instructions={},
-                            output_format={}, preserve_sources={}, max_length={}))
+      output_schema=SYNTHESIZER_OUT[0], output_for=SYNTHESIZER_OUT[1],
+      config_schema=described(_schema([], inputs={"type": ["array", "null"]}, sources={"type": ["array", "null"]},
+                                      synthesis_strategy={"type": ["string", "null"]}, context={}, instructions={},
+                                      output_format={}, preserve_sources={}, max_length={}), {
+          "inputs": "the texts to combine (strings or {label, content})", "sources": "the same as inputs (older name)",
+          "synthesis_strategy": "integrate (default), summarize, compare, consensus or best_of",
+          "context": "background", "instructions": "further instructions", "output_format": "the shape of the result",
+          "preserve_sources": "attribute statements to their sources", "max_length": "target length in words"}))
 async def synthesizer(ctx):
     cfg = ctx.config
     sources = _items(cfg.get("inputs") if cfg.get("inputs") not in (None, []) else cfg.get("sources"))
@@ -308,10 +391,36 @@ SELECTOR_SCHEMA = {
 }
 
 
+_SELECTOR_FIELDS = {
+    "selected": f("string", "the chosen candidate's content"),
+    "selected_index": f("integer", "its 0-based position"),
+    "selected_label": f(["string", "null"], "its label, when candidates are {label, content}"),
+    "explanation": f("string", "why it was chosen"),
+    "reasoning": f("string", "the same explanation (the name templates use)"),
+    "rankings": f("array", "[{index, score}] as the model ranked them", items={"type": "object"}),
+    "confidence": f("number", "0.0 to 1.0"),
+}
+_SELECTOR_TOP = {"top": f("array", "with selection_mode top_n: the best top_n candidates' contents", items={"type": "string"})}
+_SELECTOR_DECLARED, _selector_base = _output("The choice.", _SELECTOR_FIELDS, optional=_SELECTOR_TOP)
+
+
+def _selector_output(settings: dict[str, Any]) -> dict[str, Any]:
+    out = _selector_base(settings)
+    mode = settings.get("selection_mode")
+    if mode is None or (isinstance(mode, str) and "{{" not in mode and mode != "top_n"):
+        out["properties"].pop("top", None)  # `top` only in top_n mode
+    return out
+
+
 @node("selector", category="ai", description="Choose the best of several candidates",
-      config_schema=_schema([], candidates={"type": ["array", "null"]}, options={"type": ["array", "null"]},
-                            criteria=_TEXT_OR_LIST, context={}, selection_mode={"type": ["string", "null"]},
-                            top_n={}))
+      output_schema=_SELECTOR_DECLARED, output_for=_selector_output,
+      config_schema=described(_schema([], candidates={"type": ["array", "null"]}, options={"type": ["array", "null"]},
+                                      criteria=_TEXT_OR_LIST, context={}, selection_mode={"type": ["string", "null"]},
+                                      top_n={}), {
+          "candidates": "the options to choose from (strings or {label, content})",
+          "options": "the same as candidates (older name)", "criteria": "what to judge them on",
+          "context": "background", "selection_mode": "best (default), top_n or rank_all",
+          "top_n": "how many to keep in top_n mode"}))
 async def selector(ctx):
     cfg = ctx.config
     raw = cfg.get("candidates") if cfg.get("candidates") not in (None, []) else cfg.get("options")

@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 import typer
 
-from flowmason.kernel.errors import FlowMasonError
+from flowmason.kernel.errors import ExitCode, InputError
 
 
 def _repo() -> Any:
@@ -37,7 +37,7 @@ def export_cmd(
     exporters = get_registry().exporters
     export = exporters.get(fmt)
     if export is None:
-        raise FlowMasonError(f"unknown export format '{fmt}'", field="--format",
+        raise InputError(f"unknown export format '{fmt}'", field="--format",
                              hint=f"use one of: {', '.join(sorted(exporters))}")
     run, stages, pipe = load_run(_repo(), run_id, pipeline)
     data = export(run, stages, pipe)
@@ -81,13 +81,14 @@ def watch_cmd(
     run_id: str = typer.Argument(..., help="Run id (or a unique prefix)."),
     interval: float = typer.Option(0.5, "--interval", min=0.05, help="Seconds between polls of the store."),
     timeout: Optional[float] = typer.Option(None, "--timeout", help="Give up after this many seconds."),
+    as_json: bool = typer.Option(False, "--json", help="JSON lines: each settled stage, then the finished run."),
 ) -> None:
     """Follow a live run until it ends (polls the store); exit code 1 if it failed."""
     from .view import watch
 
-    status = watch(_repo(), run_id, interval=interval, timeout=timeout)
+    status = watch(_repo(), run_id, interval=interval, timeout=timeout, as_json=as_json)
     if status not in ("completed",):
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.FAILED)
 
 
 def register_commands(app: Any) -> None:

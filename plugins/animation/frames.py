@@ -260,9 +260,9 @@ class Player:
 
     def set_speed(self, speed: float) -> None:
         if speed not in SPEEDS:
-            from flowmason.kernel.errors import FlowMasonError
+            from flowmason.kernel.errors import InputError
 
-            raise FlowMasonError(f"speed {speed}x is not offered", field="speed",
+            raise InputError(f"speed {speed}x is not offered", field="speed",
                                  hint="use 0.5, 1, 2 or 4")
         self._pos = self.position()
         if self._since is not None:

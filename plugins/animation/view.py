@@ -7,6 +7,7 @@ as it settles and one for the run's end.
 """
 from __future__ import annotations
 
+import json
 import sys
 import time
 from typing import Any, Callable
@@ -41,12 +42,16 @@ def poll(repo: Any, run_id: str) -> tuple[Any, list[Any]]:
 
 
 def watch(repo: Any, run_ref: str, *, interval: float = 0.5, timeout: float | None = None,
-          out: Any = None, sleep: Callable[[float], None] = time.sleep) -> str:
-    """Follow a run until it ends; returns its final status."""
+          out: Any = None, sleep: Callable[[float], None] = time.sleep, as_json: bool = False) -> str:
+    """Follow a run until it ends; returns its final status.
+
+    ``as_json``: one JSON object per line, each settled stage result as it
+    appears and then ``{"run": ...}`` with the finished run.
+    """
     out = out or sys.stdout
     run = repo.find_run(run_ref)
     deadline = None if timeout is None else time.monotonic() + timeout
-    tty = hasattr(out, "isatty") and out.isatty()
+    tty = hasattr(out, "isatty") and out.isatty() and not as_json
     seen: set[str] = set()
     live = None
     if tty:
@@ -65,11 +70,14 @@ def watch(repo: Any, run_ref: str, *, interval: float = 0.5, timeout: float | No
                     key = f"{r.stage_id}[{r.iteration}]" if r.iteration else r.stage_id
                     if key not in seen:
                         seen.add(key)
-                        out.write(f"{r.status.value:<10} {key} ({r.duration_ms or 0:.1f} ms)\n")
+                        out.write(json.dumps({"stage": r.model_dump(mode="json")}, default=str) + "\n" if as_json
+                                  else f"{r.status.value:<10} {key} ({r.duration_ms or 0:.1f} ms)\n")
                 out.flush()
             status = run.status.value
             if status in TERMINAL:
-                if live is None:
+                if as_json:
+                    out.write(json.dumps({"run": run.model_dump(mode="json")}, default=str) + "\n")
+                elif live is None:
                     extra = f": {run.error.get('message')}" if run.error else ""
                     out.write(f"run {run.id} {status} in {run.duration_ms or 0:.1f} ms{extra}\n")
                     out.flush()

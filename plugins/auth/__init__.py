@@ -11,10 +11,13 @@ registry is built, and the plugin registers
 - the ``/auth/...`` routes (see ``routes.py``).
 
 Pieces: ``passwords`` (bcrypt + legacy upgrade + policy), ``keys``
-(signing keys, rotation), ``sessions`` (access/refresh tokens, rotation,
-reuse detection), ``apikeys``, ``reset`` + ``mail`` (password reset by
-email), ``directory`` (users, organizations, roles), ``service`` (the
-facade and the authenticator). Settings are listed in ``settings.py``.
+(signing keys, rotation) + ``sealing`` (keys encrypted at rest: KMS or a
+key file), ``sessions`` (access/refresh tokens, rotation, reuse
+detection), ``apikeys``, ``reset`` + ``mail`` (password reset by email),
+``signup`` (self-registration when open, invitations), ``throttle``
+(login backoff per account and client), ``directory`` (users,
+organizations, roles), ``service`` (the facade and the authenticator).
+Settings are listed in ``settings.py``.
 
 Public names (``__all__``, what other plugins such as ``saml`` import):
 ``AuthService``, ``AuthSettings``, ``Authenticator``, ``configure``,

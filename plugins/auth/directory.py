@@ -15,6 +15,8 @@ Every membership change writes both sides in one transaction.
 """
 from __future__ import annotations
 
+import re
+
 import secrets
 import time
 from typing import Any
@@ -39,8 +41,12 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(8)}"
 
 
+# what the server takes as an address; the OpenAPI schemas carry the same pattern
+EMAIL_PATTERN = r"^\s*[^@\s]+@[^@\s]+\s*$"
+
+
 def normalise_email(email: Any) -> str:
-    if not isinstance(email, str) or "@" not in email.strip() or len(email) > 254:
+    if not isinstance(email, str) or len(email) > 254 or not re.match(EMAIL_PATTERN, email):
         raise PolicyError("a valid email address is required", field="email", hint="write name@example.com")
     return email.strip().lower()
 

@@ -40,6 +40,12 @@ class Forbidden(AuthError):
     http_status = 403
 
 
+class SignupClosed(Forbidden):
+    """Self-registration is off (the default on a server): an admin invites users."""
+
+    code = "signup_closed"
+
+
 class NotFound(AuthError):
     """Absent, or present in another organization (the two answers are the same on purpose)."""
 

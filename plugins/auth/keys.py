@@ -2,6 +2,11 @@
 
 Keys live in the store (``pk="auth#signing-keys"``, ``sk=kid``) so every API
 instance (Lambda containers included) signs and verifies with the same set.
+Their material is sealed (``sealing.py``: KMS, or a local key file); a
+record from before sealing (clear ``material``) is read and sealed in
+place on the next load, so upgrading loses no key and no session. A key
+this deployment cannot open is left out with a warning naming the fix
+(tokens it signed then fail to verify; nothing else does).
 The newest live key signs; older keys keep verifying until the longest
 token they may have signed (a refresh token) has expired, then they expire
 from the store themselves (``expires_at``). ``rotate()`` adds a key and
@@ -16,13 +21,17 @@ confusion attacks (HS256 signed with the public key).
 from __future__ import annotations
 
 import base64
+import logging
 import secrets
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
+from flowmason.kernel.errors import ConditionFailedError, ConfigError
 from flowmason.kernel.storage import Store
+
+log = logging.getLogger("flowmason.auth")
 
 KEYS_PK = "auth#signing-keys"
 _RELOAD_EVERY = 5.0  # seconds between reloads triggered by unknown kids (bounds the work a forger can cause)
@@ -72,9 +81,10 @@ def _load(alg: str, material: str) -> tuple[Any, Any]:
 class KeyRing:
     """The signing keys of one deployment, cached in memory and shared through the store."""
 
-    def __init__(self, store: Store, algorithm: str, *, keep_for: int) -> None:
+    def __init__(self, store: Store, algorithm: str, *, keep_for: int, sealers: Any = None) -> None:
         self.store = store
         self.algorithm = algorithm
+        self._sealers = sealers
         self.keep_for = keep_for  # how long a retired key keeps verifying (the refresh lifetime)
         self._keys: dict[str, SigningKey] = {}
         self._lock = threading.Lock()
@@ -87,13 +97,40 @@ class KeyRing:
             page = self.store.query(KEYS_PK, cursor=cursor, limit=100)
             for item in page.items:
                 d = item.data
-                signing, verifying = _load(d["alg"], d["material"])
+                try:
+                    material = self._material(item)
+                except ConfigError as exc:
+                    log.warning("signing key %s left out: %s (%s)", item.sk, exc.message, exc.hint)
+                    continue
+                signing, verifying = _load(d["alg"], material)
                 keys[item.sk] = SigningKey(item.sk, d["alg"], signing, verifying, d["created_at"], d.get("retired_at"))
             cursor = page.cursor
             if not cursor:
                 break
         self._keys = keys
         self._loaded_at = time.monotonic()
+
+    @property
+    def sealers(self) -> Any:
+        if self._sealers is None:
+            from .sealing import Sealers
+
+            self._sealers = Sealers()
+        return self._sealers
+
+    def _material(self, item: Any) -> str:
+        """The key's material, opened; a clear or differently sealed record is sealed anew in place."""
+        d = item.data
+        sealed = d.get("sealed")
+        material = d["material"] if sealed is None else self.sealers.open(sealed, item.sk).decode("ascii")
+        if sealed is None or not self.sealers.is_current(sealed):
+            data = {k: v for k, v in d.items() if k != "material"}
+            data["sealed"] = self.sealers.seal(material.encode("ascii"), item.sk)
+            try:
+                self.store.put(KEYS_PK, item.sk, data, if_version=item.version, expires_at=item.expires_at)
+            except ConditionFailedError:
+                pass  # another instance sealed (or retired) it meanwhile: the next load reads theirs
+        return material
 
     def _current(self) -> SigningKey | None:
         live = [k for k in self._keys.values() if k.retired_at is None and k.alg == self.algorithm]
@@ -120,8 +157,8 @@ class KeyRing:
         kid = secrets.token_hex(8)
         material, _ = _generate(self.algorithm)
         now = time.time()
-        self.store.put(KEYS_PK, kid, {"alg": self.algorithm, "material": material, "created_at": now},
-                       if_absent=True)
+        sealed = self.sealers.seal(material.encode("ascii"), kid)
+        self.store.put(KEYS_PK, kid, {"alg": self.algorithm, "sealed": sealed, "created_at": now}, if_absent=True)
         self._reload()
         return self._keys[kid]
 

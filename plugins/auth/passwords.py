@@ -12,7 +12,10 @@ Legacy formats accepted (read-only):
 - ``<64 hex chars>``       hex = sha256(password), unsalted
 
 bcrypt reads at most 72 bytes; the policy refuses longer passwords rather
-than silently ignoring the tail.
+than silently ignoring the tail. Every ``verify`` spends one bcrypt check at
+the configured cost, whatever the path (a password over 72 bytes, a legacy
+hash, a malformed one, an unknown account through ``dummy_verify``), so the
+answer's timing tells nothing about which path ran.
 """
 from __future__ import annotations
 
@@ -87,14 +90,18 @@ class PasswordHasher:
         raw = password.encode("utf-8")
         if self.cost(stored) is not None:
             if len(raw) > BCRYPT_MAX_BYTES:
+                # bcrypt would read only the first 72 bytes: never a match, but it costs the same
+                self._spend(raw)
                 return False, None
             try:
                 ok = bcrypt.checkpw(raw, stored.encode("ascii"))
             except ValueError:
+                self._spend(raw)
                 return False, None
             if ok and self.cost(stored) != self.rounds:
                 return True, self.hash(password)
             return ok, None
+        self._spend(raw)  # legacy and malformed hashes are fast to check: pay the bcrypt time anyway
         ok = self._verify_legacy(raw, stored)
         if ok and len(raw) <= BCRYPT_MAX_BYTES:
             return True, self.hash(password)
@@ -114,7 +121,13 @@ class PasswordHasher:
 
     def dummy_verify(self, password: str) -> None:
         """Spend the time a real check would, so unknown emails cannot be told apart by timing."""
-        self.verify(password[:BCRYPT_MAX_BYTES], self._dummy())
+        self._spend(password.encode("utf-8"))
+
+    def _spend(self, raw: bytes) -> None:
+        """One bcrypt check at the configured cost against a hash nobody's password matches."""
+        import bcrypt
+
+        bcrypt.checkpw(raw[:BCRYPT_MAX_BYTES], self._dummy().encode("ascii"))
 
     _dummy_hash: str | None = None
 

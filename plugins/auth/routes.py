@@ -1,7 +1,10 @@
 """The ``/auth`` routes, contributed to the HTTP API through ``fm_register_routes``.
 
-Public: register, login, refresh, password reset (request, confirm).
-Authenticated: me, logout, API keys, organizations and members. The app
+Public: register (when ``FM_AUTH_SIGNUP=1``) and its confirmation, login,
+refresh, password reset (request, confirm), invitation acceptance.
+Authenticated: me, logout, API keys, organizations, members, invitations.
+Answers to public routes never depend on whether an address has an
+account: registration and reset answer 202 and mail from a background task. The app
 wrapper (``plugins/http_api/app.py``) has already authenticated the
 request, checked the route's scope and validated the body; these
 endpoints then check what a scope cannot express: that the organization
@@ -18,19 +21,34 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from .directory import ROLE_SCOPES, outranks
-from .errors import Forbidden, NotFound, PolicyError
+from .apikeys import MAX_TTL
+from .directory import EMAIL_PATTERN, ROLE_SCOPES, normalise_email, outranks
+from .errors import Forbidden, NotFound, PolicyError, SignupClosed
 from .service import get_service
 
 
 class RegisterIn(BaseModel):
-    email: str = Field(max_length=254)
+    email: str = Field(max_length=254, pattern=EMAIL_PATTERN)
     password: str = Field(max_length=1024)
     org_name: str | None = Field(default=None, max_length=200)
 
 
+class TokenIn(BaseModel):
+    token: str = Field(min_length=20, max_length=200)
+
+
+class InviteIn(BaseModel):
+    email: str = Field(max_length=254, pattern=EMAIL_PATTERN)
+    role: Literal["owner", "admin", "member", "viewer"] = "member"
+
+
+class InviteAcceptIn(BaseModel):
+    token: str = Field(min_length=20, max_length=200)
+    password: str = Field(max_length=1024)
+
+
 class LoginIn(BaseModel):
-    email: str = Field(max_length=254)
+    email: str = Field(max_length=254, pattern=EMAIL_PATTERN)
     password: str = Field(max_length=1024)
     org_id: str | None = Field(default=None, max_length=100)
 
@@ -49,11 +67,11 @@ class TokensOut(BaseModel):
 class ApiKeyIn(BaseModel):
     name: str = Field(min_length=1, max_length=100)
     scopes: list[Literal["read", "run", "admin"]] = Field(min_length=1)
-    expires_in: int | None = Field(default=None, description="seconds; none means no expiry")
+    expires_in: int | None = Field(default=None, ge=60, le=MAX_TTL, description="seconds (60 to 5 years); none means no expiry")
 
 
 class ResetRequestIn(BaseModel):
-    email: str = Field(max_length=254)
+    email: str = Field(max_length=254, pattern=EMAIL_PATTERN)
 
 
 class ResetConfirmIn(BaseModel):
@@ -70,7 +88,7 @@ class SwitchIn(BaseModel):
 
 
 class MemberIn(BaseModel):
-    email: str = Field(max_length=254)
+    email: str = Field(max_length=254, pattern=EMAIL_PATTERN)
     role: Literal["owner", "admin", "member", "viewer"] = "member"
 
 
@@ -103,17 +121,69 @@ def _own_org(request) -> tuple[dict[str, Any], str]:
 
 # -- accounts and sessions --
 
+def _accepted(status: str, work, *args):
+    """202 with ``status``, and ``work(*args)`` after the answer: its outcome and timing stay private."""
+    from starlette.background import BackgroundTask
+    from starlette.responses import JSONResponse
+
+    return JSONResponse({"status": status}, status_code=202, background=BackgroundTask(_quietly, work, *args))
+
+
+def _quietly(work, *args) -> None:
+    import logging
+
+    try:
+        work(*args)
+    except PolicyError:
+        pass  # not an address: nobody to write to
+    except Exception:  # noqa: BLE001 - a mail server failure must not surface to the requester
+        logging.getLogger("flowmason.auth").exception("sending an account email failed")
+
+
 def register_account(request):
     body: RegisterIn = request.state.body
     svc = get_service(request)
-    account = svc.register(body.email, body.password, body.org_name)
+    if not svc.settings.signup:
+        raise SignupClosed("self-registration is off on this server",
+                           hint="ask an admin of your organization to invite you (or to run `fm auth create-user`); "
+                                "the server's operator opens registration with FM_AUTH_SIGNUP=1")
+    email = normalise_email(body.email)
+    svc.policy.check(body.password, email=email)  # the rules are public: saying which one fails reveals nothing
+    return _accepted("check your email: the link in it finishes creating the account",
+                     svc.signups.request, email, body.password, body.org_name)
+
+
+def register_confirm(request):
+    svc = get_service(request)
+    account = svc.signups.confirm(request.state.body.token)
     tokens = svc.sessions.open(account["user_id"], account["org_id"])
     return 201, {**account, **tokens.to_dict()}
 
 
+def invite_member(request):
+    identity, org = _own_org(request)
+    body: InviteIn = request.state.body
+    svc = get_service(request)
+    inviter = (svc.directory.profile(identity["subject"]) or {}).get("email") or "An admin"
+    role = _actor_role(identity)
+    normalise_email(body.email)
+    if not outranks(role, "admin") or (body.role == "owner" and role != "owner"):
+        raise Forbidden("only admins invite members, and only owners invite owners")
+    return _accepted("the invitation is on its way", svc.signups.invite, org, role, inviter, body.email, body.role)
+
+
+def accept_invite(request):
+    body: InviteAcceptIn = request.state.body
+    svc = get_service(request)
+    uid, org = svc.signups.accept(body.token, body.password)
+    tokens = svc.sessions.open(uid, org)
+    return 201, {"user_id": uid, "org_id": org, **tokens.to_dict()}
+
+
 def login(request):
     body: LoginIn = request.state.body
-    return get_service(request).login(body.email, body.password, body.org_id).to_dict()
+    client = request.client.host if request.client else "unknown"  # uvicorn set it from trusted proxies only
+    return get_service(request).login(body.email, body.password, body.org_id, client=client).to_dict()
 
 
 def refresh(request):
@@ -138,25 +208,9 @@ def me(request):
 # -- password reset --
 
 def reset_request(request):
-    from starlette.background import BackgroundTask
-    from starlette.responses import JSONResponse
-
     body: ResetRequestIn = request.state.body
     service = get_service(request)  # built now: configuration errors belong to this response
-    # the work (and its timing) happens after the response, which is the same whether the account exists
-    return JSONResponse({"status": "if an account uses this address, a reset link is on its way"},
-                        status_code=202, background=BackgroundTask(_send_reset, service, body.email))
-
-
-def _send_reset(service, email: str) -> None:
-    import logging
-
-    try:
-        service.resets.request(email)
-    except PolicyError:
-        pass  # not an address: nobody to write to
-    except Exception:  # noqa: BLE001 - a mail server failure must not surface to the requester
-        logging.getLogger("flowmason.auth").exception("password reset email failed")
+    return _accepted("if an account uses this address, a reset link is on its way", service.resets.request, body.email)
 
 
 def reset_confirm(request):
@@ -230,7 +284,8 @@ def add_member(request):
     svc = get_service(request)
     uid = svc.directory.user_id_for(body.email)
     if uid is None:
-        raise NotFound("no account uses this email", field="email", hint="ask them to register first")
+        raise NotFound("no account uses this email", field="email",
+                       hint="invite them instead (POST /auth/orgs/{org_id}/invites)")
     if svc.directory.role(org, uid) is not None:
         from .errors import Conflict
 
@@ -258,8 +313,15 @@ def remove_member(request):
 def register_routes(register) -> None:
     tags = ["auth"]
     r = register
-    r("POST", "/auth/register", register_account, name="auth_register", auth=None, summary="Create an account and its organization",
-      request_model=RegisterIn, status_code=201, tags=tags)
+    r("POST", "/auth/register", register_account, name="auth_register", auth=None,
+      summary="Ask for an account: a link to finish it is emailed (only when FM_AUTH_SIGNUP=1)",
+      request_model=RegisterIn, status_code=202, tags=tags)
+    r("POST", "/auth/register/confirm", register_confirm, name="auth_register_confirm", auth=None,
+      summary="Finish registration with the emailed token: the account, its organization and tokens",
+      request_model=TokenIn, status_code=201, tags=tags)
+    r("POST", "/auth/invites/accept", accept_invite, name="auth_accept_invite", auth=None,
+      summary="Join the organization of an emailed invitation (a new address sets its password)",
+      request_model=InviteAcceptIn, status_code=201, tags=tags)
     r("POST", "/auth/login", login, name="auth_login", auth=None, summary="Log in: access and refresh tokens",
       request_model=LoginIn, response_model=TokensOut, tags=tags)
     r("POST", "/auth/refresh", refresh, name="auth_refresh", auth=None, summary="Rotate a refresh token",
@@ -286,6 +348,9 @@ def register_routes(register) -> None:
       summary="Members of my organization", tags=tags)
     r("POST", "/auth/orgs/{org_id}/members", add_member, name="auth_add_member", auth="admin",
       summary="Add a member by email", request_model=MemberIn, status_code=201, tags=tags)
+    r("POST", "/auth/orgs/{org_id}/invites", invite_member, name="auth_invite_member", auth="admin",
+      summary="Email someone an invitation to this organization", request_model=InviteIn, status_code=202,
+      tags=tags)
     r("PUT", "/auth/orgs/{org_id}/members/{user_id}", set_member_role, name="auth_set_member_role", auth="admin",
       summary="Change a member's role", request_model=RoleIn, tags=tags)
     r("DELETE", "/auth/orgs/{org_id}/members/{user_id}", remove_member, name="auth_remove_member", auth="admin",

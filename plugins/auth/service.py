@@ -4,20 +4,18 @@
 environment) and the store at ``FM_AUTH_STORE`` (else the default store);
 ``configure(...)`` replaces it (tests, embedding, benchmarks).
 
-Login lockout: each attempt first increments a per-email counter whose
-window starts at the first failure (``FM_LOGIN_LOCKOUT`` seconds); beyond
-``FM_LOGIN_MAX_FAILURES`` the password is not even checked. Incrementing
-before checking makes the limit exact under concurrency (1,000 parallel
-guesses still get only the allowed number of checks). A success clears it,
-and so does a password reset (the way out for a user whom someone else
-locked out on purpose; the per-IP rate limiter bounds how often that can
-be done). Unknown emails spend the same bcrypt time as known ones.
+Login throttling (``throttle.py``): per account and client, a few free
+tries, then each further try waits twice as long; nobody can lock an owner
+out from another client. A success clears it for that client, a password
+reset for all. Unknown emails spend the same bcrypt time as known ones,
+whatever the password. Accounts are made by ``register`` (``fm auth
+create-user``) or through email links (``signup.py``: self-registration
+when ``FM_AUTH_SIGNUP=1``, invitations). Signing keys are sealed at rest
+(``sealing.py``).
 """
 from __future__ import annotations
 
-import hashlib
 import threading
-import time
 from typing import Any
 
 from flowmason.kernel.storage import Store, open_store
@@ -29,8 +27,11 @@ from .keys import KeyRing
 from .mail import mailer_from_url
 from .passwords import PasswordHasher, PasswordPolicy
 from .reset import ResetService
+from .sealing import Sealers
 from .sessions import SessionService, TokenPair
+from .signup import SignupService
 from .settings import AuthSettings
+from .throttle import LoginThrottle
 
 
 class AuthService:
@@ -40,46 +41,43 @@ class AuthService:
         self.hasher = PasswordHasher(settings.bcrypt_rounds)
         self.policy = PasswordPolicy(settings.password_min_length)
         self.directory = Directory(store)
-        self.keys = KeyRing(store, settings.algorithm, keep_for=settings.refresh_ttl)
+        self.keys = KeyRing(store, settings.algorithm, keep_for=settings.refresh_ttl,
+                            sealers=Sealers(kms_key_id=settings.kms_key_id, key_file=settings.key_file))
         self.sessions = SessionService(store, self.keys, settings)
         self.api_keys = ApiKeyService(store, self.directory)
         self.mailer = mailer or mailer_from_url(settings.mail)
+        self.throttle = LoginThrottle(store, free_tries=settings.login_max_failures, max_wait=settings.login_lockout)
         self.resets = ResetService(store, self.directory, self.hasher, self.policy, self.mailer,
                                    ttl=settings.reset_ttl, public_url=settings.public_url)
+        self.signups = SignupService(store, self.directory, self.hasher, self.policy, self.mailer,
+                                     ttl=settings.reset_ttl, public_url=settings.public_url)
 
     # -- accounts --
     def register(self, email: Any, password: Any, org_name: Any = None) -> dict[str, Any]:
+        """Create an account and its organization now (``fm auth create-user``; the routes go by email link)."""
         email = normalise_email(email)
         self.policy.check(password, email=email)
         uid = self.directory.create_user(email, self.hasher.hash(password))
         org = self.directory.create_org(org_name or f"{email.split('@')[0]}'s organization", uid)
         return {"user_id": uid, "org_id": org, "email": email}
 
-    def _failures_pk(self, email: str) -> str:
-        # hashed so the store does not keep a list of addresses people tried
-        return "auth#login-failures#" + hashlib.sha256(email.encode()).hexdigest()
-
-    def login(self, email: Any, password: Any, org_id: Any = None) -> TokenPair:
+    def login(self, email: Any, password: Any, org_id: Any = None, *, client: str = "unknown") -> TokenPair:
+        """Tokens for a right password; ``client`` (the caller's address) keys the throttle with the email."""
         email = normalise_email(email)
         if not isinstance(password, str):
             raise InvalidCredentials("wrong email or password")
-        s = self.settings
-        pk = self._failures_pk(email)
-        attempts = self.store.increment(pk, "n", expires_at=time.time() + s.login_lockout)
-        if attempts > s.login_max_failures:
-            item = self.store.get(pk, "n")
-            wait = int((item.expires_at or time.time()) - time.time()) + 1 if item else s.login_lockout
-            raise LockedOut("too many failed logins; try again later", retry_after=max(1, wait),
-                            hint="wait, or reset your password")
+        self.throttle.admit(email, client)
         uid = self.directory.user_id_for(email)
         profile = self.directory.profile(uid) if uid else None
         if profile is None or not profile.get("password_hash"):
             self.hasher.dummy_verify(password)
+            self.throttle.failed(email, client)
             raise InvalidCredentials("wrong email or password")
         ok, upgraded = self.hasher.verify(password, profile["password_hash"])
         if not ok:
+            self.throttle.failed(email, client)
             raise InvalidCredentials("wrong email or password")
-        self.store.delete(pk, "n")
+        self.throttle.clear(email, client)
         if upgraded:
             self.directory.set_password_hash(uid, upgraded, if_version=profile["version"])
         return self.sessions.open(uid, self._pick_org(uid, org_id))
@@ -106,7 +104,7 @@ class AuthService:
         self.sessions.revoke_user(uid)
         profile = self.directory.profile(uid)
         if profile:
-            self.store.delete(self._failures_pk(profile["email"]), "n")
+            self.throttle.clear(profile["email"])
 
     # -- requests --
     def identify(self, credential: str) -> dict[str, Any]:

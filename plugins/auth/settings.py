@@ -16,8 +16,11 @@ FM_ACCESS_TTL              access token lifetime, seconds               3600 (1 
 FM_REFRESH_TTL             refresh token lifetime, seconds              2592000 (30 days)
 FM_BCRYPT_ROUNDS           bcrypt cost                                  12
 FM_PASSWORD_MIN_LENGTH     shortest password accepted                   10
-FM_LOGIN_MAX_FAILURES      failures before lockout                      5
-FM_LOGIN_LOCKOUT           lockout window, seconds                      900
+FM_LOGIN_MAX_FAILURES      free tries per account and client            5
+FM_LOGIN_LOCKOUT           longest backoff between tries, seconds       900
+FM_AUTH_SIGNUP             1 lets anyone register (by email link)       off: admins invite
+FM_KMS_KEY_ID              KMS key sealing JWT signing keys at rest     unset: FM_KEY_FILE
+FM_KEY_FILE                local key sealing them otherwise             <data folder>/signing-keys.key
 FM_MAIL                    ``console`` or ``smtp://user:pw@host:port``  console
                            (``?starttls=1&ssl=1&from=addr``)
 FM_PUBLIC_URL              base of links in emails                      http://127.0.0.1:8000
@@ -47,6 +50,9 @@ class AuthSettings:
     password_min_length: int = 10
     login_max_failures: int = 5
     login_lockout: int = 900
+    kms_key_id: str | None = None  # KMS key sealing the signing keys; unset: the key file
+    key_file: str | None = None  # local key sealing them (default: signing-keys.key in the data folder)
+    signup: bool = False  # anyone may register (by email link); off: admins invite or run `fm auth create-user`
     reset_ttl: int = 24 * 3600
     mail: str = "console"
     public_url: str = "http://127.0.0.1:8000"
@@ -72,5 +78,5 @@ class AuthSettings:
             enabled=s.auth, store_url=s.auth_store, algorithm=s.jwt_algorithm, issuer=s.jwt_issuer,
             audience=s.jwt_audience, access_ttl=s.access_ttl, refresh_ttl=s.refresh_ttl, bcrypt_rounds=s.bcrypt_rounds,
             password_min_length=s.password_min_length, login_max_failures=s.login_max_failures,
-            login_lockout=s.login_lockout, mail=s.mail, public_url=s.public_url.rstrip("/"),
+            login_lockout=s.login_lockout, signup=s.signup, kms_key_id=s.kms_key_id, key_file=s.key_file, mail=s.mail, public_url=s.public_url.rstrip("/"),
         )

@@ -14,7 +14,10 @@ from typing import Any
 
 from flowmason.kernel.components import control_flow
 from flowmason.kernel.errors import FlowMasonError, StageError
+from flowmason.kernel.outputs import any_value, described, f, obj
 from flowmason.kernel.plugins import hookimpl
+
+from .truth import is_word, truthy
 
 
 def _ids(value: Any) -> list[str]:
@@ -25,20 +28,15 @@ def _ids(value: Any) -> list[str]:
     return [v for v in value if isinstance(v, str)]
 
 
-def _truthy(ctx, key: str, expr_key: str) -> Any:
+def _condition(ctx, key: str, expr_key: str) -> Any:
+    """The condition's value: ``condition_expression`` evaluated, else ``condition`` (a word, a template or a bare expression)."""
     expr = ctx.lazy(expr_key)
     if expr:
         return ctx.evaluate(expr)
     raw = ctx.stage.config.get(key, True)
-    value = ctx.config.get(key, True)
-    if isinstance(raw, str) and "{{" not in raw:
-        low = raw.strip().lower()
-        if low in ("true", "yes", "1"):
-            return True
-        if low in ("false", "no", "0", ""):
-            return False
-        return ctx.evaluate(raw)
-    return value
+    if isinstance(raw, str) and "{{" not in raw and not is_word(raw):
+        return ctx.evaluate(raw)  # a bare expression written in the file: "input.n > 3"
+    return ctx.config.get(key, True)
 
 
 @control_flow(
@@ -46,15 +44,25 @@ def _truthy(ctx, key: str, expr_key: str) -> Any:
     description="Run one branch or the other depending on a condition.",
     governs=("true_branch_stages", "false_branch_stages", "true_stages", "false_stages"),
     lazy=("condition_expression",),
-    config_schema={"type": "object", "properties": {
+    config_schema=described({"type": "object", "properties": {
         "true_branch_stages": {"type": "array", "items": {"type": "string"}},
         "false_branch_stages": {"type": "array", "items": {"type": "string"}},
-    }},
+    }}, {"condition": "a value or template: true runs the true branch ('false', '0', 'no', '' are false)",
+         "condition_expression": "an expression evaluated instead of condition",
+         "true_branch_stages": "stage ids run when true (true_stages: the same)",
+         "false_branch_stages": "stage ids run when false (false_stages: the same)",
+         "pass_data": "a value handed on as the output's data"}),
+    output_schema=obj("Which branch ran.", {
+        "branch_taken": f("string", "'true' or 'false'"),
+        "condition_value": any_value("the condition as evaluated"),
+        "condition_result": f("boolean", "its truth value"),
+        "data": any_value("the `pass_data` config, handed on"),
+    }),
 )
 def conditional(ctx) -> dict[str, Any]:
     cfg = ctx.config
-    value = _truthy(ctx, "condition", "condition_expression")
-    result = bool(value)
+    value = _condition(ctx, "condition", "condition_expression")
+    result = truthy(value)
     true_ids = _ids(cfg.get("true_branch_stages")) + _ids(cfg.get("true_stages"))
     false_ids = _ids(cfg.get("false_branch_stages")) + _ids(cfg.get("false_stages"))
     ctx.skip(false_ids if result else true_ids)
@@ -71,17 +79,28 @@ def conditional(ctx) -> dict[str, Any]:
     description="Pick a route by value; the stages of the other routes are skipped.",
     governs=("routes", "default_route"),
     lazy=("value_expression",),
-    config_schema={"type": "object", "required": ["routes"], "properties": {
+    config_schema=described({"type": "object", "required": ["routes"], "properties": {
         "routes": {"type": "object", "additionalProperties": {"type": ["array", "string"]}},
         "default_route": {"type": ["array", "string"]},
-    }},
+    }}, {"value": "the value to route on (usually a template)", "value_expression": "an expression evaluated instead",
+         "routes": "route name -> stage ids run when the value equals the name",
+         "default_route": "stage ids run when no route matches", "case_insensitive": "match names ignoring case",
+         "pass_data": "a value handed on as the output's data"}),
+    output_schema=obj("Which route ran.", {
+        "route_taken": f("string", "the matching route's name, or 'default'"),
+        "original_value": any_value("the value routed on"),
+        "matched_value": f(["string", "null"], "the route name it matched (null: default)"),
+        "stages_to_execute": f("array", "stage ids of the route taken", items={"type": "string"}),
+        "stages_to_skip": f("array", "stage ids of the other routes, skipped", items={"type": "string"}),
+        "data": any_value("the `pass_data` config, handed on"),
+    }),
 )
 def router(ctx) -> dict[str, Any]:
     cfg = ctx.config
     expr = ctx.lazy("value_expression")
     value = ctx.evaluate(expr) if expr else cfg.get("value")
     routes: dict[str, Any] = cfg.get("routes") or {}
-    insensitive = bool(cfg.get("case_insensitive", False))
+    insensitive = truthy(cfg.get("case_insensitive", False))
     key = "" if value is None else str(value)
     taken = None
     for name in routes:
@@ -108,7 +127,7 @@ def router(ctx) -> dict[str, Any]:
     governs=("loop_stages",),
     owns=True,
     lazy=("filter_expression",),
-    config_schema={"type": "object", "required": ["loop_stages"], "properties": {
+    config_schema=described({"type": "object", "required": ["loop_stages"], "properties": {
         "loop_stages": {"type": "array", "items": {"type": "string"}, "minItems": 1},
         "item_variable": {"type": "string"},
         "index_variable": {"type": "string"},
@@ -116,7 +135,26 @@ def router(ctx) -> dict[str, Any]:
         "max_parallel": {"type": "integer", "minimum": 1},
         "collect_results": {"type": "boolean"},
         "break_on_error": {"type": "boolean"},
-    }},
+    }}, {"items": "the list to loop over (an object loops over {key, value})",
+         "loop_stages": "stage ids run once per item, in their dependency order",
+         "item_variable": "the item's name under {{context.NAME}} (default item)",
+         "index_variable": "the index's name under {{context.NAME}} (default index)",
+         "parallel": "run items at the same time (default false)", "max_parallel": "at most this many at once (default 5)",
+         "collect_results": "keep each item's last output in results (default true)",
+         "break_on_error": "stop at the first failed item (default true); false collects errors",
+         "filter_expression": "only items for which this holds (names: the item variable, index)"}),
+    lazy_names=lambda settings: [str(settings.get("item_variable") or "item"), str(settings.get("index_variable") or "index"),
+                                 "item", "index"],
+    output_schema=obj("The loop's results.", {
+        "broken": f("boolean", "a break-loop stage stopped the loop"),
+        "break_result": any_value("the `result` of the break-loop that fired (null if none)"),
+        "results": f("array", "the last loop stage's output per item, in item order (empty without collect_results)"),
+        "total_items": f("integer", "items given"),
+        "processed_items": f("integer", "items run without error"),
+        "skipped_items": f("integer", "items left out by filter_expression"),
+        "errors": f("array", "{index, error} per failed item (break_on_error: false)", items={"type": "object"}),
+        "is_complete": f("boolean", "the loop ran to its end"),
+    }),
 )
 async def foreach(ctx) -> dict[str, Any]:
     cfg = ctx.config
@@ -136,13 +174,13 @@ async def foreach(ctx) -> dict[str, Any]:
     filt = ctx.lazy("filter_expression")
     selected = []
     for i, item in enumerate(items):
-        if filt and not ctx.evaluate(filt, **{item_var: item, index_var: i, "item": item}):
+        if filt and not truthy(ctx.evaluate(filt, **{item_var: item, index_var: i, "item": item})):
             continue
         selected.append((i, item))
-    parallel = bool(cfg.get("parallel", False))
+    parallel = truthy(cfg.get("parallel", False))
     width = max(1, int(cfg.get("max_parallel") or 5)) if parallel else 1
-    break_on_error = bool(cfg.get("break_on_error", True))
-    collect = cfg.get("collect_results", True)
+    break_on_error = truthy(cfg.get("break_on_error", True))
+    collect = truthy(cfg.get("collect_results", True))
     last = loop_ids[-1]
     results: list[Any] = [None] * len(selected)
     errors: list[dict[str, Any]] = []
@@ -172,19 +210,20 @@ async def foreach(ctx) -> dict[str, Any]:
             await one(slot)
 
     await asyncio.gather(*(worker() for _ in range(min(width, len(selected)) or 0)))
-    if broken:
-        first = min(broken, key=lambda b: b["index"])
-        done = [r for (i, _), r in zip(selected, results) if i <= first["index"]]
-        results = done
+    first = min(broken, key=lambda b: b["index"]) if broken else None
+    if first is not None:
+        # the loop ends at the breaking item: later items in flight (parallel) do not count
+        results = [r for (i, _), r in zip(selected, results) if i <= first["index"]]
+        errors = [e for e in errors if e["index"] <= first["index"]]
     return {
-        "broken": bool(broken),
-        "break_result": min(broken, key=lambda b: b["index"])["result"] if broken else None,
+        "broken": first is not None,
+        "break_result": first["result"] if first is not None else None,
         "results": results if collect else [],
         "total_items": len(items),
-        "processed_items": len(selected) - len(errors),
+        "processed_items": len(results) - len(errors),
         "skipped_items": len(items) - len(selected),
         "errors": errors,
-        "is_complete": True,
+        "is_complete": first is None,  # every selected item ran (no break-loop stopped the loop)
     }
 
 
@@ -193,12 +232,26 @@ async def foreach(ctx) -> dict[str, Any]:
     description="Run the try stages; on failure run the catch stages; always run the finally stages.",
     governs=("try_stages", "catch_stages", "finally_stages"),
     owns=True,
-    config_schema={"type": "object", "required": ["try_stages"], "properties": {
+    config_schema=described({"type": "object", "required": ["try_stages"], "properties": {
         "try_stages": {"type": "array", "items": {"type": "string"}, "minItems": 1},
         "catch_stages": {"type": "array", "items": {"type": "string"}},
         "finally_stages": {"type": "array", "items": {"type": "string"}},
         "max_retries": {"type": "integer", "minimum": 0, "maximum": 10},
-    }},
+    }}, {"try_stages": "stage ids to try", "catch_stages": "stage ids run when they fail ({{context.error}})",
+         "finally_stages": "stage ids run either way", "max_retries": "tries again before catching (default 0)",
+         "retry_delay_ms": "pause between tries", "pass_data": "a value handed on as the output's data"}),
+    output_schema=obj("How the try went.", {
+        "status": f("string", "'success' or 'recovered'"),
+        "error_occurred": f("boolean", "the try stages failed (after max_retries)"),
+        "error_message": f(["string", "null"], "the failure's message"),
+        "error_type": f(["string", "null"], "the failure's error class"),
+        "error_stage": f(["string", "null"], "the stage that failed (present when one did)"),
+        "recovered": f("boolean", "the catch stages ran and succeeded"),
+        "try_result": any_value("the last try stage's output"),
+        "catch_result": any_value("the last catch stage's output"),
+        "data": any_value("the `pass_data` config, handed on"),
+    }, required=["status", "error_occurred", "error_message", "error_type", "recovered", "try_result",
+                 "catch_result", "data"]),
 )
 async def trycatch(ctx) -> dict[str, Any]:
     cfg = ctx.config
@@ -237,10 +290,22 @@ async def trycatch(ctx) -> dict[str, Any]:
 @control_flow(
     "subpipeline",
     description="Run another pipeline (by path, id or inline) with the given inputs.",
-    config_schema={"type": "object", "properties": {
+    config_schema=described({"type": "object", "properties": {
         "pipeline_id": {"type": "string"}, "pipeline": {"type": ["string", "object"]},
         "input_data": {"type": "object"}, "on_error": {"type": "string", "enum": ["fail", "default", "continue"]},
-    }},
+    }, "anyOf": [{"required": ["pipeline_id"]}, {"required": ["pipeline"]}, {"required": ["pipeline_path"]}]}, {
+        "pipeline_id": "the child: a file beside this one (ID.pipeline.json) or a saved pipeline's id (ID@VERSION)",
+        "pipeline": "the child: a path, an id, or an inline pipeline object", "pipeline_path": "the child's file path",
+        "input_data": "the child's inputs", "inherit_context": "also pass this run's inputs",
+        "on_error": "fail (default); default/continue: output status failed and default_result",
+        "default_result": "the result when the child fails and on_error is default/continue"}),
+    pipeline_refs=("pipeline", "pipeline_path", "pipeline_id"),
+    output_schema=obj("The child run.", {
+        "pipeline_id": f(["string", "null"], "the pipeline that ran"),
+        "status": f("string", "'completed' or 'failed' (on_error: default/continue)"),
+        "result": any_value("open-ended: the child pipeline's output"),
+        "error": f(["string", "null"], "the child's error when it failed"),
+    }),
 )
 async def subpipeline(ctx) -> dict[str, Any]:
     cfg = ctx.config
@@ -249,7 +314,7 @@ async def subpipeline(ctx) -> dict[str, Any]:
         raise StageError("no pipeline named", stage=ctx.stage.id, field="config.pipeline_id",
                          hint="set pipeline_id (or pipeline: a path or an inline pipeline)")
     inputs = cfg.get("input_data") or {}
-    if cfg.get("inherit_context"):
+    if truthy(cfg.get("inherit_context", False)):
         inputs = {**ctx.inputs, **inputs}
     try:
         result = await ctx.run_pipeline(ref, inputs)
@@ -266,10 +331,19 @@ async def subpipeline(ctx) -> dict[str, Any]:
     "return",
     description="End the run early with a value when the condition holds.",
     lazy=("condition_expression",),
+    config_schema=described({"type": "object"}, {
+        "condition": "end the run when true (default true)", "condition_expression": "an expression evaluated instead",
+        "return_value": "the run's output when it ends here (value: the same)", "message": "a note kept in the output"}),
+    output_schema=obj("When the condition does not hold (otherwise the run ends with return_value).", {
+        "should_return": f("boolean", "false: the run goes on"),
+        "return_value": f("null", "null"),
+        "message": any_value("the `message` config"),
+        "status": f("string", "'continued'"),
+    }),
 )
 def return_early(ctx) -> dict[str, Any]:
     cfg = ctx.config
-    should = bool(_truthy(ctx, "condition", "condition_expression"))
+    should = truthy(_condition(ctx, "condition", "condition_expression"))
     value = cfg.get("return_value", cfg.get("value"))
     if should:
         ctx.finish(value)
@@ -286,9 +360,17 @@ def _skip_rest_of_iteration(ctx) -> None:
     "break-loop",
     description="Inside a foreach body: stop the loop (no further items) when the condition holds.",
     lazy=("condition_expression",),
+    config_schema=described({"type": "object"}, {
+        "condition": "break when true (default true)", "condition_expression": "an expression evaluated instead",
+        "result": "the loop's break_result", "message": "a note kept in the output"}),
+    output_schema=obj("Whether it broke the loop.", {
+        "broken": f("boolean", "the condition held: no further items start"),
+        "result": any_value("the `result` config when broken (the foreach's break_result)"),
+        "message": any_value("the `message` config when broken"),
+    }),
 )
 def break_loop(ctx) -> dict[str, Any]:
-    if _truthy(ctx, "condition", "condition_expression"):
+    if truthy(_condition(ctx, "condition", "condition_expression")):
         _skip_rest_of_iteration(ctx)
         return {"broken": True, "result": ctx.config.get("result"), "message": ctx.config.get("message")}
     return {"broken": False, "result": None, "message": None}
@@ -298,9 +380,16 @@ def break_loop(ctx) -> dict[str, Any]:
     "continue-loop",
     description="Inside a foreach body: skip the rest of this item's stages when the condition holds.",
     lazy=("condition_expression",),
+    config_schema=described({"type": "object"}, {
+        "condition": "skip the rest of the item when true (default true)",
+        "condition_expression": "an expression evaluated instead", "message": "a note kept in the output"}),
+    output_schema=obj("Whether it skipped the rest of the item.", {
+        "continued": f("boolean", "the condition held: this item's later stages are skipped"),
+        "message": any_value("the `message` config when continued"),
+    }),
 )
 def continue_loop(ctx) -> dict[str, Any]:
-    if _truthy(ctx, "condition", "condition_expression"):
+    if truthy(_condition(ctx, "condition", "condition_expression")):
         _skip_rest_of_iteration(ctx)
         return {"continued": True, "message": ctx.config.get("message")}
     return {"continued": False, "message": None}

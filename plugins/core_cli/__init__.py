@@ -1,4 +1,4 @@
-"""The core `fm` commands: run, validate, schema, plugins, runs (list, show, resume), settings.
+"""The core `fm` commands: run, validate, schema, plugins, runs (list, show, prune, resume), settings, init/new/plugin new.
 
 Registered through ``fm_register_commands`` like every other command;
 heavy modules (rich, the executor) load inside the commands that need them.
@@ -7,13 +7,15 @@ from __future__ import annotations
 
 from flowmason.kernel.plugins import hookimpl
 
-# `fm runs resume` and the stale mark in `fm runs` use the durable engine's public API
-USES = ("durable",)
+# `fm runs resume` and the stale mark in `fm runs` use the durable engine's public API; `fm init --template ai`
+# records its cassette with the cassettes plugin's
+USES = ("durable", "cassettes")
 
 
 @hookimpl
 def fm_register_commands(app):
-    from . import commands, settings_cmd
+    from . import commands, scaffold, settings_cmd
 
     commands.register(app)
     settings_cmd.register(app)
+    scaffold.register(app)

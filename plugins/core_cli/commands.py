@@ -1,4 +1,4 @@
-"""Implementations of `fm run`, `fm validate`, `fm schema`, `fm plugins`, `fm runs`."""
+"""Implementations of `fm run`, `fm validate`, `fm schema`, `fm plugins` (`fm runs` is in runs_cli)."""
 from __future__ import annotations
 
 import asyncio
@@ -10,7 +10,7 @@ from typing import Any, Optional
 
 import typer
 
-from flowmason.kernel.errors import FlowMasonError, InputError, PipelineValidationError
+from flowmason.kernel.errors import ExitCode, FlowMasonError, InputError, PipelineValidationError
 
 
 def _out(text: str) -> None:
@@ -115,7 +115,6 @@ def run_command(
         plan = runner.compile(pipeline)
     except PipelineValidationError as exc:
         _record_invalid(runner.recorder, pipeline, inputs, exc)
-        exc.exit_code = 2
         raise
     except FlowMasonError as exc:  # abstract
         _record_invalid(runner.recorder, pipeline, inputs, exc)
@@ -178,9 +177,10 @@ def validate_command(
     for path in paths:
         try:
             runner = Runner()
-            pipeline, _ = runner.load(path)
-            plan = runner.compile(pipeline, runnable=False)
-            report.append({"file": str(path), "ok": True, "stages": len(pipeline.stages), "warnings": plan.warnings, "problems": []})
+            pipeline, loader = runner.load(path)
+            plan = runner.validate(pipeline, loader)
+            report.append({"file": str(path), "ok": True, "stages": len(pipeline.stages), "abstract": pipeline.abstract,
+                           "warnings": plan.warnings, "problems": []})
         except PipelineValidationError as exc:
             bad += 1
             report.append({"file": str(path), "ok": False, "problems": [p.to_dict() for p in exc.problems],
@@ -193,7 +193,8 @@ def validate_command(
     else:
         for entry in report:
             if entry["ok"]:
-                _out(f"ok      {entry['file']} ({entry['stages']} stages)")
+                kind = "abstract base, " if entry["abstract"] else ""
+                _out(f"ok      {entry['file']} ({kind}{entry['stages']} stages)")
                 for w in entry["warnings"]:
                     _out(f"        warning: {w}")
             else:
@@ -201,20 +202,26 @@ def validate_command(
                 for line in entry["text"]:
                     _out(f"        {line}")
     if bad:
-        raise typer.Exit(2)
+        raise typer.Exit(ExitCode.USAGE)
 
 
 def schema_command(
-    component: Optional[str] = typer.Option(None, "--component", help="Print one component's config schema instead."),
+    component: Optional[str] = typer.Option(None, "--component", help="Show one component: its config and output fields."),
+    as_json: bool = typer.Option(False, "--json", help="With --component: the description as JSON."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to this file."),
 ) -> None:
-    """Export the JSON Schema of .pipeline.json files (for editors) or of one component's config."""
+    """Export the JSON Schema of .pipeline.json files (for editors), or show one component's config and output fields."""
     from flowmason.kernel.model import Pipeline
     from flowmason.kernel.plugins import get_registry
 
     reg = get_registry()
     if component:
         comp = reg.component(component)
+        if not as_json and output is None:
+            from .schema_view import component_text
+
+            _out(component_text(comp))
+            return
         doc = comp.describe()
     else:
         doc = Pipeline.model_json_schema()
@@ -231,7 +238,7 @@ def schema_command(
         _out(text)
 
 
-def plugins_command(as_json: bool = typer.Option(False, "--json")) -> None:
+def plugins_command(as_json: bool = typer.Option(False, "--json", help="Print the plugins as JSON.")) -> None:
     """List loaded plugins, where they come from, the hooks each implements and what they register."""
     from flowmason.kernel.plugins import describe_plugins, get_registry
 
@@ -249,176 +256,11 @@ def plugins_command(as_json: bool = typer.Option(False, "--json")) -> None:
             _out(f"    registers: {', '.join(p['registers'])}")
 
 
-def _fmt_time(ts: float | None) -> str:
-    if not ts:
-        return "-"
-    import datetime as dt
-
-    return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _short(value: Any, width: int = 60) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def runs_list(
-    pipeline: Optional[str] = typer.Option(None, "--pipeline", "-p", help="Only runs of this pipeline id."),
-    status: Optional[str] = typer.Option(None, "--status", help="Only runs with this status."),
-    limit: int = typer.Option(20, "--limit", "-n", min=1, max=1000),
-    as_json: bool = typer.Option(False, "--json"),
-) -> None:
-    """List recorded runs, newest first."""
-    from .resume import mark_stale, stale_hint
-
-    repo = _recorder(True)
-    items, _ = repo.list_runs(limit=limit, pipeline_id=pipeline, status=status)
-    mark_stale(repo, items)
-    if as_json:
-        _out(json.dumps(items, indent=2, default=str))
-        return
-    if not items:
-        _err("no runs recorded yet; `fm run PIPELINE` records one")
-        return
-    _out(f"{'run id':<32} {'pipeline':<24} {'status':<10} {'started':<19} {'duration':>10}")
-    for r in items:
-        dur = f"{r['duration_ms']:.1f} ms" if r.get("duration_ms") is not None else "-"
-        _out(f"{r['id']:<32} {_short(r.get('pipeline_id') or '', 24):<24} {r['status']:<10} {_fmt_time(r.get('started_at')):<19} {dur:>10}"
-             + stale_hint(r))
-
-
-def runs_show(
-    run_id: str = typer.Argument(..., help="Run id (or a unique prefix)."),
-    as_json: bool = typer.Option(False, "--json"),
-    full: bool = typer.Option(False, "--full", help="Print whole inputs and outputs, not a preview."),
-) -> None:
-    """Show a run and each stage's input, output, duration and status."""
-    repo = _recorder(True)
-    run = repo.find_run(run_id)
-    stages = repo.stage_results(run.id)
-    if as_json:
-        _out(json.dumps({"run": run.model_dump(mode="json"), "stages": [s.model_dump(mode="json") for s in stages]},
-                        indent=2, default=str))
-        return
-    _out(f"run       {run.id}")
-    _out(f"pipeline  {run.pipeline_id} ({run.pipeline_name} {run.pipeline_version})")
-    _out(f"status    {run.status.value}")
-    _out(f"started   {_fmt_time(run.started_at)}   duration {run.duration_ms or 0:.1f} ms")
-    _out(f"inputs    {_short(run.inputs, 200) if not full else json.dumps(run.inputs, indent=2)}")
-    if run.error:
-        _out(f"error     {run.error.get('message')}" + (f" (stage {run.error['stage']})" if run.error.get("stage") else ""))
-    if run.usage:
-        _out(f"usage     {json.dumps(run.usage)}")
-    _out("")
-    graph = run.metadata.get("graph")
-    if isinstance(graph, dict) and graph:
-        _out("graph")
-        for line in render_graph(graph, stages):
-            _out(f"  {line}")
-        _out("")
-    width = 10_000 if full else 60
-    for s in stages:
-        label = f"{s.stage_id}[{s.iteration}]" if s.iteration else s.stage_id
-        status = s.status.value if hasattr(s.status, "value") else s.status
-        _out(f"{status:<10} {label}  ({s.component_type}, {s.duration_ms or 0:.1f} ms, attempts {s.attempts})")
-        _out(f"    input:  {_short(s.input, width)}")
-        if s.error:
-            _out(f"    error:  {s.error.get('message')}")
-        else:
-            _out(f"    output: {_short(s.output, width)}")
-    if run.status.value == "completed":
-        _out("")
-        _out(f"output    {_short(run.output, width)}")
-
-
-_MARKS = {"completed": "✓", "failed": "✗", "skipped": "·", "cancelled": "⊘", "running": "…"}
-
-
-# a 50,000-stage chain is 50,000 levels deep: past this the indent stops growing
-_MAX_INDENT = 24
-
-
-def render_graph(graph: dict[str, list[str]], stages: list[Any]) -> list[str]:
-    """The run's stages in dependency order, indented by depth, each with its status and timing.
-
-    Loop and try bodies show their iterations' count; a stage that never ran says so.
-    Stages deeper than ``_MAX_INDENT`` levels are indented as that level; their
-    ``← ...`` still names what they wait for.
-    """
-    by_stage: dict[str, list[Any]] = {}
-    for s in stages:
-        by_stage.setdefault(s.stage_id, []).append(s)
-    depth = graph_depths(graph)
-    position = {sid: i for i, sid in enumerate(graph)}
-    order = sorted(graph, key=lambda sid: (depth[sid], position[sid]))
-    indent = {sid: min(depth[sid], _MAX_INDENT) for sid in order}
-    name_width = max(len(sid) + 2 * indent[sid] for sid in order) + 2
-    lines = []
-    for sid in order:
-        results = by_stage.get(sid, [])
-        main = [r for r in results if not r.iteration] or results
-        status = (main[-1].status.value if hasattr(main[-1].status, "value") else str(main[-1].status)) if main else "not run"
-        took = sum((r.duration_ms or 0) for r in main)
-        iterations = len([r for r in results if r.iteration])
-        deps = [d.replace("in:", "in ") for d in graph.get(sid) or []]
-        label = "  " * indent[sid] + sid
-        detail = f"{took:8.1f} ms" if main and status != "skipped" else " " * 11
-        extra = f"  ×{iterations} iterations" if iterations else ""
-        after = f"  ← {', '.join(deps)}" if deps else ""
-        lines.append(f"{_MARKS.get(status, '?')} {label:<{name_width}} {status:<9} {detail}{extra}{after}")
-    return lines
-
-
-def graph_depths(graph: dict[str, list[str]]) -> dict[str, int]:
-    """Each stage's longest chain of waits back to a stage that waits for nothing (0).
-
-    A walk with an explicit stack, so a long chain does not hit the recursion
-    limit; a wait back onto the current path (a loop waiting for its own body)
-    is not followed.
-    """
-    def waits_for(sid: str) -> list[str]:
-        return [d[3:] if d.startswith("in:") else d for d in graph.get(sid, [])]
-
-    depth: dict[str, int] = {}
-    for root in graph:
-        if root in depth:
-            continue
-        path, on_path, todo = [root], {root}, [iter(waits_for(root))]
-        while todo:
-            for d in todo[-1]:
-                if d in graph and d not in depth and d not in on_path:
-                    path.append(d)
-                    on_path.add(d)
-                    todo.append(iter(waits_for(d)))
-                    break
-            else:
-                todo.pop()
-                sid = path.pop()
-                on_path.discard(sid)
-                depth[sid] = 1 + max((depth[d] for d in waits_for(sid) if d in depth), default=-1)
-    return depth
-
-
 def register(app: typer.Typer) -> None:
+    from .runs_cli import register as register_runs
+
     app.command("run")(run_command)
     app.command("validate")(validate_command)
     app.command("schema")(schema_command)
     app.command("plugins")(plugins_command)
-    runs = typer.Typer(help="Recorded runs.", invoke_without_command=True, no_args_is_help=False)
-
-    @runs.callback(invoke_without_command=True)
-    def _runs(ctx: typer.Context,
-              pipeline: Optional[str] = typer.Option(None, "--pipeline", "-p", help="Only runs of this pipeline id."),
-              status: Optional[str] = typer.Option(None, "--status", help="Only runs with this status."),
-              limit: int = typer.Option(20, "--limit", "-n", min=1, max=1000),
-              as_json: bool = typer.Option(False, "--json")) -> None:
-        """List recorded runs (newest first), or `fm runs show ID`."""
-        if ctx.invoked_subcommand is None:
-            runs_list(pipeline=pipeline, status=status, limit=limit, as_json=as_json)
-
-    runs.command("list")(runs_list)
-    runs.command("show")(runs_show)
-    from .resume import register as register_resume
-
-    register_resume(runs)
-    app.add_typer(runs, name="runs")
+    register_runs(app)

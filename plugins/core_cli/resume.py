@@ -13,7 +13,7 @@ from typing import Any
 
 import typer
 
-from flowmason.kernel.errors import FlowMasonError
+from flowmason.kernel.errors import ExitCode, FlowMasonError
 
 
 def _open() -> Any:
@@ -80,7 +80,7 @@ def runs_resume(
     if done.status is not RunStatus.COMPLETED:
         message = (done.error or {}).get("message") or outcome
         _err(f"run {done.id} {done.status.value}: {message}; `fm runs show {done.id}` for details")
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.FAILED)
 
 
 def mark_stale(repo: Any, items: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -12,6 +12,8 @@ from typing import Optional
 
 import typer
 
+from flowmason.kernel.errors import ExitCode
+
 
 def settings_command(
     as_json: bool = typer.Option(False, "--json", help="One JSON object per setting, in a list."),
@@ -32,7 +34,7 @@ def settings_command(
             if r["error"]:
                 sys.stdout.write(f"{'':<{width}}  error: {r['error']}\n")
     if any(r["error"] for r in rows):
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.SETUP)
 
 
 def register(app: typer.Typer) -> None:

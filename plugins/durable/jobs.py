@@ -40,7 +40,14 @@ import logging
 import time
 from typing import Any, Protocol
 
-from flowmason.kernel.errors import FlowMasonError, InputError, NotFoundError, PipelineLoadError, StorageError
+from flowmason.kernel import blobs
+from flowmason.kernel.errors import (
+    FlowMasonError,
+    InputError,
+    NotFoundError,
+    PipelineLoadError,
+    StorageError,
+)
 from flowmason.kernel.model import Pipeline, Run, RunStatus, parse_pipeline
 from flowmason.kernel.runs import RunRepository, namespace
 from flowmason.kernel.storage import MAX_ITEM_BYTES, Store
@@ -87,18 +94,22 @@ def create_run(
     version: int | None = None, created_by: str | None = None,
 ) -> Run:
     """Store a pending run and the exact pipeline it will run; the caller enqueues it."""
-    size = len(json.dumps(inputs, default=str).encode())
-    if size > MAX_INPUT_BYTES:
-        raise InputError(
-            f"inputs are {size} bytes; a stored run takes at most {MAX_INPUT_BYTES}", field="inputs",
-            hint="pass large data by reference (a URL or a key) instead of inline",
-        )
+    if store.blobs is None:  # with a blob store, large inputs are kept there whole (kernel.blobs)
+        size = len(json.dumps(inputs, default=str).encode())
+        if size > MAX_INPUT_BYTES:
+            raise InputError(
+                f"inputs are {size} bytes; a stored run without a blob store takes at most {MAX_INPUT_BYTES}",
+                field="inputs", hint="pass large data by reference (a URL or a key), or give the store a blob store "
+                "(DynamoDB: FM_BLOB_BUCKET)",
+            )
     run = Run(
         pipeline_id=pipeline.key, pipeline_name=pipeline.name,
         pipeline_version=str(version) if version is not None else pipeline.version,
         inputs=inputs, metadata={"org": org, "created_by": created_by, "pipeline_label": pipeline.version},
     )
-    store.put(_pk(org, run.id), "pipeline", {"definition": definition, "version": version})
+    # a large definition is kept whole in the blob store
+    blobs.put_whole(store, namespace(org), _pk(org, run.id), "pipeline", {"definition": definition, "version": version},
+                    ("definition",), where=f"run '{run.id}', its pipeline")
     RunRepository(store, namespace(org)).run_started(run)
     return run
 
@@ -310,12 +321,14 @@ class Jobs:
         if snap is None:
             raise PipelineLoadError(f"run '{run.id}' has no stored pipeline", field="run_id",
                                     hint="runs recorded before durable runs (or too big to store) cannot resume")
-        base = snap.data.get("base")
+        data = blobs.unpack(self.store, snap.data, where=f"run '{run.id}', its pipeline")
+        base = data.get("base")
         runner = Runner(store=self.store, namespace=namespace(org), base=base, files=bool(base))
-        pipeline = parse_pipeline(snap.data["definition"], source=run.pipeline_id)
+        pipeline = parse_pipeline(data["definition"], source=run.pipeline_id)
         plan, _ = runner.prepare(pipeline)
         chunk = fan.chunk if fan is not None else None
-        resume = repo.checkpoint(run.id, stage_ids=list(plan.stages))
+        # a replay reuses its kept loop iterations too (copied in by the replay route)
+        resume = repo.checkpoint(run.id, stage_ids=list(plan.stages), iterations="replay_of" in run.metadata)
         if chunk is not None:
             resume = chunk_resume(plan, resume, chunk[0])
         options: dict[str, Any] = {}

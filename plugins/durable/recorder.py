@@ -16,7 +16,8 @@ from typing import Any
 from flowmason.kernel.errors import StorageError
 from flowmason.kernel.model import Run, StageResult
 from flowmason.kernel.runs import RunRepository
-from flowmason.kernel.storage import Store
+from flowmason.kernel.storage import MAX_ITEM_BYTES, Store
+from flowmason.kernel.storage_codec import check_size
 
 FLUSH_EVERY = 50  # fan-out iterations recorded per batch write
 
@@ -57,6 +58,15 @@ class HostRecorder:
         self.repo.run_finished(run)
 
 
+def _checked(pk: str, sk: str, data: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
+    """Raise now what the store would raise at the flush, so RunRepository handles it as for a direct write:
+    TypeError (it makes the value JSON-safe), ItemTooLargeError (it moves large values to the blob store)."""
+    text = json.dumps(data)
+    if (len(pk) + len(sk) + len(text)) * 4 > MAX_ITEM_BYTES:
+        check_size(pk, sk, text)
+    return pk, sk, data
+
+
 class WriteBehind:
     """A Store whose plain puts are collected and written in batches (``batch_put``).
 
@@ -73,13 +83,12 @@ class WriteBehind:
     def put(self, pk: str, sk: str, data: dict[str, Any], **conditions: Any) -> int:
         if any(conditions.values()):
             return self.store.put(pk, sk, data, **conditions)
-        json.dumps(data)  # TypeError now, as the store would raise it, so RunRepository makes it JSON-safe
-        self.items.append((pk, sk, data))
+        self.items.append(_checked(pk, sk, data))
         return 0
 
     def batch_put(self, items: Any) -> None:
-        for pk, sk, data in items:
-            self.put(pk, sk, data)
+        checked = [_checked(pk, sk, data) for pk, sk, data in items]  # all or none: a retry must not add twice
+        self.items.extend(checked)
 
     def flush(self) -> None:
         items, self.items = self.items, []

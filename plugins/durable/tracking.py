@@ -14,7 +14,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flowmason.kernel.errors import ItemTooLargeError, StorageError
+from flowmason.kernel import blobs
+from flowmason.kernel.errors import ItemTooLargeError, StorageError, ValueNotStoredError
 from flowmason.kernel.runs import recording_repository
 from flowmason.kernel.storage import Op
 
@@ -57,10 +58,16 @@ def run_started(run: Any, pipeline: Any) -> None:
         try:
             repo.store.transact(ops)
         except ItemTooLargeError:
-            if definition is not _too_big.get(id(pipeline)):
-                _too_big[id(pipeline)] = definition  # said once per pipeline, not on every run of it
-                log.warning("run %s: its pipeline is too big to store with it; it cannot be resumed elsewhere", run.id)
-            repo.store.transact([take])
+            try:  # kept whole in the blob store (the same blob for every run of this definition)
+                packed = blobs.pack(repo.store, repo.ns, ops[1].data or {}, ("definition",),
+                                    where=f"run '{run.id}', its pipeline")
+                repo.store.transact([take, Op("put", pk, "pipeline", packed)])
+            except ValueNotStoredError as exc:
+                if definition is not _too_big.get(id(pipeline)):
+                    _too_big[id(pipeline)] = definition  # said once per pipeline, not on every run of it
+                    log.warning("run %s: its pipeline cannot be stored with it (%s); it cannot be resumed elsewhere",
+                                run.id, exc)
+                repo.store.transact([take])
     except StorageError as exc:  # the lease is taken, or the store failed: the run goes on regardless
         log.warning("run %s has no lease: %s", run.id, exc)
         return

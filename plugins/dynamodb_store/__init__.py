@@ -3,7 +3,10 @@
 URL: ``dynamodb://TABLE`` with optional query parameters ``region``,
 ``endpoint_url`` (a local endpoint such as moto's server or DynamoDB Local),
 ``create=1`` (create the table, with TTL on ``expires_at``, if missing) and
-``attempts=N`` (tries per request, with adaptive backoff; default 10).
+``attempts=N`` (tries per request, with adaptive backoff; default 10) and
+``blob_bucket`` (the S3 bucket for values over the item limit, default
+``FM_BLOB_BUCKET``; ``create=1`` creates it too; see ``blobs.py``; without
+one a value over 400 KB fails its stage with a clear error).
 Credentials come from the usual AWS chain (environment, profile, role).
 
 boto3 is imported inside the factory, never when this plugin is loaded, so
@@ -29,12 +32,12 @@ def open_dynamodb(url: str):
             hint="write dynamodb://TABLE?region=REGION (and endpoint_url=http://HOST:PORT for a local endpoint)",
         )
     query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-    unknown = set(query) - {"region", "endpoint_url", "create", "attempts"}
+    unknown = set(query) - {"region", "endpoint_url", "create", "attempts", "blob_bucket"}
     if unknown:
         raise ConfigError(
             f"unknown parameter(s) {', '.join(sorted(unknown))} in store URL {url!r}",
             field="store",
-            hint="known parameters: region, endpoint_url, create, attempts",
+            hint="known parameters: region, endpoint_url, create, attempts, blob_bucket",
         )
     try:
         attempts = int(query.get("attempts", 10))
@@ -49,9 +52,22 @@ def open_dynamodb(url: str):
             f"the DynamoDB store needs boto3 ({exc})", field="store", hint="pip install 'flowmason[aws]'"
         ) from exc
     client = make_client(region=query.get("region"), endpoint_url=query.get("endpoint_url"), attempts=attempts)
-    if query.get("create", "0").lower() in ("1", "true", "yes"):
+    create = query.get("create", "0").lower() in ("1", "true", "yes")
+    if create:
         create_table(client, table)
-    return DynamoStore(table, client, url=url)
+    store = DynamoStore(table, client, url=url)
+    from flowmason.kernel.settings import get_settings
+
+    bucket = query.get("blob_bucket") or get_settings().blob_bucket
+    if bucket:
+        from .blobs import S3Blobs, make_s3_client
+
+        s3 = make_s3_client(region=client.meta.region_name, endpoint_url=query.get("endpoint_url"), attempts=attempts)
+        blobs = S3Blobs(bucket, s3)
+        if create:
+            blobs.create_bucket()
+        store.blobs = blobs
+    return store
 
 
 @hookimpl

@@ -36,9 +36,11 @@ turn, and a write per turn would be a write per stage. Tokens wait up to
 event, never one item per token. A client polls every half second, so these
 delays do not show. The run's last event (finished or suspended) is
 written at once. A failing write never fails the run: that batch is
-dropped and logged. Event items do not expire: run records and stage
-results have no retention either, and ``batch_put`` writes items without
-an expiry; when runs get a retention, events should follow it.
+dropped and logged. Events follow the run's retention
+(``FM_RUN_RETENTION_DAYS``, kernel/retention.py): the run repository
+stamps the expiry on every item of the run's partition when the run ends,
+and the events written after that (the final one, by this log) carry the
+same expiry, so nothing of an expired run stays behind.
 """
 from __future__ import annotations
 
@@ -98,6 +100,7 @@ class EventLog:
         self._pending: list[tuple[str, dict[str, Any]]] = []  # (root run id, item data), in order
         self._tokens: dict[tuple[str, str], dict[str, Any]] = {}  # (run id, stage id) -> its open token event
         self._roots: dict[str, str] = {}  # run id -> the run whose log it writes to
+        self._expiry: dict[str, float] = {}  # root run id -> when its items expire (set when it finished)
         self._soon = False
         self._timer: asyncio.TimerHandle | None = None
         self._last = 0.0  # when the last flush happened (monotonic)
@@ -152,6 +155,12 @@ class EventLog:
             elif self.run_events:
                 self._add(root, "run.running", {"run_id": run_id, "status": "running"})
         elif kind == "run.finished":
+            from flowmason.kernel.retention import run_expiry
+
+            if root == run_id:
+                expires_at = run_expiry(run)
+                if expires_at is not None:
+                    self._expiry[root] = expires_at
             status = run.status.value
             error, size = _plain(run.error) if run.error is not None else (None, 0)
             body = {"run_id": run_id, "status": status, "error": error}
@@ -226,9 +235,12 @@ class EventLog:
             by_run.setdefault(root, []).append((item, size))
         rows: list[tuple[str, str, dict[str, Any]]] = []
         try:
+            late: list[tuple[tuple[str, str, dict[str, Any]], float]] = []  # written after the run ended
             for root, items in by_run.items():
                 pk = run_pk(self.ns, root)
-                seq = self.store.increment(pk, SEQ_KEY, SEQ_FIELD, len(items)) - len(items) + 1
+                expires_at = self._expiry.pop(root, None)
+                seq = self.store.increment(pk, SEQ_KEY, SEQ_FIELD, len(items), expires_at=expires_at) - len(items) + 1
+                first_row = len(rows)
                 chunk: list[dict[str, Any]] = []
                 budget = 0
                 for item, size in items:
@@ -240,7 +252,12 @@ class EventLog:
                     chunk.append(item)
                     budget += cost
                 rows.append(chunk_row(pk, seq, chunk))
+                if expires_at is not None:
+                    late += [(row, expires_at) for row in rows[first_row:]]
+                    del rows[first_row:]
             self.store.batch_put(rows)
+            for (row_pk, sk, data), expires_at in late:  # one or two items: the run's last events
+                self.store.put(row_pk, sk, data, expires_at=expires_at)
             self.written += len(pending)
         except Exception as exc:  # noqa: BLE001 - losing live events must not fail the run they describe
             self.dropped += len(pending)

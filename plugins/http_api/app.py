@@ -19,6 +19,7 @@ import contextlib
 import inspect
 import json
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -41,11 +42,11 @@ STATUS_BY_CODE = {
     "bad_request": 400, "bad_json": 400,
     "unauthorized": 401, "forbidden": 403, "not_found": 404, "method_not_allowed": 405,
     "conflict": 409, "condition_failed": 409, "run_not_finished": 409,
-    "payload_too_large": 413, "item_too_large": 413,
+    "request_timeout": 408, "payload_too_large": 413, "item_too_large": 413,
     "bad_input": 422, "validation": 422, "pipeline_load": 422, "pipeline_invalid": 422,
     "unknown_component": 422, "template": 422, "config": 422,
     "rate_limited": 429,
-    "store_unavailable": 503, "storage": 503, "transaction_failed": 503,
+    "store_unavailable": 503, "storage": 503, "transaction_failed": 503, "value_not_stored": 503,
 }
 
 
@@ -98,6 +99,13 @@ class RouteSpec:
     status_code: int = 200
     tags: list[str] = field(default_factory=list)
     plugin: str = ""
+    query: list[dict[str, Any]] = field(default_factory=list)  # OpenAPI parameter objects (see ``query_param``)
+
+
+def query_param(name: str, description: str, *, required: bool = False, **schema: Any) -> dict[str, Any]:
+    """A query parameter for ``register(..., query=[...])``: ``query_param("limit", "...", type="integer")``."""
+    return {"name": name, "in": "query", "required": required, "description": description,
+            "schema": schema or {"type": "string"}}
 
 
 def collect_routes() -> list[RouteSpec]:
@@ -169,16 +177,33 @@ def has_scope(identity: dict[str, Any], scope: str) -> bool:
     return bool(scopes & {"*", "admin", scope})
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refusing (413) anything over ``limit`` bytes before reading it all."""
+async def read_body(request: Request, limit: int, timeout: float | None = None) -> bytes:
+    """The request body, refusing (413) anything over ``limit`` bytes before reading it all, and
+    (408) a body still arriving after ``timeout`` seconds (default ``FM_BODY_TIMEOUT_S``): a client
+    that trickles its body must not hold a connection and a worker forever."""
+    import asyncio
+
+    from flowmason.kernel.settings import get_settings
+
     declared = request.headers.get("content-length")
     too_big = ApiError(413, "payload_too_large", f"the request body is larger than {limit} bytes",
                        hint="send a smaller body; pass large data by reference")
     if declared and declared.isdigit() and int(declared) > limit:
         raise too_big
+    timeout = get_settings().body_timeout_s if timeout is None else timeout
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    stream = request.stream().__aiter__()
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        left = deadline - asyncio.get_running_loop().time()
+        try:
+            chunk = await asyncio.wait_for(stream.__anext__(), timeout=max(left, 0.001))
+        except StopAsyncIteration:
+            break
+        except asyncio.TimeoutError:
+            raise ApiError(408, "request_timeout", f"the request body did not arrive within {timeout:g} seconds",
+                           hint="send the whole body at once", headers={"Connection": "close"}) from None
         size += len(chunk)
         if size > limit:
             raise too_big
@@ -248,6 +273,9 @@ def _wrap(spec: RouteSpec, guards: _Guards, max_body: int) -> Callable[[Request]
     return endpoint
 
 
+_PATH_PARAM = re.compile(r"\{(\w+)(?::(\w+))?\}")
+
+
 def openapi_document(specs: list[RouteSpec], *, title: str = "FlowMason API", version: str = "0.1.0") -> dict[str, Any]:
     """OpenAPI 3.1 from route metadata; pydantic models go under components/schemas."""
     from .schemas import ErrorOut
@@ -267,9 +295,10 @@ def openapi_document(specs: list[RouteSpec], *, title: str = "FlowMason API", ve
         if spec.tags:
             op["tags"] = spec.tags
         params = [
-            {"name": part[1:-1].split(":")[0], "in": "path", "required": True, "schema": {"type": "string"}}
-            for part in spec.path.split("/") if part.startswith("{")
-        ]
+            {"name": name, "in": "path", "required": True,
+             "schema": {"type": "integer", "minimum": 0} if convert == "int" else {"type": "string"}}
+            for name, convert in _PATH_PARAM.findall(spec.path)
+        ] + list(spec.query)
         if params:
             op["parameters"] = params
         if spec.request_model is not None:
@@ -281,13 +310,34 @@ def openapi_document(specs: list[RouteSpec], *, title: str = "FlowMason API", ve
             "description": "Error", "content": {"application/json": {"schema": error_ref}}}}
         if spec.auth is not None:
             op["security"] = [{"bearer": [spec.auth]}]
-        paths.setdefault(spec.path, {})[spec.method.lower()] = op
+        # OpenAPI templates are {name}; the converter (`{seq:int}`) is starlette's, told by the parameter's schema
+        paths.setdefault(_PATH_PARAM.sub(r"{\1}", spec.path), {})[spec.method.lower()] = op
     return {
         "openapi": "3.1.0",
         "info": {"title": title, "version": version},
         "paths": paths,
         "components": {"schemas": schemas, "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
     }
+
+
+def _routes(specs: list[RouteSpec], guards: _Guards, max_body: int) -> list[Route]:
+    """One starlette Route per path, dispatching on the method, so a 405's ``Allow`` lists every method."""
+    by_path: dict[str, dict[str, Callable[[Request], Any]]] = {}
+    for spec in specs:
+        by_path.setdefault(spec.path, {})[spec.method] = _wrap(spec, guards, max_body)
+    routes = []
+    for path, endpoints in by_path.items():
+        if len(endpoints) == 1:
+            ((method, endpoint),) = endpoints.items()
+            routes.append(Route(path, endpoint, methods=[method], name=endpoint.__name__))
+            continue
+
+        async def dispatch(request: Request, _endpoints: dict = endpoints) -> Response:
+            method = "GET" if request.method == "HEAD" and "HEAD" not in _endpoints else request.method
+            return await _endpoints[method](request)
+
+        routes.append(Route(path, dispatch, methods=list(endpoints), name=path))
+    return routes
 
 
 def create_app(services: Any, *, max_body: int | None = None) -> Starlette:
@@ -302,14 +352,19 @@ def create_app(services: Any, *, max_body: int | None = None) -> Starlette:
     async def openapi(request: Request) -> Response:
         return JSONResponse(document)
 
-    routes = [Route(s.path, _wrap(s, guards, max_body), methods=[s.method], name=s.name) for s in specs]
+    routes = _routes(specs, guards, max_body)
     routes.append(Route("/openapi.json", openapi, methods=["GET"], name="openapi"))
+    from .docs import docs_routes
+
+    routes.extend(docs_routes())
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "bad_request")
         message = "no such route" if exc.status_code == 404 else str(exc.detail)
-        return error_response(exc.status_code, code, message, hint="GET /openapi.json lists the routes")
+        # starlette puts `Allow` on its 405 (RFC 9110 wants it there); keep its headers
+        return error_response(exc.status_code, code, message, hint="GET /openapi.json lists the routes",
+                              headers=dict(exc.headers or {}))
 
     async def unexpected(request: Request, exc: Exception) -> Response:
         return _from_exception(exc)

@@ -20,8 +20,10 @@ from starlette.responses import StreamingResponse
 from flowmason.kernel.errors import FlowMasonError, PipelineValidationError
 from flowmason.kernel.model import RunStatus, parse_pipeline
 
-from .app import ApiError
+from . import values
+from .app import ApiError, query_param
 from .schemas import (
+    PipelineDoc,
     PipelineIn,
     PipelineList,
     PipelineOut,
@@ -29,6 +31,7 @@ from .schemas import (
     RunList,
     RunOut,
     RunResult,
+    StagePage,
     ValidationOut,
 )
 
@@ -84,8 +87,8 @@ def _runner(request: Request) -> Any:
 def _resolve(request: Request, definition: dict[str, Any]) -> Any:
     """Load, resolve and check a submitted definition (an abstract base is valid: pipelines extend it)."""
     runner = _runner(request)
-    pipeline, _ = runner.load(parse_pipeline(definition))
-    runner.compile(pipeline, runnable=False)
+    pipeline, loader = runner.load(parse_pipeline(definition))
+    runner.validate(pipeline, loader)  # sub-pipelines too: they must be saved first
     return pipeline
 
 
@@ -146,15 +149,12 @@ def start_run(request: Request) -> Any:
     body: RunIn = request.state.body
     svc = _svc(request)
     identity = request.state.identity
-    if (body.pipeline_id is None) == (body.pipeline is None):
-        raise ApiError(422, "validation", "give either 'pipeline_id' (a saved pipeline) or 'pipeline' (inline)",
-                       field="pipeline_id", hint="POST /pipelines saves a pipeline first")
-    version = None
+    version = None  # RunIn holds exactly one of pipeline_id and pipeline
     if body.pipeline_id is not None:
         record = svc.pipelines(identity).get(body.pipeline_id, body.version)
         definition, version = record["definition"], record["version"]
     else:
-        definition = body.pipeline
+        definition = request.state.json["pipeline"]  # as sent: the model checked its shape only
     runner = _runner(request)
     pipeline, _ = runner.load(parse_pipeline(definition))
     runner.compile(pipeline)
@@ -176,21 +176,18 @@ def start_run(request: Request) -> Any:
 
 
 def get_run(request: Request) -> Any:
-    return _svc(request).runs(request.state.identity).get_run(request.path_params["run_id"]).model_dump(mode="json")
+    return values.run_body(request)
 
 
 def run_result(request: Request) -> Any:
-    run = _svc(request).runs(request.state.identity).get_run(request.path_params["run_id"])
+    body, run = values.result_body(request)
     finished = run.status in _TERMINAL
-    body = {"run_id": run.id, "status": run.status.value, "finished": finished, "output": run.output, "error": run.error}
-    return (200 if finished else 202), body
+    return (200 if finished else 202), {**body, "finished": finished}
 
 
 def run_stages(request: Request) -> Any:
-    repo = _svc(request).runs(request.state.identity)
-    repo.get_run(request.path_params["run_id"])  # an unknown run is a 404, not an empty list
-    results = repo.stage_results(request.path_params["run_id"])
-    return {"items": [r.model_dump(mode="json") for r in results]}
+    limit, cursor = _page(request)
+    return values.stage_page(request, limit, cursor)
 
 
 def cancel_run(request: Request) -> Any:
@@ -250,7 +247,7 @@ class _Settled:
         run = self.repo.get_run(self.run_id)
         out: list[bytes] = []
         if run.status is not RunStatus.PENDING:
-            for r in self.repo.stage_results(self.run_id):
+            for r in self.repo.stage_results(self.run_id, values=False):
                 key = (r.stage_id, r.iteration, r.status.value)
                 if key not in self.sent:
                     self.sent.add(key)
@@ -353,34 +350,54 @@ def health(request: Request) -> Any:
     return {"status": "ok"}
 
 
+_PAGE_QUERY = [query_param("limit", "items per page (1-200)", type="integer", minimum=1, maximum=200),
+               query_param("cursor", "the cursor of the previous page")]
+
+
 def register_routes(register: Any) -> None:
     r = register
     r("GET", "/health", health, name="health", auth=None, summary="Liveness check", tags=["meta"])
     r("POST", "/pipelines", create_pipeline, name="create_pipeline", auth="write", summary="Save a new pipeline (version 1)",
       request_model=PipelineIn, response_model=PipelineOut, status_code=201, tags=["pipelines"])
     r("GET", "/pipelines", list_pipelines, name="list_pipelines", auth="read", summary="List saved pipelines",
-      response_model=PipelineList, tags=["pipelines"])
+      response_model=PipelineList, tags=["pipelines"], query=_PAGE_QUERY)
     r("POST", "/pipelines/validate", validate_pipeline, name="validate_pipeline", auth="read",
-      summary="Check a pipeline without saving it", request_model=PipelineIn, response_model=ValidationOut,
+      summary="Check a pipeline without saving it", request_model=PipelineDoc, response_model=ValidationOut,
       tags=["pipelines"])
     r("GET", "/pipelines/{pipeline_id}", get_pipeline, name="get_pipeline", auth="read",
-      summary="A saved pipeline (latest, or ?version=N)", response_model=PipelineOut, tags=["pipelines"])
+      summary="A saved pipeline (latest, or ?version=N)", response_model=PipelineOut, tags=["pipelines"],
+      query=[query_param("version", "a version (default: the latest)", type="integer", minimum=1)])
     r("POST", "/pipelines/{pipeline_id}/versions", add_version, name="add_pipeline_version", auth="write",
       summary="Save a new version", request_model=PipelineIn, response_model=PipelineOut, status_code=201,
       tags=["pipelines"])
     r("GET", "/pipelines/{pipeline_id}/versions", list_versions, name="list_pipeline_versions", auth="read",
-      summary="Versions of a pipeline, newest first", response_model=PipelineList, tags=["pipelines"])
+      summary="Versions of a pipeline, newest first", response_model=PipelineList, tags=["pipelines"],
+      query=_PAGE_QUERY)
     r("POST", "/runs", start_run, name="start_run", auth="run", summary="Start a run (queued; 202)",
       request_model=RunIn, response_model=RunOut, status_code=202, tags=["runs"])
     r("GET", "/runs", list_runs, name="list_runs", auth="read",
-      summary="Runs, newest first (?status=, ?pipeline_id=, ?limit=, ?cursor=)", response_model=RunList, tags=["runs"])
+      summary="Runs, newest first (?status=, ?pipeline_id=, ?limit=, ?cursor=)", response_model=RunList, tags=["runs"],
+      query=[query_param("status", "only runs in this state", enum=[s.value for s in RunStatus]),
+             query_param("pipeline_id", "only runs of this pipeline"), *_PAGE_QUERY])
     r("GET", "/runs/{run_id}", get_run, name="get_run", auth="read", summary="A run's status", response_model=RunOut,
       tags=["runs"])
     r("GET", "/runs/{run_id}/result", run_result, name="run_result", auth="read",
       summary="A run's output (202 while it is still going)", response_model=RunResult, tags=["runs"])
-    r("GET", "/runs/{run_id}/stages", run_stages, name="run_stages", auth="read", summary="A run's stage results",
-      tags=["runs"])
+    r("GET", "/runs/{run_id}/stages", run_stages, name="run_stages", auth="read",
+      summary="A run's stage results, a page at a time in stage id order (?limit=, ?cursor=); large values whole "
+      "until the page holds 4 MB of them, then as value_links", response_model=StagePage, tags=["runs"],
+      query=[query_param("limit", "results per page", type="integer", minimum=1, maximum=200, default=50),
+             query_param("cursor", "the cursor of the previous page, unchanged (opaque)")])
+    r("GET", "/runs/{run_id}/values/{field}", values.run_value, name="run_value", auth="read",
+      summary="One value of a run (inputs, output, error), whole: its JSON, or 307 to a download URL when it is "
+      "over 4 MB and the store hands out links (S3)", tags=["runs"])
+    r("GET", "/runs/{run_id}/stages/{stage_id}/values/{field}", values.stage_value, name="stage_value", auth="read",
+      summary="One value of a stage result (input, output, error), whole: its JSON, or 307 to a download URL when "
+      "it is over 4 MB and the store hands out links (S3)", tags=["runs"],
+      query=[query_param("iteration", "a loop body's iteration path, as in its stage result (2/1)")])
     r("POST", "/runs/{run_id}/cancel", cancel_run, name="cancel_run", auth="run", summary="Cancel a run",
       response_model=RunOut, status_code=202, tags=["runs"])
     r("GET", "/runs/{run_id}/events", run_events, name="run_events", auth="read",
-      summary="A run's events, live (SSE; resume with Last-Event-ID or ?after=N)", tags=["runs"])
+      summary="A run's events, live (SSE; resume with Last-Event-ID or ?after=N)", tags=["runs"],
+      query=[query_param("after", "resume after this event id", type="integer", minimum=0),
+             query_param("interval", "polling interval, seconds (0.05-10)", type="number")])

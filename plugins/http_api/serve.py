@@ -7,6 +7,9 @@ feeds the worker Lambda handler), and serve the API exactly as the Lambda
 API runs it: DynamoDB store, runs queued on SQS. Either way the server
 defaults apply (``use_server_defaults``: pipelines cannot reach the
 server's loopback or private network unless ``FM_HTTP_ALLOW`` says so).
+
+A ``--host`` other than loopback needs authentication on (``FM_AUTH=1``)
+or ``--insecure``; proxy trust and timeouts are in ``listen.py``.
 """
 from __future__ import annotations
 
@@ -23,27 +26,27 @@ def add_serve_command(app: Any) -> None:
         store: str = typer.Option(None, "--store", help="Store URL or SQLite path (default: FM_STORE or the user data folder)."),
         aws_local: bool = typer.Option(False, "--aws-local", help="Run against the local AWS stack (moto: DynamoDB + SQS + worker)."),
         template: str = typer.Option(None, "--template", help="template.yaml for --aws-local (default: the repository's)."),
+        insecure: bool = typer.Option(False, "--insecure", help="Allow a --host other than loopback with authentication off."),
     ) -> None:
         """Serve the HTTP API (OpenAPI at /openapi.json)."""
-        try:
-            import starlette  # noqa: F401 - checked here so the message names the extra, not a module
-            import uvicorn
-        except ImportError as exc:
-            from flowmason.kernel.errors import ConfigError
+        from flowmason.kernel.errors import require_extra
 
-            raise ConfigError(
-                f"`fm serve` needs the server extra ({exc.name} is not installed)",
-                hint="pip install 'flowmason[server]'",
-            ) from None
+        require_extra(("starlette", "uvicorn"), "server", "`fm serve`")  # the message names the extra, not a module
+        import uvicorn
 
-        from flowmason.kernel.settings import use_server_defaults
+        from flowmason.kernel.plugins import get_registry
+        from flowmason.kernel.settings import get_settings, use_server_defaults
+        from flowmason.kernel.templating import prepare_off_loop
 
         from .app import create_app
+        from .listen import check_bind, uvicorn_options
         from .services import Services
 
         use_server_defaults("fm serve")  # closed by default (FM_HTTP_DENY_PRIVATE...) before anything reads settings
-        from flowmason.kernel.templating import prepare_off_loop
-
+        check_bind(host, authenticated=bool(get_registry().authenticators), insecure=insecure)
+        if insecure and not get_registry().authenticators:
+            typer.echo(f"warning: serving on {host} with authentication off (--insecure): every caller is the owner",
+                       err=True)
         prepare_off_loop()  # slow expressions run in their own process; starting it later would stall a request
 
         stack = None
@@ -53,11 +56,12 @@ def add_serve_command(app: Any) -> None:
             stack = LocalStack(template=template)
             stack.start()
             services = stack.api_services()
-            typer.echo(f"local AWS stack on {stack.endpoint} (table {stack.table}, queue {stack.queue_url})")
+            typer.echo(f"local AWS stack on {stack.endpoint} (table {stack.table}, blob bucket {stack.bucket}, "
+                       f"queue {stack.queue_url})")
         else:
             services = Services.local(store)
         try:
-            uvicorn.run(create_app(services), host=host, port=port, log_level="info")
+            uvicorn.run(create_app(services), host=host, port=port, log_level="info", **uvicorn_options(get_settings()))
         finally:
             if stack is not None:
                 stack.stop()

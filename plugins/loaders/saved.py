@@ -4,7 +4,8 @@ The HTTP API (and anything else that shares pipelines) keeps every version
 a user saved; a run pins the exact version it ran. Item layout:
 
     pk = "{ns}pipeline#{id}"   sk = "meta"          latest version number, name, timestamps
-    pk = "{ns}pipeline#{id}"   sk = "v#{000042}"    one saved version: the whole definition
+    pk = "{ns}pipeline#{id}"   sk = "v#{000042}"    one saved version: the whole definition (in the
+                                                    blob store when it is over the item limit)
     pk = "{ns}pipelines"       sk = "{id}"          listing entry (id order)
 
 Version numbers are integers counted by the store (1, 2, 3...); a
@@ -20,7 +21,15 @@ import re
 import time
 from typing import Any
 
-from flowmason.kernel.errors import ConditionFailedError, FlowMasonError, InputError, NotFoundError, TransactionError
+from flowmason.kernel import blobs
+from flowmason.kernel.errors import (
+    ConditionFailedError,
+    FlowMasonError,
+    InputError,
+    ItemTooLargeError,
+    NotFoundError,
+    TransactionError,
+)
 from flowmason.kernel.model import Pipeline, parse_pipeline
 from flowmason.kernel.storage import Op, Store
 
@@ -99,7 +108,13 @@ class PipelineRepository:
             Op("put", f"{self.ns}pipelines", pid, {k: meta.get(k) for k in _SUMMARY}),
         ]
         try:
-            self.store.transact(ops)
+            try:
+                self.store.transact(ops)
+            except ItemTooLargeError:  # a large definition is kept whole in the blob store (kernel.blobs)
+                ops[1] = Op("put", self._pk(pid), _vkey(number), blobs.pack(
+                    self.store, self.ns, version, ("definition",), where=f"pipeline '{pid}' version {number}"),
+                    if_absent=True)
+                self.store.transact(ops)
         except (TransactionError, ConditionFailedError):
             if meta_version is None:
                 raise ConflictError(
@@ -129,7 +144,8 @@ class PipelineRepository:
                 f"pipeline '{pipeline_id}' has no version {number}", pipeline=pipeline_id, field="version",
                 hint=f"versions run from 1 to {meta.data['latest_version']}",
             )
-        return {**meta.data, "version": number, "label": item.data.get("label"), "definition": item.data["definition"]}
+        data = blobs.unpack(self.store, item.data, where=f"pipeline '{pipeline_id}' version {number}")
+        return {**meta.data, "version": number, "label": data.get("label"), "definition": data["definition"]}
 
     def load(self, pipeline_id: str, version: int | None = None) -> tuple[Pipeline, int]:
         """The parsed pipeline and the version number it came from."""

@@ -93,8 +93,11 @@ def core_operator(
     *,
     lazy: tuple[str, ...] = (),
     output_schema: dict[str, Any] | None = None,
+    output_for: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
+    lazy_names: Any = (),
 ) -> Callable[[Callable[..., Any]], Any]:
-    """``@operator`` for this plugin: registers ``schema`` and calls ``fn(ctx, cfg)`` with the checked config."""
+    """``@operator`` for this plugin: registers ``schema`` and ``output_schema`` (what it returns, see
+    kernel/outputs.py) and calls ``fn(ctx, cfg)`` with the checked config."""
     from flowmason.kernel.components import operator
 
     def wrap(fn: Callable[..., Any]) -> Any:
@@ -106,7 +109,7 @@ def core_operator(
                 return fn(ctx, check_config(ctx, schema, name))
         functools.update_wrapper(run, fn)
         return operator(name, description=description, config_schema=schema, output_schema=output_schema,
-                        lazy=lazy, category="core")(run)
+                        output_for=output_for, lazy=lazy, lazy_names=lazy_names, category="core")(run)
 
     return wrap
 

@@ -32,6 +32,8 @@ from typing import Any
 
 from flowmason.kernel.errors import StageError, TemplateError
 
+from flowmason.kernel.outputs import any_value, described, f, obj, template_shape
+
 from ._common import config_error, core_operator, get_path
 
 # ---------------------------------------------------------------- json-transform
@@ -50,6 +52,16 @@ JSON_TRANSFORM_SCHEMA: dict[str, Any] = {
         "parse_json_strings": {"type": "boolean"},
     },
 }
+
+described(JSON_TRANSFORM_SCHEMA, {
+    "data": JSON_TRANSFORM_SCHEMA["properties"]["data"]["description"],
+    "template": JSON_TRANSFORM_SCHEMA["properties"]["template"]["description"] + "; the output is the rendered value",
+    "jmespath_expression": "a JMESPath query over data (https://jmespath.org); output {result, ...}",
+    "defaults": "with mapping: output field -> value when its path is missing",
+    "flatten": "flatten nested data to dotted keys (a.b, items[0])",
+    "exclude_fields": "with mapping: output fields to drop",
+    "parse_json_strings": "parse data given as a JSON string (default true)",
+})
 
 _CODE_BLOCK = re.compile(r"```(?:json)?\s*([\s\S]*?)```")
 
@@ -91,11 +103,32 @@ def _flatten(data: Any, prefix: str = "", out: dict[str, Any] | None = None) -> 
     return out
 
 
+_RESHAPED = obj("With mapping, jmespath_expression or flatten (or none of them): the reshaped data and counts.", {
+    "result": any_value("the mapped, queried or flattened data (the data itself when no mode is set)"),
+    "fields_mapped": f("integer", "how many output fields were mapped"),
+    "fields_missing": f("array", "mapped fields that took their value from defaults", items={"type": "string"}),
+})
+JSON_TRANSFORM_OUTPUT: dict[str, Any] = {
+    "description": "Open-ended with `template`: the rendered template itself (a dict template gives exactly its keys); "
+                   "otherwise {result, fields_mapped, fields_missing}.",
+    "anyOf": [any_value("the rendered template"), _RESHAPED],
+}
+
+
+def _json_transform_output(settings: dict[str, Any]) -> dict[str, Any] | None:
+    if "template" in settings:
+        return template_shape(settings["template"], "the rendered template")
+    return _RESHAPED
+
+
 @core_operator(
     "json-transform",
     "Reshape data: render a template with `data` in scope, or map/flatten/JMESPath-query it.",
     JSON_TRANSFORM_SCHEMA,
     lazy=("template",),
+    lazy_names=("data",),
+    output_schema=JSON_TRANSFORM_OUTPUT,
+    output_for=_json_transform_output,
 )
 def json_transform(ctx: Any, cfg: dict[str, Any]) -> Any:
     data = cfg.get("data")
@@ -152,6 +185,11 @@ FILTER_SCHEMA: dict[str, Any] = {
     },
 }
 
+described(FILTER_SCHEMA, {
+    "data": "the data to test", "filter_mode": "pass_fail (default) or filter_array (keep matching list items)",
+    "invert": "pass when the condition does not hold", "pass_if_missing": "pass when the condition cannot be evaluated",
+})
+
 _DATA_NAME = re.compile(r"(?<![\w.'\"])data\b")
 
 
@@ -190,6 +228,13 @@ def _fields(cond: dict[str, Any], value: Any, pass_if_missing: bool) -> tuple[bo
     "Pass or block data on a condition over `data`, or keep the list items whose condition over `item` holds.",
     FILTER_SCHEMA,
     lazy=("condition",),
+    lazy_names=("data", "item"),
+    output_schema=obj("Whether the data passed, and the data.", {
+        "passed": f("boolean", "the condition held (filter_array: at least one item kept)"),
+        "data": any_value("the data when it passed (null when not); filter_array: the kept items"),
+        "filtered_count": f("integer", "items dropped (filter_array mode), else 0"),
+        "reason": f("string", "why it passed or not, in words"),
+    }),
 )
 def filter_data(ctx: Any, cfg: dict[str, Any]) -> dict[str, Any]:
     data = cfg.get("data")
@@ -240,10 +285,24 @@ LOOP_SCHEMA: dict[str, Any] = {
 }
 
 
+described(LOOP_SCHEMA, {
+    "items": "the list to split", "batch_size": "items per batch (default 1)",
+    "max_iterations": "at most this many batches", "start_index": "skip the items before this one",
+    "include_metadata": "add metadata to the output (default true)",
+})
+
+
 @core_operator(
     "loop",
     "Split a list into batches (batch_size, start_index, max_iterations); foreach runs stages per item.",
     LOOP_SCHEMA,
+    output_schema=obj("The batches.", {
+        "batches": f("array", "lists of at most batch_size items", items={"type": "array"}),
+        "total_items": f("integer", "items in the input list"),
+        "total_batches": f("integer", "batches made"),
+        "has_more": f("boolean", "items remain after max_iterations"),
+        "metadata": f("object", "start_index, batch_size, items_processed, items_remaining (empty without include_metadata)"),
+    }),
 )
 def loop_batches(ctx: Any, cfg: dict[str, Any]) -> dict[str, Any]:
     items = cfg["items"]
@@ -265,6 +324,8 @@ def loop_batches(ctx: Any, cfg: dict[str, Any]) -> dict[str, Any]:
 
 SCHEMA_VALIDATE_SCHEMA: dict[str, Any] = {
     "type": "object",
+    # one of the two (the earlier operator's name and the newer one)
+    "anyOf": [{"required": ["schema"]}, {"required": ["json_schema"]}],
     "properties": {
         "data": {},
         "schema": {"type": "object"},
@@ -275,6 +336,14 @@ SCHEMA_VALIDATE_SCHEMA: dict[str, Any] = {
         "check_formats": {"type": "boolean", "description": "assert `format` (uri, email, ...); off by default, as before"},
     },
 }
+
+described(SCHEMA_VALIDATE_SCHEMA, {
+    "data": "the data to check", "schema": "the JSON Schema (json_schema: the same)",
+    "json_schema": "the JSON Schema (schema: the same)",
+    "coerce_types": "nudge strings and numbers to the schema's types first",
+    "collect_all_errors": "accepted for old files: the first error is reported",
+})
+
 
 def coerce(value: Any, schema: Any) -> Any:
     """Nudge strings/numbers towards the schema's types before validating (the earlier `coerce_types`)."""
@@ -306,6 +375,12 @@ def coerce(value: Any, schema: Any) -> Any:
     "schema-validate",
     "Check data against a JSON Schema; strict (default) fails the stage on invalid data.",
     SCHEMA_VALIDATE_SCHEMA,
+    output_schema=obj("The verdict and the data.", {
+        "valid": f("boolean", "the data matches the schema"),
+        "data": any_value("the data checked (coerced when coerce_types is set)"),
+        "errors": f("array", "at most one {message} naming the first mismatch", items={"type": "object"}),
+        "error_count": f("integer", "0 or 1"),
+    }),
 )
 def schema_validate(ctx: Any, cfg: dict[str, Any]) -> dict[str, Any]:
     from flowmason.kernel.schemas import compile_schema
@@ -342,6 +417,11 @@ MERGE_SCHEMA: dict[str, Any] = {
 }
 
 
+described(MERGE_SCHEMA, {
+    "inputs": "the same as sources (older name)", "strategy": "deep (default), shallow, or concat (lists)",
+})
+
+
 def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in extra.items():
@@ -356,6 +436,8 @@ def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     "merge",
     "Merge objects left to right (deep or shallow), or concatenate lists; null sources (skipped branches) are ignored.",
     MERGE_SCHEMA,
+    output_schema=any_value("Open-ended: the merged object (its fields are the sources' fields), or with strategy "
+                            "'concat' the concatenated list."),
 )
 def merge(ctx: Any, cfg: dict[str, Any]) -> Any:
     key = "sources" if cfg.get("sources") is not None else "inputs"
@@ -388,11 +470,29 @@ TEXT_TEMPLATE_SCHEMA: dict[str, Any] = {
 }
 
 
+described(TEXT_TEMPLATE_SCHEMA, {
+    "template": "text with {{...}} templates", "values": TEXT_TEMPLATE_SCHEMA["properties"]["values"]["description"],
+    "strip": "trim whitespace around the result",
+})
+
+
+def _template_names(settings: dict[str, Any]) -> list[str]:
+    values = settings.get("values")
+    if values is None:
+        return []
+    return [str(k) for k in values] if isinstance(values, dict) else ["*"]  # "*": names known only at run time
+
+
 @core_operator(
     "text-template",
     "Render a text template ({{...}}) with extra `values` in scope; outputs {text}.",
     TEXT_TEMPLATE_SCHEMA,
     lazy=("template",),
+    lazy_names=_template_names,
+    output_schema=obj("The rendered text.", {
+        "text": f("string", "the rendered template (objects and lists as JSON)"),
+        "length": f("integer", "characters in text"),
+    }),
 )
 def text_template(ctx: Any, cfg: dict[str, Any]) -> dict[str, Any]:
     template = ctx.lazy("template")

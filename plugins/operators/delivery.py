@@ -25,6 +25,8 @@ from typing import Any
 
 from flowmason.kernel.errors import StageError
 
+from flowmason.kernel.outputs import described, f, obj
+
 from ._common import config_error, core_operator, network_reason, safe_url
 from .egress import Refused
 from .http import TooLarge, send
@@ -57,6 +59,14 @@ OUTPUT_ROUTER_SCHEMA: dict[str, Any] = {
         "fail_on_error": {"type": "boolean"},
     },
 }
+
+
+described(OUTPUT_ROUTER_SCHEMA, {
+    "data": "what to deliver", "destinations": "[{type: webhook, config: {url, method, headers}, payload_template, ...}]",
+    "is_error": "deliver to the destinations marked on_error", "error_message": "the error, for error deliveries",
+    "metadata": "sent with the data", "parallel": "deliver to all at once (default true)",
+    "fail_on_error": "fail the stage when a delivery fails (default false)",
+})
 
 
 async def _webhook(dest: dict[str, Any], payload: Any) -> dict[str, Any]:
@@ -173,6 +183,12 @@ def _summary(ctx: Any, results: list[dict[str, Any]], total: int, skipped: int, 
             "skipped_deliveries": skipped, "results": results, "all_succeeded": failed == 0}
 
 
+DELIVERY_RESULTS = f("array", "one {destination_id, destination_name, destination_type, success, status_code, "
+                             "response, error, duration_ms} per active destination", items={"type": "object"})
+
+_PAYLOAD_NAMES = ("is_error", "error_message", "metadata", "timestamp")  # besides `data`: see route()
+
+
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat()
 
@@ -182,6 +198,15 @@ def _now() -> str:
     "Send data to several destinations (webhooks); each delivery's result is reported.",
     OUTPUT_ROUTER_SCHEMA,
     lazy=("destinations",),
+    lazy_names=_PAYLOAD_NAMES,
+    output_schema=obj("What was delivered where.", {
+        "total_destinations": f("integer", "destinations configured"),
+        "successful_deliveries": f("integer", "deliveries that succeeded"),
+        "failed_deliveries": f("integer", "deliveries that failed"),
+        "skipped_deliveries": f("integer", "destinations disabled or not meant for this outcome"),
+        "results": DELIVERY_RESULTS,
+        "all_succeeded": f("boolean", "no delivery failed"),
+    }),
 )
 async def output_router(ctx: Any, cfg: dict[str, Any]) -> dict[str, Any]:
     destinations = _destinations(ctx)
@@ -208,11 +233,25 @@ ERROR_ROUTER_SCHEMA: dict[str, Any] = {
 }
 
 
+described(ERROR_ROUTER_SCHEMA, {
+    "error_type": "a label for the error (default ERROR)", "error_message": "the error to report",
+    "stage_id": "the stage that failed", "pipeline_id": "default: this pipeline", "run_id": "default: this run",
+    "destinations": "where to send it (as output-router)", "severity": "critical, error (default), warning or info",
+    "include_stack_trace": "accepted for old files",
+})
+
+
 @core_operator(
     "error-router",
     "Send an error notification to destinations (for trycatch catch stages).",
     ERROR_ROUTER_SCHEMA,
     lazy=("destinations",),
+    lazy_names=_PAYLOAD_NAMES,
+    output_schema=obj("The notifications sent.", {
+        "notifications_sent": f("integer", "destinations notified"),
+        "failed_notifications": f("integer", "destinations that could not be notified"),
+        "results": DELIVERY_RESULTS,
+    }),
 )
 async def error_router(ctx: Any, cfg: dict[str, Any]) -> dict[str, Any]:
     # every destination of an error router is for errors (the earlier one skipped those not marked on_error)

@@ -41,6 +41,8 @@ from typing import TYPE_CHECKING, Any
 
 from flowmason.kernel.errors import StageError
 
+from flowmason.kernel.outputs import any_value, described, f, obj
+
 from . import egress
 from ._common import config_error, core_operator, network_reason, safe_url
 from .egress import Connections, Refused
@@ -99,17 +101,24 @@ CONFIG_SCHEMA: dict[str, Any] = {
     },
 }
 
-OUTPUT_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "status_code": {"type": "integer"},
-        "headers": {"type": "object"},
-        "body": {},
-        "elapsed_ms": {"type": "integer"},
-        "success": {"type": "boolean"},
-        "url": {"type": "string"},
-    },
-}
+described(CONFIG_SCHEMA, {
+    "method": "GET (default), POST, PUT, DELETE, PATCH, HEAD or OPTIONS",
+    "headers": "request headers, name -> value", "params": "query parameters, name -> value",
+    "query_params": "the same as params (older name)", "timeout_ms": "timeout in milliseconds (default 30 s)",
+    "max_response_bytes": "a larger body fails the stage (default 10 MiB)",
+    "follow_redirects": "follow redirects (default true)", "verify_ssl": "check the server's certificate (default true)",
+    "raise_for_status": "fail the stage on a 4xx/5xx status (default false: success is false)",
+    "response_type": "auto (default: JSON when it says or looks so), json or text",
+})
+
+OUTPUT_SCHEMA: dict[str, Any] = obj("The response.", {
+    "status_code": f("integer", "HTTP status code (a 4xx/5xx is an output, not a failure, unless raise_for_status)"),
+    "headers": f("object", "response headers, name -> value", additionalProperties={"type": "string"}),
+    "body": any_value("the body: decoded JSON when the response is JSON (or looks like it), else text"),
+    "elapsed_ms": f("integer", "time to the last byte, in milliseconds"),
+    "success": f("boolean", "true for a 2xx status"),
+    "url": f("string", "the final URL after redirects (credentials removed)"),
+})
 
 
 def timeout_seconds(cfg: dict[str, Any]) -> float:

@@ -22,6 +22,8 @@ from typing import Any
 
 from flowmason.kernel.errors import StageError
 
+from flowmason.kernel.outputs import any_value, described, f, obj
+
 from ._common import config_error, core_operator, get_path
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -41,10 +43,25 @@ VARIABLE_SET_SCHEMA: dict[str, Any] = {
 }
 
 
+described(VARIABLE_SET_SCHEMA, {
+    "name": "one variable's name", "value": "its value", "variables": "name -> value, to set several",
+    "values": "the same as variables (older name)", "extract_path": VARIABLE_SET_SCHEMA["properties"]["extract_path"]["description"],
+    "overwrite": "replace a variable already set (default true)", "scope": "accepted for old files; variables are run-scoped",
+})
+
+
 @core_operator(
     "variable-set",
     "Set run-scoped variables (name + value, or a `variables` object); read them as {{variables.x}}.",
     VARIABLE_SET_SCHEMA,
+    output_schema=obj("What was set.", {
+        "variables": f("object", "name -> value of every variable this stage set (or kept, without overwrite)"),
+        "previous": f("object", "name -> value before, for the variables that already existed"),
+        "was_set": f("boolean", "at least one variable was written"),
+        "name": f("string", "with `name`: the variable's name"),
+        "value": any_value("with `name`: its value now"),
+        "previous_value": any_value("with `name`: its value before (null if it was not set)"),
+    }, required=["variables", "previous", "was_set"]),
 )
 def variable_set(ctx: Any, cfg: dict[str, Any]) -> dict[str, Any]:
     single = cfg.get("name")
@@ -88,10 +105,22 @@ VARIABLE_GET_SCHEMA: dict[str, Any] = {
 }
 
 
+described(VARIABLE_GET_SCHEMA, {
+    "name": "the variable to read", "names": "several variables to read", "default": "the value of a variable not set",
+})
+
+
 @core_operator(
     "variable-get",
     "Read run-scoped variables set by variable-set (name -> value; names -> variables).",
     VARIABLE_GET_SCHEMA,
+    output_schema=obj("The values read: {name, value, found} with `name`, {variables, missing} with `names`.", {
+        "name": f("string", "with `name`: the variable read"),
+        "value": any_value("with `name`: its value (the default when not set)"),
+        "found": f("boolean", "with `name`: it was set"),
+        "variables": f("object", "with `names`: name -> value"),
+        "missing": f("array", "with `names`: the names not set (given the default)", items={"type": "string"}),
+    }, required=[]),
 )
 def variable_get(ctx: Any, cfg: dict[str, Any]) -> dict[str, Any]:
     store = ctx.variables
@@ -134,10 +163,27 @@ LOGGER_SCHEMA: dict[str, Any] = {
 }
 
 
+described(LOGGER_SCHEMA, {
+    "message": "what to log", "level": "debug, info (default), warning, error or critical",
+    "data": "data logged with it", "tags": "name -> value labels", "passthrough": "a value handed on in the output",
+    "emit_to_trace": "accepted for old files: every log line is an event",
+})
+
+
 @core_operator(
     "logger",
     "Log a message (with data and tags) to the run's event stream; outputs what it logged.",
     LOGGER_SCHEMA,
+    output_schema=obj("What was logged.", {
+        "logged": f("boolean", "always true"),
+        "log_id": f("string", "an id for this log line (also in the event's data)"),
+        "level": f("string", "debug, info, warning, error or critical"),
+        "message": f("string", "the message"),
+        "data": any_value("the `data` config, as logged"),
+        "tags": f(["object", "null"], "the `tags` config"),
+        "timestamp": f("string", "when, ISO 8601 UTC"),
+        "passthrough": any_value("the `passthrough` config, handed on unchanged"),
+    }),
 )
 def logger(ctx: Any, cfg: dict[str, Any]) -> dict[str, Any]:
     level = str(cfg.get("level") or "info").lower()
@@ -172,10 +218,20 @@ DELAY_SCHEMA: dict[str, Any] = {
 }
 
 
+described(DELAY_SCHEMA, {
+    "ms": "milliseconds to wait", "duration_ms": "the same as ms", "seconds": "seconds to wait",
+    "passthrough": "a value handed on in the output",
+})
+
+
 @core_operator(
     "delay",
     "Wait a while (ms, duration_ms or seconds; at most an hour), then pass `passthrough` on.",
     DELAY_SCHEMA,
+    output_schema=obj("How long it waited.", {
+        "waited_ms": f("number", "milliseconds waited"),
+        "passthrough": any_value("the `passthrough` config, handed on unchanged"),
+    }),
 )
 async def delay(ctx: Any, cfg: dict[str, Any]) -> dict[str, Any]:
     import asyncio

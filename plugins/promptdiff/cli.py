@@ -10,7 +10,7 @@ from typing import Any, Optional
 
 import typer
 
-from flowmason.kernel.errors import FlowMasonError
+from flowmason.kernel.errors import InputError
 
 
 def diff_output_cmd(
@@ -21,6 +21,7 @@ def diff_output_cmd(
     key: Optional[str] = typer.Option(None, "--key", "-k", help="Dotted path inside the value, e.g. text."),
     fmt: str = typer.Option("color", "--format", help="color (terminal), text ([-old-]{+new+}) or html."),
     out: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to this file instead of stdout."),
+    as_json: bool = typer.Option(False, "--json", help="Print both sides and the word diff as JSON."),
 ) -> None:
     """Word-level diff of a stage's prompt, input or output in two runs or snapshots."""
     from flowmason.kernel.runs import RunRepository
@@ -30,12 +31,20 @@ def diff_output_cmd(
     from .sources import side_value
 
     if fmt not in ("color", "text", "html"):
-        raise FlowMasonError(f"unknown format '{fmt}'", field="--format", hint="use color, text or html")
+        raise InputError(f"unknown format '{fmt}'", field="--format", hint="use color, text, html (or --json)")
     repo = RunRepository(open_store())
     va, la = side_value(repo, a, stage, field, key)
     vb, lb = side_value(repo, b, stage, field, key)
     diff = diff_values(va, vb)
     title = f"{la}  →  {lb}"
+    if as_json:
+        import json
+
+        sys.stdout.write(json.dumps({"a": {"label": la, "value": va}, "b": {"label": lb, "value": vb},
+                                     "changed": diff.changed, "exact": diff.exact,
+                                     "ops": [{"op": op, "text": text} for op, text in diff.ops]},
+                                    indent=2, default=str, ensure_ascii=False) + "\n")
+        return
     if fmt == "html":
         text = render_html(diff, title=title, page=True)
     elif fmt == "text" or out is not None:

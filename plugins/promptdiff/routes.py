@@ -38,4 +38,13 @@ def diff_output(request: Any) -> Any:
 def register_routes(register: Any) -> None:
     register("GET", "/runs/{run_id}/diff-output/{other}", diff_output, name="run_diff_output", auth="read",
              summary="Word-level diff of a stage's prompt, input or output between two runs or snapshots",
-             tags=["runs"])
+             tags=["runs"], query=[
+                 {"name": "stage", "in": "query", "required": True, "description": "the stage to compare",
+                  "schema": {"type": "string", "minLength": 1}},
+                 {"name": "field", "in": "query", "required": False, "description": "what to compare",
+                  "schema": {"type": "string", "default": "output"}},
+                 {"name": "key", "in": "query", "required": False, "description": "a key inside the field",
+                  "schema": {"type": "string"}},
+                 {"name": "format", "in": "query", "required": False, "description": "answer format",
+                  "schema": {"type": "string", "enum": ["json", "html", "text"], "default": "json"}},
+             ])

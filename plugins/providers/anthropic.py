@@ -20,6 +20,7 @@ import inspect
 from functools import lru_cache
 from typing import Any, AsyncIterator
 
+from flowmason.kernel.errors import require_extra
 from flowmason.kernel.providers import Completion, CompletionRequest, ProviderError
 
 from .base import (
@@ -32,6 +33,7 @@ from .base import (
     provider_error,
     retry_after_seconds,
     fm_setting,
+    is_loopback,
     setting,
     shared_client,
     with_retries,
@@ -79,12 +81,14 @@ class AnthropicProvider:
         self.default_model = str(setting(settings, "default_model", "ANTHROPIC_MODEL", self.default_model))
         self.timeout_s = float(fm_setting(settings, "timeout_s", "llm_timeout_s"))
         self.retry = RetryPolicy.from_settings(settings)
-        self.prices = load_prices(settings)
+        self.prices = load_prices(settings, local=is_loopback(self.base_url))
         self.max_connections = int(fm_setting(settings, "max_connections", "llm_max_connections"))
         self.shards = client_shards(settings)
 
     def client(self, request: CompletionRequest) -> Any:
         key = api_key(self.settings, KEY_ENV, self.name, request)
+        require_extra(("anthropic",), "anthropic", f"provider '{self.name}'", stage=request.stage,
+                      pipeline=request.pipeline, field="provider")
 
         def make() -> Any:
             import anthropic

@@ -82,9 +82,31 @@ def fm_setting(settings: dict[str, Any], key: str, attr: str) -> Any:
     return getattr(get_settings(), attr) if value is None else value
 
 
-def load_prices(settings: dict[str, Any]) -> dict[str, tuple[float, float]]:
-    """The price table with overrides: {"model-prefix": [input, output]} or {"m": {"input":..,"output":..}}."""
-    table = dict(PRICES)
+def is_loopback(url: str | None) -> bool:
+    """True when ``url`` names this machine (127.0.0.0/8, ::1, localhost): a model served locally."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    if not url:
+        return False
+    host = urlsplit(url if "://" in url else f"http://{url}").hostname or ""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def load_prices(settings: dict[str, Any], *, local: bool = False) -> dict[str, tuple[float, float]]:
+    """The price table with overrides: {"model-prefix": [input, output]} or {"m": {"input":..,"output":..}}.
+
+    ``local`` (a self-hosted server: Ollama, llama.cpp, any endpoint on
+    loopback) starts from an empty table, so its calls cost 0 unless
+    FM_PRICES or the settings price its models: a local model named
+    ``gpt-4o-mini`` is not billed as the hosted one.
+    """
+    table = {} if local else dict(PRICES)
     extra = settings.get("prices")
     raw = get_settings().prices
     if extra is None and raw:
@@ -297,6 +319,7 @@ class HttpProvider:
     default_base_url = ""
     key_env: str | None = None
     key_required = False
+    self_hosted = False  # a server people run themselves (Ollama, llama.cpp): no per-token price wherever it is
 
     def __init__(self, settings: dict[str, Any]) -> None:
         self.settings = settings
@@ -306,7 +329,7 @@ class HttpProvider:
         self.max_connections = int(fm_setting(settings, "max_connections", "llm_max_connections"))
         self.shards = client_shards(settings)
         self.retry = RetryPolicy.from_settings(settings)
-        self.prices = load_prices(settings)
+        self.prices = load_prices(settings, local=self.self_hosted or is_loopback(self.base_url))
 
     def client(self, key: str | None) -> Any:
         def make() -> Any:

@@ -25,6 +25,7 @@ class OllamaProvider(HttpProvider):
     default_model = "llama3.2"
     base_url_env = "OLLAMA_HOST"
     default_base_url = "http://127.0.0.1:11434"
+    self_hosted = True
 
     def __init__(self, settings: dict[str, Any]) -> None:
         super().__init__(settings)

@@ -127,6 +127,7 @@ class LlamaCppProvider(OpenAICompatProvider):
     key_env = "LLAMACPP_API_KEY"  # only if the server was started with --api-key
     key_required = False
     chat_path = "/v1/chat/completions"
+    self_hosted = True
 
     def __init__(self, settings: dict[str, Any]) -> None:
         HttpProvider.__init__(self, settings)

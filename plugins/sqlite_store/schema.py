@@ -29,6 +29,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # 1 -> 2: an index on expiry so `purge_expired` does not scan every item.
     ("CREATE INDEX items_expires_at ON items (expires_at) WHERE expires_at IS NOT NULL",),
+    # 2 -> 3: values larger than an item (the blob store, ``blobs.py``). A rowid table: its rows are
+    # large, which WITHOUT ROWID tables handle badly.
+    ("CREATE TABLE blobs (key TEXT PRIMARY KEY, data BLOB NOT NULL)",),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

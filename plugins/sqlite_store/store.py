@@ -185,6 +185,9 @@ class SqliteStore(Store):
             self.close()
             raise
         _STORES.add(self)
+        from .blobs import SqliteBlobs
+
+        self.blobs = SqliteBlobs(self)
 
     # -- connections --
 

@@ -6,6 +6,8 @@ from typing import List, Optional
 
 import typer
 
+from flowmason.kernel.errors import ExitCode
+
 
 def test_command(
     paths: Optional[List[Path]] = typer.Argument(None, help="Test files or folders (default: the current folder, *.test.json)."),
@@ -26,7 +28,7 @@ def test_command(
     files = runner.discover(list(paths or [Path(".")]))
     if not files:
         typer.echo("no test files found (*.test.json)", err=True)
-        raise typer.Exit(2)
+        raise typer.Exit(ExitCode.USAGE)
     mode = "record" if record else "update" if update else "replay"
     results = asyncio.run(runner.run_all(files, mode=mode, name_filter=name))
     if junit:
@@ -48,7 +50,7 @@ def test_command(
             typer.echo(f"stage coverage: {s['coverage_percent']}% ({s['executed']} executed, {s['failed']} failed, "
                        f"{s['skipped']} skipped, {s['not_covered']} not covered)")
     if totals["failed"] or totals["error"]:
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.FAILED)
 
 
 

@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
-from flowmason.kernel.errors import FlowMasonError
+from flowmason.kernel.errors import ExitCode, FlowMasonError
 
 COVERAGE_VERSION = 1
 _MISSING = object()
@@ -60,6 +60,7 @@ class TestFileError(FlowMasonError):
 
     __test__ = False  # not a pytest test class
     code = "test_file"
+    exit_code = ExitCode.USAGE  # a missing or malformed file is the caller's input, as in `fm run` and `fm validate`
 
 
 @dataclass

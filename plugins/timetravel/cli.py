@@ -98,7 +98,7 @@ def _show_state(state: dict[str, Any]) -> None:
 
 
 def timeline_cmd(run_id: str = typer.Argument(..., help="Run id (or a unique prefix)."),
-                 as_json: bool = typer.Option(False, "--json")) -> None:
+                 as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """List a run's snapshots (one per stage boundary)."""
     from .history import load_timeline
 
@@ -126,7 +126,7 @@ def timeline_cmd(run_id: str = typer.Argument(..., help="Run id (or a unique pre
 
 def state_cmd(run_id: str = typer.Argument(..., help="Run id (or a unique prefix)."),
               seq: int = typer.Argument(..., help="Snapshot number (see `fm debug timeline`)."),
-              as_json: bool = typer.Option(False, "--json")) -> None:
+              as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """The complete state of a run at one snapshot."""
     from .history import load_timeline
 
@@ -172,7 +172,7 @@ def step_cmd(run_id: str = typer.Argument(..., help="Run id (or a unique prefix)
 
 def diff_cmd(a: str = typer.Argument(..., help="First snapshot: RUN_ID@SEQ."),
              b: str = typer.Argument(..., help="Second snapshot: RUN_ID@SEQ, or SEQ for the same run."),
-             as_json: bool = typer.Option(False, "--json")) -> None:
+             as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """What changed between two snapshots (of one run or of two runs)."""
     from .history import diff_states, load_timeline, parse_ref
 
@@ -253,7 +253,7 @@ def _run_replay(run_id: str, seq: int, inputs: dict, sets: dict, pipeline: Optio
         return
     con = _console()
     con.print(f"replayed {plan.source.run.id} from snapshot {seq} as {run.id} ({run.status.value}); "
-              f"kept {len(plan.resume)} stage(s), re-ran {len(plan.rerun)}: {', '.join(plan.rerun) or 'none'}")
+              f"kept {len(plan.resume)} stage result(s), re-ran {len(plan.rerun)}: {', '.join(plan.rerun) or 'none'}")
     if run.error:
         con.print(f"[red]error:[/] {run.error.get('message')}")
     _print_compare(cmp)
@@ -263,7 +263,7 @@ def replay_cmd(run_id: str = typer.Argument(..., help="Run id (or a unique prefi
                seq: int = typer.Argument(..., help="Snapshot to replay from."),
                pipeline: Optional[Path] = typer.Option(None, "--pipeline", "-p",
                                                       help="The current pipeline file: refuse if it changed since the run."),
-               as_json: bool = typer.Option(False, "--json")) -> None:
+               as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Rerun a run from a snapshot; stages settled before it are not re-run."""
     _run_replay(run_id, seq, {}, {}, pipeline, as_json)
 
@@ -272,7 +272,7 @@ def what_if_cmd(run_id: str = typer.Argument(..., help="Run id (or a unique pref
                 seq: int = typer.Argument(..., help="Snapshot to replay from."),
                 input_: list[str] = typer.Option([], "--input", "-i", help="Changed input: KEY=VALUE (JSON or text)."),
                 sets: list[str] = typer.Option([], "--set", "-s", help="Changed stage field: STAGE.key=VALUE."),
-                as_json: bool = typer.Option(False, "--json")) -> None:
+                as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Replay from a snapshot with changed inputs or stage config; compare both runs side by side."""
     inputs = parse_assignments(input_, "--input")
     stage_sets = parse_stage_sets(sets)
@@ -282,8 +282,9 @@ def what_if_cmd(run_id: str = typer.Argument(..., help="Run id (or a unique pref
     _run_replay(run_id, seq, inputs, stage_sets, None, as_json)
 
 
-def compare_cmd(run_a: str = typer.Argument(...), run_b: str = typer.Argument(...),
-                as_json: bool = typer.Option(False, "--json")) -> None:
+def compare_cmd(run_a: str = typer.Argument(..., help="First run id (or a unique prefix, a short id, last)."),
+                run_b: str = typer.Argument(..., help="Second run id."),
+                as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Two runs side by side, stage by stage, with word diffs of changed outputs."""
     from .replay import compare_runs
 

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from flowmason.kernel import blobs
 from flowmason.kernel.errors import InputError, NotFoundError
 from flowmason.kernel.model import Pipeline, Run, StageResult
 
@@ -188,7 +189,7 @@ def load_timeline(repo: Any, run_ref: str) -> Timeline:
     pipeline = None
     pdef = store.get(pipe_pk(ns, head.get("pipeline_hash", "")), "def")
     if pdef is not None:
-        pipeline = Pipeline.model_validate(pdef.data["pipeline"])
+        pipeline = Pipeline.model_validate(blobs.unpack(store, pdef.data, where=f"run '{run.id}', its pipeline")["pipeline"])
     stage_ids = [s.id for s in pipeline.stages] if pipeline is not None else sorted({r.stage_id for r in results.values()})
     return Timeline(run=run, head=head, snapshots=snapshots, results=results, pipeline=pipeline, stage_ids=stage_ids)
 

@@ -50,6 +50,7 @@ import os
 import time
 from typing import Any
 
+from flowmason.kernel import blobs
 from flowmason.kernel.storage import Op
 
 log = logging.getLogger("flowmason.timetravel")
@@ -191,8 +192,10 @@ class SnapshotRecorder:
         self._live[run.id] = rl
         rl.add(RUN_STARTED, None)
         replay = run.metadata.get("replay_of") or {}
-        for sid in replay.get("resumed") or ():
-            rl.add(RESTORED, sid)
+        ids = {s.id for s in getattr(pipeline, "stages", ())}
+        for key in replay.get("resumed") or ():  # "stage" or "stage#iteration" (result_key)
+            sid, _, iteration = (key, "", "") if key in ids else key.rpartition("#")
+            rl.add(RESTORED, sid or key, iteration or None)
 
     def stage_settled(self, run: Any, result: Any, code: str) -> None:
         rl = self._live.get(run.id)
@@ -243,7 +246,8 @@ class SnapshotRecorder:
         # re-put when half the retention has passed, so the definition outlives every run using it
         if now - written.get(key, 0.0) > (expires_at - now) / 2:
             try:
-                store.put(pipe_pk(ns, digest), "def", {"pipeline": data, "hash": digest}, expires_at=expires_at)
+                blobs.put_whole(store, ns, pipe_pk(ns, digest), "def", {"pipeline": data, "hash": digest}, ("pipeline",),
+                                where=f"pipeline {digest[:12]}", expires_at=expires_at)
                 written[key] = now
             except Exception as exc:  # noqa: BLE001 - snapshots are best effort; the run goes on
                 # said once per pipeline and store, not on every run of it (the timeline falls back to stage ids)

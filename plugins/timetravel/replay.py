@@ -1,9 +1,13 @@
 """Replay a run from a snapshot, what-if runs, and side-by-side comparison.
 
-``replay`` reruns a recorded run from snapshot N: the main-graph stages
-settled at or before N are handed to the executor as ``resume`` (they are
-not re-run; their results are copied into the new run so it is complete on
-its own), everything after is run again. It runs the pipeline definition
+``replay`` reruns a recorded run from snapshot N: the stage instances
+settled at or before N are handed to the executor as ``resume``, keyed by
+stage and iteration path (``risky#2``: loop iterations are kept one by
+one; they are not re-run; their results are copied into the new run so it
+is complete on its own), everything after is run again. Control-flow
+stages always run again (cheap, and their skips and breaks must happen
+again), and so does a failure that stopped the run (``executor.reusable``),
+so a trycatch sees the failure it caught the first time. It runs the pipeline definition
 stored with the run; a *current* definition can be passed to check it has
 not changed since — if it has, the replay stops before writing anything and
 the error lists what changed.
@@ -11,7 +15,8 @@ the error lists what changed.
 ``what_if`` is a replay with changes: new input values and/or stage config
 values. A changed stage, and every stage downstream of it, is re-run even if
 it settled before the snapshot; so is a settled stage whose config reads a
-changed input (``{{input.x}}``). ``compare_runs`` lines two runs up stage by
+changed input (``{{input.x}}``), every stage inside or gated by such a stage
+and whatever waits for the loop or trycatch around one. ``compare_runs`` lines two runs up stage by
 stage (status, duration, output) for the side-by-side view.
 
 All checks (unknown run or snapshot, snapshots removed by retention, changed
@@ -27,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flowmason.kernel.errors import FlowMasonError, NotFoundError
+from flowmason.kernel.executor import reusable
 from flowmason.kernel.model import Pipeline, Run, StageResult, StageStatus
 
 from .history import Timeline, load_timeline
@@ -141,6 +147,44 @@ def _downstream(pipeline: Pipeline, roots: set[str]) -> set[str]:
     return out
 
 
+def _invalidated(plan: Any, roots: set[str]) -> set[str]:
+    """The stages whose inputs a what-if change can reach: downstream by ``depends_on``, every stage
+    inside or gated by such a stage, and what waits for a control-flow stage around one (its output
+    holds the changed result). The control-flow stages themselves always run again (``_keeps``)."""
+    governed: dict[str, list[str]] = {}
+    for sid, sp in plan.stages.items():
+        for ruler in {sp.owner, sp.gate} - {None}:
+            governed.setdefault(ruler, []).append(sid)
+    out: set[str] = set()
+    todo = set(roots)
+    for _ in range(len(plan.stages) + 1):  # bounded: each round adds a stage or ends
+        if not todo:
+            break
+        out |= todo
+        nxt = _downstream(plan.pipeline, todo)
+        for sid in todo:
+            nxt.update(governed.get(sid, ()))
+            owner = plan.stages[sid].owner if sid in plan.stages else None
+            for _ in range(len(plan.stages)):  # up the chain of enclosing loops and try blocks
+                if owner is None:
+                    break
+                nxt |= _downstream(plan.pipeline, {owner}) - {owner}
+                owner = plan.stages[owner].owner
+        todo = nxt - out
+    return out
+
+
+def _keeps(plan: Any, r: StageResult, invalid: set[str]) -> bool:
+    """Whether a settled result is kept by a replay: not touched by a change, and reusable as it is
+    (``executor.reusable``: control-flow stages run again, so their skips and breaks happen again)."""
+    sp = plan.stages.get(r.stage_id)
+    if sp is None or r.stage_id in invalid or sp.component.kind == "control_flow":
+        return False
+    if r.status is StageStatus.SKIPPED:
+        return r.iteration is None  # a skipped main-graph stage stays skipped; in a body the skip happens again
+    return reusable(sp, r)
+
+
 def _reads_inputs(pipeline: Pipeline, keys: set[str]) -> set[str]:
     """Stages whose settings mention one of the input keys (``input.key`` / ``input['key']``)."""
     import re
@@ -194,17 +238,13 @@ def plan_replay(repo: Any, run_ref: str, seq: int, *, inputs: dict[str, Any] | N
     from flowmason.kernel.plan import compile_plan
     from flowmason.kernel.plugins import get_registry
 
-    compile_plan(pipeline, get_registry().components)  # raises the validation errors before any write
+    compiled = compile_plan(pipeline, get_registry().components)  # raises the validation errors before any write
     new_inputs = copy.deepcopy(tl.run.inputs)
     changed_inputs = sorted(k for k, v in (inputs or {}).items() if tl.run.inputs.get(k, object()) != v)
     new_inputs.update(inputs or {})
-    invalid = _downstream(pipeline, set(stage_changes or {}) | _reads_inputs(pipeline, set(changed_inputs)))
+    invalid = _invalidated(compiled, set(stage_changes or {}) | _reads_inputs(pipeline, set(changed_inputs)))
     settled = tl.finished_by(seq)
-    resume = {
-        sid: r for sid, r in tl.results.items()
-        if r.iteration is None and sid in settled and sid not in invalid
-        and r.status in (StageStatus.COMPLETED, StageStatus.FAILED, StageStatus.SKIPPED)
-    }
+    resume = {key: r for key, r in tl.results.items() if key in settled and _keeps(compiled, r, invalid)}
     rerun = [s.id for s in pipeline.stages if s.id not in resume]
     return ReplayPlan(tl, seq, pipeline, new_inputs, resume, rerun, changed_inputs, sorted(stage_changes or {}))
 

@@ -436,3 +436,51 @@ def test_info(store):
     assert info["url"] == store.url
     assert info["backend"] in ("sqlite", "dynamodb")
     assert info["items"] >= 1 or info["backend"] == "dynamodb"
+
+
+# -- the blob store (Store.blobs): values larger than an item --
+
+
+def test_blob_store_puts_gets_replaces_and_deletes_bytes(store):
+    blobs = store.blobs
+    assert blobs is not None, "every backend provides a blob store"
+    assert blobs.get("org#t#blob/none") is None
+    assert blobs.delete("org#t#blob/none") is False
+    data = bytes(range(256)) * 10 + b"\x00"
+    blobs.put("org#t#blob/a", data)
+    assert blobs.get("org#t#blob/a") == data
+    blobs.put("org#t#blob/a", b"")  # a put replaces; empty is a value too
+    assert blobs.get("org#t#blob/a") == b""
+    blobs.put("blob/é✓", b"unicode key")
+    assert blobs.get("blob/é✓") == b"unicode key"
+    assert blobs.delete("org#t#blob/a") is True
+    assert blobs.get("org#t#blob/a") is None
+    assert blobs.delete("org#t#blob/a") is False
+
+
+def test_blob_store_keeps_a_value_many_times_the_item_limit_whole(store):
+    data = (b"0123456789abcdef" * (MAX_ITEM_BYTES // 16)) * 12 + b"end"  # ~4.9 MB
+    store.blobs.put("big/one", data)
+    got = store.blobs.get("big/one")
+    assert len(got) == len(data) and got == data
+
+
+def test_blob_keys_and_data_are_checked(store):
+    for bad in ("", None, "k" * 1025, "é" * 513):
+        with pytest.raises(StorageError):
+            store.blobs.put(bad, b"x")
+    store.blobs.put("k" * 1024, b"at the limit")
+    assert store.blobs.get("k" * 1024) == b"at the limit"
+    with pytest.raises(StorageError, match="bytes"):
+        store.blobs.put("k", "text is not bytes")
+
+
+def test_a_presigned_url_when_offered_downloads_the_bytes_without_credentials(store):
+    import httpx
+
+    store.blobs.put("signed/v", b'{"v": 1}')
+    url = store.blobs.presigned_url("signed/v", expires_s=60)
+    if url is None:  # a backend whose host serves values itself (SQLite)
+        return
+    got = httpx.get(url, timeout=10)
+    assert got.status_code == 200 and got.content == b'{"v": 1}'

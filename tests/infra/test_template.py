@@ -71,11 +71,38 @@ def test_policies_are_scoped_to_the_table_and_the_run_queue(template):
         for policy in res[name]["Properties"]["Policies"]:
             if "Statement" in policy:
                 for statement in policy["Statement"]:
+                    if "BlobBucket" in json.dumps(statement["Resource"]):
+                        assert_blob_statement(statement)
+                        continue
                     assert statement["Resource"] == {"Fn::GetAtt": ["Table", "Arn"]}
                     assert all(a.startswith("dynamodb:") and "*" not in a for a in statement["Action"])
                     assert "dynamodb:Scan" not in statement["Action"]
             else:
                 assert policy == {"SQSSendMessagePolicy": {"QueueName": {"Fn::GetAtt": ["RunQueue", "QueueName"]}}}
+
+
+def assert_blob_statement(statement):
+    """The blob bucket's statements: object reads and writes on its objects, listing on the bucket, nothing else."""
+    actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+    if statement["Resource"] == {"Fn::Sub": "${BlobBucket.Arn}/*"}:
+        assert sorted(actions) == ["s3:DeleteObject", "s3:GetObject", "s3:PutObject"]
+    else:
+        assert statement["Resource"] == {"Fn::GetAtt": ["BlobBucket", "Arn"]} and actions == ["s3:ListBucket"]
+
+
+def test_the_blob_bucket_is_private_encrypted_tls_only_and_named_to_every_function(template):
+    res = template["Resources"]
+    props = res["BlobBucket"]["Properties"]
+    assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
+    assert all(props["PublicAccessBlockConfiguration"].values()) and len(props["PublicAccessBlockConfiguration"]) == 4
+    assert res["BlobBucket"]["DeletionPolicy"] == "Retain"
+    (deny,) = res["BlobBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert template["Globals"]["Function"]["Environment"]["Variables"]["FM_BLOB_BUCKET"] == {"Ref": "BlobBucket"}
+    for name in ("ApiFunction", "WorkerFunction", "DeadLetterFunction"):
+        granted = [s for p in res[name]["Properties"]["Policies"] for s in p.get("Statement", [])
+                   if "BlobBucket" in json.dumps(s["Resource"])]
+        assert len(granted) == 2, name
 
 
 def test_the_local_stack_creates_the_table_and_queues_the_template_declares(template):
@@ -94,3 +121,5 @@ def test_the_local_stack_creates_the_table_and_queues_the_template_declares(temp
         assert attrs["VisibilityTimeout"] == "5400"
         dlq_arn = sqs.get_queue_attributes(QueueUrl=stack.dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         assert json.loads(attrs["RedrivePolicy"]) == {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 5}
+        assert stack.bucket and f"blob_bucket={stack.bucket}" in stack.store_url
+        stack.client("s3").head_bucket(Bucket=stack.bucket)

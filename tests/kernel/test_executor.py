@@ -163,6 +163,24 @@ def test_secrets_never_reach_the_record(probe, repo, monkeypatch):
     assert "tok-123456789" not in repo.get_run(r.id).model_dump_json()
 
 
+@pytest.mark.parametrize("url, shown", [
+    ("http://user:URLPASS@svc.example/p?api_key=QSECRET&page=2", "http://user:***@svc.example/p?api_key=***&page=2"),
+    ("https://svc.example/x?token=QSECRET&sig=QSECRET2&X-Amz-Signature=QSECRET3&monkey=ok",
+     "https://svc.example/x?token=***&sig=***&X-Amz-Signature=***&monkey=ok"),
+])
+def test_url_passwords_and_query_secrets_never_reach_the_record(probe, repo, url, shown):
+    # the URL arrives through a template, so the plan cannot see it: the key name `url` marks the stage
+    p = P(S("a", url="{{input.url}}", value="{{input.url}}"))
+    r = run(p, {"url": url}, recorder=repo)
+    assert r.output["value"] == url  # the component and the caller get the real URL
+    (stage,) = repo.stage_results(r.id)
+    assert stage.input == {"url": shown, "value": shown} and stage.output["value"] == shown
+    recorded = repo.get_run(r.id)
+    assert recorded.output["value"] == shown
+    # the run's own inputs stay as given: a resumed or replayed run needs them
+    assert "URLPASS" not in stage.model_dump_json() and "QSECRET" not in stage.model_dump_json()
+
+
 def test_legacy_retry_policy_retries(probe):
     p = P({"id": "flaky", "component_type": "t-fail", "config": {"fail_times": 1},
            "error_handling": {"on_error": "retry", "max_retries": 2, "retry_delay": 1}})

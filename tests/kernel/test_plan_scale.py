@@ -137,7 +137,9 @@ def test_upstream_check_matches_its_definition(components, seed):
     for st in stages:
         if st["type"] == "t-echo":
             refs[st["id"]] = [f"s{rng.randrange(n)}" for _ in range(rng.randint(0, 3))]
-            st["config"] = {"value": " ".join(f"{{{{upstream.{r}.value}}}}" for r in refs[st["id"]])}
+            # a field each target has: the loop's output is closed and has no `value`
+            st["config"] = {"value": " ".join(f"{{{{upstream.{r}.{'results' if owner and r == f's{n - 1}' else 'value'}}}}}"
+                                              for r in refs[st["id"]])}
     allowed = _upstream_by_definition(stages, owner)
     expected = [(sid, r) for sid, rs in refs.items() for r in rs if r not in allowed(sid)]
     try:

@@ -129,5 +129,5 @@ def test_fm_settings_lists_values_sources_and_masks_secrets(tmp_path):
     assert rows["FM_JWT_ISSUER"] == {**rows["FM_JWT_ISSUER"], "value": "flowmason", "source": "default"}
     assert len(rows) >= 45
     bad = _run_fm(["settings", "--changed"], {**env, "FM_LLM_TIMEOUT_S": "soon"})
-    assert bad.returncode == 1  # listed, with the error, and a failing exit code for scripts
+    assert bad.returncode == 4  # listed, with the error, and the exit code of a setup problem (ExitCode.SETUP)
     assert "FM_LLM_TIMEOUT_S" in bad.stdout and "is not a number" in bad.stdout and "FM_JWT_ISSUER" not in bad.stdout

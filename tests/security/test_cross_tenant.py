@@ -39,6 +39,9 @@ def _tenant(api, email, marker):
     return acct, pid, rid, key
 
 
+_NEUTRAL = ("1", "test", "output", "say")  # path values that name no tenant's resource
+
+
 def _values(param, own, victim):
     """Candidate values of a path parameter: the victim's, and mixes with our own where two ids meet."""
     mapping = {"pipeline_id": "pid", "run_id": "rid", "other": "rid", "other_id": "rid", "org_id": "org",
@@ -47,6 +50,10 @@ def _values(param, own, victim):
         return ["1"]
     if param == "idp":
         return ["test"]
+    if param == "field":  # a run's or a stage's value (/values/{field})
+        return ["output"]
+    if param == "stage_id":  # the one stage both tenants' pipelines have
+        return ["say"]
     if param == "other":  # a snapshot reference, RUN_ID@SEQ
         return [victim["rid"] + "@1", own["rid"] + "@1"]
     field = mapping.get(param, "rid")
@@ -86,8 +93,8 @@ def test_no_route_crosses_tenants(api, attacks):
         params = _PARAM.findall(spec.path)
         combos = list(itertools.product(*[_values(p, own, victim) for p in params])) or [()]
         for combo in combos:
-            neutral = all(v in ("1", "test") for v in combo)  # no tenant's ids at all (e.g. the SAML IdP name)
-            if params and not neutral and all(v.split("@")[0] in own.values() or v in ("1", "test") for v in combo):
+            neutral = all(v in _NEUTRAL for v in combo)  # no tenant's ids at all (e.g. the SAML IdP name)
+            if params and not neutral and all(v.split("@")[0] in own.values() or v in _NEUTRAL for v in combo):
                 continue  # entirely our own resources: not an attack
             path = spec.path
             for p, v in zip(params, combo):

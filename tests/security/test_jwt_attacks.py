@@ -100,7 +100,7 @@ def test_hs256_deployment_refuses_forged_and_confused_tokens(tmp_path, attacks):
     from tests.support.auth_api import auth_api
 
     with auth_api(f"sqlite:///{tmp_path / 'hs.db'}", settings=AuthSettings(enabled=True, algorithm="HS256",
-                                                                           bcrypt_rounds=4)) as api:
+                                                                           bcrypt_rounds=4, signup=True)) as api:
         acct = register(api, "hs@example.com")
         header, claims, _ = parts(acct.access)
         for guess in (b"secret", b"", b"flowmason", header["kid"].encode()):

@@ -36,6 +36,31 @@ def test_login_does_not_reveal_which_emails_exist(api, attacks):
     assert attacks.attempt("enumeration", "reset answer tells accounts apart", same)
 
 
+def test_registration_does_not_reveal_which_emails_exist(api, attacks):
+    register(api, "taken@example.com")
+    body = {"password": "a long enough passphrase"}
+    taken = api.post("/auth/register", json={"email": "taken@example.com", **body})
+    free = api.post("/auth/register", json={"email": "free@example.com", **body})
+    same = (taken.status_code, taken.json()) == (free.status_code, free.json())
+    assert attacks.attempt("enumeration", "register answer tells accounts apart", same)
+    # the owner of the taken address hears of it; nobody is told in the answer
+    assert api.mailer.sent[-2]["To"] == "taken@example.com"
+
+
+def test_a_default_server_takes_no_anonymous_accounts(tmp_path, attacks):
+    from flowmason.plugins.auth.settings import AuthSettings
+    from tests.support.auth_api import auth_api
+
+    with auth_api(f"sqlite:///{tmp_path / 'closed.db'}", settings=AuthSettings(enabled=True, bcrypt_rounds=4)) as api:
+        for email in ("anon@example.com", "anon+2@example.com"):
+            code = api.post("/auth/register", json={"email": email, "password": "a long enough passphrase"}).status_code
+            assert attacks.attempt("signup", "anonymous self-registration on a default server", code == 403)
+        forged = api.post("/auth/register/confirm", json={"token": "A" * 43}).status_code
+        assert attacks.attempt("signup", "forged registration token", forged == 401)
+        forged = api.post("/auth/invites/accept", json={"token": "A" * 43, "password": "a long enough passphrase"})
+        assert attacks.attempt("signup", "forged invitation token", forged.status_code == 401)
+
+
 def test_api_key_guessing_and_reuse(api, attacks):
     owner = register(api, "keyowner@example.com")
     made = api.post("/auth/api-keys", headers=owner.headers, json={"name": "k", "scopes": ["read"]}).json()

@@ -16,6 +16,7 @@ from typing import Any, Iterator
 
 from flowmason.plugins.auth.mail import ConsoleMailer
 from flowmason.plugins.auth.service import configure
+from flowmason.plugins.auth.service import get_service as configured_service
 from flowmason.plugins.auth.settings import AuthSettings
 
 _RL_VARS = ("FM_RATELIMIT", "FM_RATELIMIT_BACKEND", "FM_RATELIMIT_REDIS", "FM_RATELIMIT_STORE")
@@ -32,7 +33,7 @@ def auth_api(store_url: str, *, settings: AuthSettings | None = None, mailer: An
     from flowmason.plugins.http_api.app import create_app
     from flowmason.plugins.http_api.services import Services
 
-    settings = settings or AuthSettings(enabled=True, bcrypt_rounds=4)
+    settings = settings or AuthSettings(enabled=True, bcrypt_rounds=4, signup=True)
     mailer = mailer or ConsoleMailer(stream=open(os.devnull, "w"))
     changes = {k: None for k in _RL_VARS}
     changes.update(ratelimit or {})
@@ -82,8 +83,25 @@ class Account:
         return {"Authorization": f"Bearer {self.access}"}
 
 
+def mailed_token(mailer: Any, to: str | None = None) -> str:
+    """The token in the newest email (to ``to``, when given) the mailer sent."""
+    import re
+    from urllib.parse import unquote
+
+    for msg in reversed(mailer.sent):
+        if to is None or msg["To"] == to:
+            text = msg.get_body(preferencelist=("plain",)).get_content()
+            return unquote(re.search(r"token=([A-Za-z0-9_\-%]+)", text).group(1))
+    raise AssertionError(f"no email to {to}")
+
+
 def register(client: Any, email: str, password: str = "a long enough passphrase", org_name: str | None = None) -> Account:
+    """Self-registration as a user does it (the server has FM_AUTH_SIGNUP on): ask, then open the mailed link."""
     resp = client.post("/auth/register", json={"email": email, "password": password, "org_name": org_name})
+    assert resp.status_code == 202, resp.text
+    # a client from auth_api knows its mailer; else the process-wide service's (configure() without a store)
+    mailer = getattr(client, "mailer", None) or configured_service().mailer
+    resp = client.post("/auth/register/confirm", json={"token": mailed_token(mailer, email)})
     assert resp.status_code == 201, resp.text
     body = resp.json()
     return Account(email, password, body["user_id"], body["org_id"], body["access_token"], body["refresh_token"])
@@ -116,3 +134,12 @@ def local_smtp() -> Iterator[tuple[str, int, list[Any]]]:
         yield "127.0.0.1", controller.port, inbox.messages
     finally:
         controller.stop()
+
+
+def create_account(client: Any, email: str, password: str = "a long enough passphrase") -> Account:
+    """An account made the admin's way (``fm auth create-user``), then logged in over HTTP."""
+    made = client.service.register(email, password)
+    resp = client.post("/auth/login", json={"email": email, "password": password})
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    return Account(email, password, made["user_id"], made["org_id"], body["access_token"], body["refresh_token"])

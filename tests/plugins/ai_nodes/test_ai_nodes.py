@@ -50,7 +50,7 @@ def test_generator_output_usage_and_template(llm_env):
     assert out["tokens_used"] > 0 and out["finish_reason"] == "end_turn"
     _, _, body = llm_env.requests[-1]
     assert body["system"] == "Be brief." and body["max_tokens"] == 4096
-    assert r.usage["calls"] == 1 and r.usage["output_tokens"] == 4 and r.usage["cost_usd"] > 0
+    assert r.usage["calls"] == 1 and r.usage["output_tokens"] == 4 and r.usage["cost_usd"] == 0.0  # a model on loopback costs nothing
 
 
 def test_tokens_stream_to_listeners(llm_env):

@@ -161,7 +161,7 @@ def test_fm_export_writes_files_and_rejects_bad_input(recorded, tmp_path, monkey
     assert "flowchart LR" in capsys.readouterr().out
     with pytest.raises(SystemExit) as exc:
         main(["export", run.id, "--format", "pdf"])
-    assert exc.value.code == 1
+    assert exc.value.code == 2
     assert "unknown export format 'pdf'" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
         main(["export", "run_missing", "--format", "html"])
@@ -236,7 +236,7 @@ def test_fm_play_and_fm_watch_commands(recorded, monkeypatch, capsys):
     assert "diamond" in out and "100%" in out and "merge" in out
     with pytest.raises(SystemExit) as exc:
         main(["play", run.id, "--speed", "3"])
-    assert exc.value.code == 1 and "speed 3.0x is not offered" in capsys.readouterr().err
+    assert exc.value.code == 2 and "speed 3.0x is not offered" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
         main(["watch", run.id, "--interval", "0.05"])
     assert exc.value.code in (0, None)

@@ -65,7 +65,40 @@ def test_lockout_after_repeated_failures(api):
         assert api.post("/auth/login", json={"email": acct.email, "password": "wrong password!"}).status_code == 401
     locked = api.post("/auth/login", json={"email": acct.email, "password": acct.password})
     assert locked.status_code == 429 and locked.json()["error"]["code"] == "locked_out"
-    assert 800 < int(locked.headers["Retry-After"]) <= 901
+    assert int(locked.headers["Retry-After"]) == 1
+
+
+def test_backoff_doubles_per_client_and_never_touches_other_clients(service, monkeypatch):
+    from flowmason.plugins.auth import throttle
+    from flowmason.plugins.auth.errors import InvalidCredentials, LockedOut
+
+    service.register("backoff@example.com", "a fine passphrase")
+    now = [1_900_000_000.0]
+    monkeypatch.setattr(throttle.time, "time", lambda: now[0])
+
+    def attempt(password="not the password", client="10.0.0.1"):
+        try:
+            service.login("backoff@example.com", password, client=client)
+            return "ok"
+        except InvalidCredentials:
+            return "wrong"
+        except LockedOut as exc:
+            return exc.retry_after
+
+    assert [attempt() for _ in range(5)] == ["wrong"] * 5
+    waits = []
+    for _ in range(12):
+        wait = attempt()
+        waits.append(wait)
+        now[0] += wait + 0.01
+        assert attempt() == "wrong"  # after the wait, one try is checked again
+    assert waits == [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 900, 900]  # doubling, capped at FM_LOGIN_LOCKOUT
+    assert attempt(client="10.0.0.2") == "wrong"  # another client starts with its own free tries
+    assert attempt("a fine passphrase", client="10.0.0.3") == "ok"  # the owner elsewhere is never locked out
+    assert attempt("a fine passphrase") == 900  # the owner's success elsewhere does not lift this client's wait
+    now[0] += 900.01
+    assert attempt("a fine passphrase") == "ok"  # the right password after the wait, which clears it all
+    assert [attempt() for _ in range(5)] == ["wrong"] * 5
 
 
 def test_success_clears_the_failure_count(service):
@@ -85,7 +118,9 @@ def test_success_clears_the_failure_count(service):
 def test_register_errors_are_clear(api):
     register(api, "dup@example.com")
     dup = api.post("/auth/register", json={"email": "dup@example.com", "password": "a long enough passphrase"})
-    assert dup.status_code == 409 and dup.json()["error"]["field"] == "email"
+    new = api.post("/auth/register", json={"email": "new@example.com", "password": "a long enough passphrase"})
+    assert (dup.status_code, dup.json()) == (new.status_code, new.json()) == (202, new.json())  # nothing told apart
+    assert "already has one" in api.mailer.sent[-2].get_body(preferencelist=("plain",)).get_content()
     weak = api.post("/auth/register", json={"email": "weak@example.com", "password": "short"})
     assert weak.status_code == 422 and weak.json()["error"]["field"] == "password"
     bad = api.post("/auth/register", json={"email": "not-an-email", "password": "a long enough passphrase"})
@@ -117,7 +152,7 @@ def test_users_live_in_the_apis_own_store_by_default(tmp_path, monkeypatch):
 
     monkeypatch.delenv("FM_AUTH_STORE", raising=False)
     url = f"sqlite:///{tmp_path / 'served.db'}"
-    configure(AuthSettings(enabled=True, bcrypt_rounds=4))
+    configure(AuthSettings(enabled=True, bcrypt_rounds=4, signup=True))
     plugins.reset()
     try:
         with TestClient(create_app(Services.local(url))) as client:

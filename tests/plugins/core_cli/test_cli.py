@@ -109,7 +109,7 @@ def test_schema_export(tmp_path):
     assert fm(["schema", "-o", str(out)]).returncode == 0
     schema = json.loads(out.read_text())
     assert "stages" in schema["properties"] and "foreach" in schema["$defs"]["Stage"]["properties"]["component_type"]["examples"]
-    comp = json.loads(fm(["schema", "--component", "foreach"]).stdout)
+    comp = json.loads(fm(["schema", "--component", "foreach", "--json"]).stdout)
     assert "loop_stages" in comp["config_schema"]["required"]
 
 
@@ -124,7 +124,7 @@ def test_store_flag_points_elsewhere(tmp_path):
 
 def test_unknown_run_id(tmp_path):
     res = fm(["runs", "show", "run_nope"])
-    assert res.returncode == 1 and "no run with id 'run_nope'" in res.stderr
+    assert res.returncode == 3 and "no run with id 'run_nope'" in res.stderr
 
 
 def test_ctrl_c_cancels_cleanly_and_records(tmp_path, installed_plugin):

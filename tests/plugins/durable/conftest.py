@@ -2,7 +2,8 @@
 
 Stages are ``http-request`` calls to ``HitCounter`` (127.0.0.1, a free
 port): each call is counted under ``(run id, stage id)`` and held for
-``?sleep=`` seconds, so a stage takes its time and every run of it shows.
+``?sleep=`` seconds, so a stage takes its time and every run of it shows
+(``?size=N`` answers N bytes of text; each POST's body length is kept in ``received``).
 Leases are short (``FM_LEASE_S=1``, a heartbeat of 0.2 s, a recovery scan
 every 0.3 s) so a dead process is noticed in about a second.
 """
@@ -33,6 +34,7 @@ FAST = {"FM_HEARTBEAT_S": "0.2", "FM_LEASE_S": "1", "FM_RECOVERY_SCAN_S": "0.3",
 class HitCounter:
     def __init__(self) -> None:
         self.hits: Counter = Counter()
+        self.received: list[tuple[str, str, int, bytes]] = []  # (run id, stage, body bytes, first byte) per POST
         self.lock = threading.Lock()
         counter = self
 
@@ -46,15 +48,24 @@ class HitCounter:
                 query = parse_qs(url.query)
                 hold = query.get("first") if first else None  # a first call held long: time to act while it waits
                 time.sleep(float((hold or query.get("sleep") or ["0"])[0]))
-                body = json.dumps({"stage": stage}).encode()
+                size = int((query.get("size") or ["0"])[0])
+                body = b"x" * size if size else json.dumps({"stage": stage}).encode()
                 try:
                     self.send_response(200)
-                    self.send_header("content-type", "application/json")
+                    self.send_header("content-type", "text/plain" if size else "application/json")
                     self.send_header("content-length", str(len(body)))
                     self.end_headers()
                     self.wfile.write(body)
                 except OSError:  # the caller was killed while we slept
                     pass
+
+            def do_POST(self) -> None:  # noqa: N802 - records the length of what the stage sent, then as GET
+                length = int(self.headers.get("content-length") or 0)
+                received = self.rfile.read(length)
+                run_id, _, stage = urlparse(self.path).path.strip("/").partition("/")
+                with counter.lock:
+                    counter.received.append((run_id, stage, len(received), received[:1]))
+                self.do_GET()
 
             def log_message(self, *args: object) -> None:
                 pass

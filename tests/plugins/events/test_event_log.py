@@ -215,3 +215,13 @@ def test_a_fan_out_chunk_logs_its_stages_but_not_a_start_or_end_of_the_run(store
     run = _run({"id": "p", "name": "p", "stages": [{"id": "a", "type": "t-stream", "config": {"say": "chunk"}}]},
                store, EventLog(store, run_events=False))
     assert [e.event for e in read_events(store, "", run.id)] == ["stage.started", "stage.log", "stage.completed"]
+
+
+def test_with_run_retention_the_events_written_after_the_end_expire_with_the_run(store, monkeypatch):
+    monkeypatch.setenv("FM_RUN_RETENTION_DAYS", "3")
+    run = _run({"id": "kept", "name": "kept", "stages": [{"id": "a", "type": "t-plain"}]}, store, EventLog(store))
+    items = list(store.query_all(f"run#{run.id}"))
+    assert {i.sk for i in items} >= {"meta", "stage#a", "event-seq"} and any(i.sk.startswith("event#") for i in items)
+    expected = run.finished_at + 3 * 86400
+    assert all(i.expires_at is not None and abs(i.expires_at - expected) < 1 for i in items), \
+        [(i.sk, i.expires_at) for i in items]

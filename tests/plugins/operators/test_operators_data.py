@@ -180,7 +180,11 @@ def test_schema_validate_formats_are_annotations_unless_asked(ops):
 def test_schema_validate_bad_schema_names_the_field(ops):
     err, _ = ops.fails(ops.pipeline(ops.stage("v", "schema-validate", data=1, schema={"type": "nonsense"})))
     assert (err.stage, err.field) == ("v", "config.schema")
-    err, _ = ops.fails(ops.pipeline(ops.stage("v", "schema-validate", data=1)))
+    # no schema at all: refused before the run (`schema` or its alias `json_schema` is required)
+    (err,) = ops.invalid(ops.pipeline(ops.stage("v", "schema-validate", data=1)))
+    assert err.field == "config.schema" and "'schema' or 'json_schema'" in err.message
+    # a schema that arrives only at run time is checked then
+    err, _ = ops.fails(ops.pipeline(ops.stage("v", "schema-validate", data=1, schema="{{input.none}}")))
     assert err.field == "config.schema"
 
 
@@ -208,5 +212,8 @@ def test_text_template_with_values(ops):
 
 
 def test_text_template_unknown_name_names_the_stage(ops):
-    err, _ = ops.fails(ops.pipeline(ops.stage("t", "text-template", template="{{nope}}")))
-    assert err.stage == "t" and "unknown name 'nope'" in err.message
+    # refused before the run now: the template's names are checked statically
+    (err,) = ops.invalid(ops.pipeline(ops.stage("t", "text-template", template="{{nope}}")))
+    assert err.stage == "t" and err.field == "config.template" and "unknown name 'nope'" in err.message
+    # names given in `values` are in scope
+    ops.run(ops.pipeline(ops.stage("t", "text-template", template="{{nope}}", values={"nope": 1})))

@@ -148,5 +148,5 @@ def test_fm_diff_output(repo, tmp_path, monkeypatch, capsys):
     assert "gothic" in capsys.readouterr().out
     with pytest.raises(SystemExit) as exc:
         main(["diff-output", a.id, "run_nope", "-s", "draft"])
-    assert exc.value.code == 1
+    assert exc.value.code == 3
     assert "no run with id 'run_nope'" in capsys.readouterr().err

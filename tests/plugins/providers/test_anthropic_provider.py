@@ -27,8 +27,11 @@ def test_complete_sends_the_messages_request_and_reads_usage(llm_env):
     assert c.text == "Echo: name three owls"
     assert c.model == "claude-sonnet-4-6"
     assert c.input_tokens > 0 and c.output_tokens == 4
-    # sonnet: $3 / $15 per million tokens
-    assert c.cost_usd == pytest.approx((c.input_tokens * 3 + c.output_tokens * 15) / 1e6)
+    assert c.cost_usd == 0.0  # ANTHROPIC_BASE_URL is on loopback: not the hosted price
+    from flowmason.plugins.providers.anthropic import AnthropicProvider
+
+    # the hosted endpoint, sonnet: $3 / $15 per million tokens
+    assert AnthropicProvider({"base_url": "https://api.anthropic.com"}).prices["claude-sonnet"] == (3.0, 15.0)
     path, headers, body = llm_env.requests[-1]
     assert path == "/v1/messages"
     assert KEY in (headers.get("x-api-key") or headers.get("authorization", ""))
@@ -156,3 +159,19 @@ def test_unknown_provider_lists_the_known_ones(llm_env):
     with pytest.raises(ConfigError) as info:
         resolve_provider("nope")
     assert "anthropic" in info.value.message and "ollama" in info.value.message
+
+
+def test_a_key_without_the_sdk_names_the_extra_not_a_module_error(tmp_path):
+    import json
+    import os
+
+    from tests.support.without_extra import run_fm
+
+    doc = tmp_path / "ai.pipeline.json"
+    doc.write_text(json.dumps({"name": "tagline", "stages": [
+        {"id": "draft", "component_type": "generator", "provider": "anthropic", "config": {"prompt": "a tagline"}}]}))
+    env = {**os.environ, "ANTHROPIC_API_KEY": "sk-dummy", "FM_HOME": str(tmp_path / "home")}
+    done = run_fm(["run", str(doc)], blocked=["anthropic"], env=env)
+    assert done.returncode != 0
+    assert "pip install 'flowmason[anthropic]'" in done.stderr and "stage 'draft'" in done.stderr
+    assert "ModuleNotFoundError" not in done.stderr and "Traceback" not in done.stderr

@@ -26,7 +26,7 @@ def test_openai_complete_sends_chat_completions(llm_env):
     c = call("openai", CompletionRequest("hello owls", system="sys", model="gpt-4o", temperature=0.2, max_tokens=30,
                                          stop=["END"]))
     assert c.text == "Echo: hello owls" and c.model == "gpt-4o"
-    assert c.cost_usd == pytest.approx((c.input_tokens * 2.5 + c.output_tokens * 10) / 1e6)
+    assert c.cost_usd == 0.0  # the server is on loopback: a local model is not billed as the hosted gpt-4o
     path, headers, body = llm_env.requests[-1]
     assert path == "/v1/chat/completions" and headers["authorization"] == f"Bearer {KEY}"
     assert body["messages"] == [{"role": "system", "content": "sys"}, {"role": "user", "content": "hello owls"}]
@@ -137,3 +137,16 @@ def test_price_table_override(llm_env, monkeypatch, tmp_path):
     monkeypatch.setenv("FM_PRICES", "{not json")
     with pytest.raises(ConfigError, match="FM_PRICES"):
         resolve_provider("openai")
+
+
+def test_local_endpoints_cost_nothing_unless_fm_prices_prices_them(llm_env, monkeypatch):
+    from flowmason.plugins.providers.openai_compat import LlamaCppProvider, OpenAICompatProvider
+
+    hosted = OpenAICompatProvider({"base_url": "https://api.openai.com/v1"})
+    assert hosted.prices["gpt-4o"] == (2.5, 10.0)  # the hosted endpoint keeps the price table
+    for base in ("http://127.0.0.1:9/v1", "http://localhost:9/v1", "http://[::1]:9/v1"):
+        assert OpenAICompatProvider({"base_url": base}).prices == {}, base
+    assert LlamaCppProvider({"base_url": "http://gpu-box.lan:8080"}).prices == {}  # self-hosted wherever it runs
+    monkeypatch.setenv("FM_PRICES", '{"gpt-4o": [1.0, 2.0]}')
+    c = call("openai", CompletionRequest("hello owls", model="gpt-4o", max_tokens=30))
+    assert c.cost_usd == pytest.approx((c.input_tokens * 1.0 + c.output_tokens * 2.0) / 1e6) and c.cost_usd > 0

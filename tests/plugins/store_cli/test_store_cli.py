@@ -105,6 +105,30 @@ def test_export_sqlite_import_dynamodb(app, sqlite_url, moto_endpoint):
     assert items_of(back) == items_of(sqlite_url)
 
 
+def test_export_and_import_carry_values_kept_in_the_blob_store(app, sqlite_url, moto_endpoint):
+    from flowmason.kernel.model import Run, RunStatus
+    from flowmason.kernel.runs import RunRepository
+    from tests.support.dynamodb import dynamodb_url
+
+    big = "x" * 600_000
+    with open_store(sqlite_url) as store:
+        record = Run(pipeline_id="p", status=RunStatus.COMPLETED, inputs={"big": big}, output={"body": big})
+        RunRepository(store, group_commit=False).run_finished(record)
+    exported = run(app, ["store", "export"], sqlite_url)
+    assert "and 2 large value(s)" in exported.stderr  # the inputs and the output, each a blob line
+    target = dynamodb_url(moto_endpoint)
+    result = run(app, ["store", "import", "--to", target], sqlite_url, input=exported.stdout)
+    assert result.exit_code == 0, result.output
+    with open_store(target) as store:
+        back = RunRepository(store).get_run(record.id)
+    assert back.inputs == {"big": big} and back.output == {"body": big}
+    # a target without a blob store takes nothing
+    bare = dynamodb_url(moto_endpoint, blobs=False)
+    refused = run(app, ["store", "import", "--to", bare], sqlite_url, input=exported.stdout)
+    assert refused.exit_code == 2 and "no blob store" in refused.stderr
+    assert items_of(bare) == []
+
+
 def test_real_pipe_between_two_fm_processes(sqlite_url, moto_endpoint):
     from tests.support.dynamodb import dynamodb_url
 

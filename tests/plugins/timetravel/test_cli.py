@@ -55,7 +55,7 @@ def test_timeline_state_diff(repo, capsys):
     code, out, _ = fm(capsys, "debug", "diff", f"{run.id}@1", str(seq))
     assert code == 0 and "draft.status: pending → completed" in out
     code, _, err = fm(capsys, "debug", "state", run.id, "99")
-    assert code == 1 and "has no snapshot 99" in err and "fm debug timeline" in err
+    assert code == 3 and "has no snapshot 99" in err and "fm debug timeline" in err
 
 
 def test_step_back_and_forth_from_stdin(repo, capsys, monkeypatch):
@@ -107,11 +107,11 @@ def test_retention_and_cleanup(repo, capsys, monkeypatch):
     code, out, _ = fm(capsys, "debug", "retention", run.id, "--days", "0")
     assert code == 0 and "snapshots kept until" in out
     code, _, err = fm(capsys, "debug", "timeline", run.id)
-    assert code == 1 and "removed by retention" in err
+    assert code == 3 and "removed by retention" in err
     code, out, _ = fm(capsys, "debug", "cleanup")
     assert code == 0 and out.startswith("removed ") and int(out.split()[1]) >= 1
     code, _, err = fm(capsys, "debug", "timeline", "run_nope")
-    assert code == 1 and "no run with id 'run_nope'" in err
+    assert code == 3 and "no run with id 'run_nope'" in err
 
 
 

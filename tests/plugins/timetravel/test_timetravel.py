@@ -323,3 +323,18 @@ def test_expired_snapshots_are_purged_automatically(repo, monkeypatch, tmp_path)
     with pytest.raises(SnapshotExpiredError):
         load_timeline(repo, old.id)
     db.close()
+
+
+def test_replay_and_state_of_a_run_with_600_kb_values_give_them_back_whole(repo, comps):
+    big = "x" * 600_000
+    p = pipeline(stage("first", text="{{input.big}}"), stage("second", deps=("first",), text="{{upstream.first.text}}!"),
+                 pid="big")
+    run = record(repo, p, {"big": big})
+    assert run.status.value == "completed" and run.output == {"text": big + "!"}
+    tl = load_timeline(repo, run.id)
+    state = tl.state(seq_of(tl, "stage.finished", "first"))
+    assert state["stages"]["first"]["output"] == {"text": big}
+    plan, new = replay(repo, run.id, seq_of(tl, "stage.finished", "first"))
+    assert plan.rerun == ["second"] and new.status.value == "completed"
+    assert new.output == {"text": big + "!"}
+    assert {r.stage_id: r.output for r in repo.stage_results(new.id)} == {"first": {"text": big}, "second": {"text": big + "!"}}
