@@ -4,15 +4,18 @@ The app is built once per container, at import (Lambda's init phase):
 routes from the loaded plugins, the store from ``FM_STORE``, the run queue
 from ``FM_QUEUE_URL`` (SQS; without it runs execute in this process, as
 under ``fm serve``). Only starlette, pydantic and the kernel load here;
-boto3 loads when the store or queue first talks to AWS.
+boto3 loads when the store or queue first talks to AWS. Server defaults
+apply (``use_server_defaults``: ``FM_HTTP_DENY_PRIVATE`` on unless set).
 """
 from __future__ import annotations
 
 from mangum import Mangum
 
-from flowmason.kernel.settings import get_settings
+from flowmason.kernel.settings import get_settings, use_server_defaults
 from flowmason.plugins.http_api.app import create_app
 from flowmason.plugins.http_api.services import Services
+
+use_server_defaults("Lambda API")
 
 
 def services_from_env() -> Services:

@@ -28,7 +28,8 @@ Configuration (environment): ``FM_STORE`` (``dynamodb://TABLE?region=...``),
 (default 100); the engine's lease settings (``FM_HEARTBEAT_S``, ``FM_LEASE_S``,
 ``FM_CANCEL_POLL_S``: see ``flowmason.plugins.durable.leases``). Logs are JSON
 and metrics EMF, through aws-lambda-powertools.
-boto3 loads on the first message, not at import.
+boto3 loads on the first message, not at import. Server defaults apply
+(``use_server_defaults``: ``FM_HTTP_DENY_PRIVATE`` on unless set).
 """
 from __future__ import annotations
 
@@ -117,8 +118,9 @@ def record_handler(record: Any, lambda_context: Any = None) -> str:
 
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    from flowmason.kernel.settings import get_settings
+    from flowmason.kernel.settings import get_settings, use_server_defaults
 
+    use_server_defaults("Lambda worker")  # pipelines run here: closed by default, as on the API
     receipts = [r.get("receiptHandle") for r in event.get("Records") or []]
     with Holding(get_jobs().queue, receipts, get_settings().visibility_s):
         # a processor per invocation: it holds the batch's state (and the local stack invokes from several threads)

@@ -35,7 +35,8 @@ from .errors import (
 )
 from .model import Pipeline, Run, RunStatus, Stage, StageResult, StageStatus
 from .plan import Plan, StagePlan, compile_cached
-from .templating import EnvView, evaluate as evaluate_expr
+from .bounds import Offload
+from .templating import EnvView, evaluate as evaluate_expr, render_fast, render_off_loop
 
 DEFAULT_STAGE_TIMEOUT_S = 600.0
 
@@ -193,6 +194,10 @@ class _Graph:
                         return
                     try:
                         settle(*ex.run_stage_sync(stages[sid], self))
+                    except Offload:  # a slow expression in its config: render it off the event loop
+                        task = loop.create_task(ex.run_stage(stages[sid], self))
+                        self.tasks.add(task)
+                        task.add_done_callback(on_done)
                     except BaseException as exc:  # noqa: BLE001 - same handling as a failed task
                         if not finished.done():
                             failure.append(exc)
@@ -388,13 +393,18 @@ class Execution:
         if self.stops_at(stage.id, graph.label):
             await self.gate(StagePoint(self, stage, graph.label, graph.scope))
 
-    def _begin(self, sp: StagePlan, graph: _Graph) -> tuple[StageContext, float, float]:
-        """Render the config and announce the stage; a template error fails the stage here."""
+    def _begin(self, sp: StagePlan, graph: _Graph, rendered: Any = None) -> tuple[StageContext, float, float]:
+        """Render the config and announce the stage; a template error fails the stage here.
+
+        The config renders on the fast path; an expression that needs more
+        raises ``Offload`` and the async path renders it again off the event
+        loop, passing the finished future as ``rendered``.
+        """
         started = time.time()
         t0 = time.perf_counter()
         stage = sp.stage
         try:
-            config = sp.render(graph.scope)
+            config = render_fast(sp.render, graph.scope) if rendered is None else rendered.result()
         except TemplateError as exc:
             exc.stage = stage.id
             exc.pipeline = self.plan.name
@@ -456,6 +466,8 @@ class Execution:
         try:
             ctx, started, t0 = self._begin(sp, graph)
             output = sp.component.fn(ctx)
+        except Offload:
+            raise  # nothing ran yet: the graph runs this stage on the async path, which renders it off the loop
         except _Return as ret:
             self._finish_stage(sp, graph, _COMPLETED, ctx.config if ctx else None, ret.value, None, started, t0, 1, ctx)
             raise
@@ -473,7 +485,12 @@ class Execution:
         started = time.time()
         t0 = time.perf_counter()
         try:
-            ctx, started, t0 = self._begin(sp, graph)
+            try:
+                ctx, started, t0 = self._begin(sp, graph)
+            except Offload:
+                done = asyncio.ensure_future(render_off_loop(sp.render, graph.scope))
+                await asyncio.wait([done])
+                ctx, started, t0 = self._begin(sp, graph, done)
             retry = stage.retry_config
             max_attempts = 1 + (retry.max_retries if retry else 0)
             timeout = sp.timeout_s or DEFAULT_STAGE_TIMEOUT_S

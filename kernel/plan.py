@@ -480,7 +480,7 @@ def _config_renderer(
     lazy = {k: settings[k] for k in comp.lazy if k in settings}
     eager = {k: v for k, v in settings.items() if k not in lazy} if lazy else settings
     try:
-        render, _ = compile_value(eager, sink)
+        render, _ = compile_value(eager, sink, where="config")
         if lazy and lazy_sink is not None:
             compile_value(lazy, lazy_sink)  # only to check them: the component renders them itself
     except TemplateError as exc:

@@ -62,15 +62,17 @@ _KINDS = {_text: "text", _flag: "yes/no value", _int: "whole number", _float: "n
 
 
 def setting(env: str, default: Any, doc: str, *, owner: str, parse: Callable[[str], Any] = _text,
-            secret: bool = False, minimum: float | None = None, lenient: bool = False) -> Any:
+            secret: bool = False, minimum: float | None = None, lenient: bool = False, server: str | None = None) -> Any:
     """A field of ``Settings``: the variable, its parser, its default and a one-line doc.
 
     ``secret`` masks the value in ``fm settings``; URLs have their password
     masked whatever the flag. ``lenient`` settings fall back to the default
     (with a warning) instead of failing: a debugging aid must not stop runs.
+    ``server`` is the value a server process takes when the variable is
+    unset (see ``use_server_defaults``).
     """
     return field(default=default, metadata={"env": env, "doc": doc, "owner": owner, "parse": parse, "secret": secret,
-                                            "minimum": minimum, "lenient": lenient})
+                                            "minimum": minimum, "lenient": lenient, "server": server})
 
 
 class _Invalid:
@@ -111,6 +113,7 @@ class Settings:
     model: str | None = setting("FM_MODEL", None, "model for FM_PROVIDER when the stage names none", owner="ai_nodes")
     record: str | None = setting("FM_RECORD", None, "cassette file to record every model call into", owner="kernel")
     replay: str | None = setting("FM_REPLAY", None, "cassette file to answer model calls from", owner="kernel")
+    expr_max_seconds: float = setting("FM_EXPR_MAX_SECONDS", 1.0, "longest one {{expression}} may run, seconds (then its stage fails)", owner="kernel", parse=_float, minimum=0.01)
     run_retention_days: float | None = setting("FM_RUN_RETENTION_DAYS", None, "finished runs expire this many days after they end (unset: kept until `fm runs prune`)", owner="kernel", parse=_float, minimum=0)
     run_retention_failed_days: float | None = setting("FM_RUN_RETENTION_FAILED_DAYS", None, "failed runs expire after this many days instead (unset: FM_RUN_RETENTION_DAYS)", owner="kernel", parse=_float, minimum=0)
     env_allowlist: tuple[str, ...] = setting("FM_ENV_ALLOWLIST", (), "environment names pipelines may read as {{env.NAME}} (FM_VAR_* always)", owner="kernel", parse=_names)
@@ -168,7 +171,8 @@ class Settings:
     llm_timeout_s: float = setting("FM_LLM_TIMEOUT_S", 120.0, "timeout of one model call, seconds", owner="providers", parse=_float, minimum=0)
     llm_max_connections: int = setting("FM_LLM_MAX_CONNECTIONS", 1000, "open connections per provider", owner="providers", parse=_int, minimum=1)
     # -- operators, tracing, time travel --
-    http_deny_private: bool = setting("FM_HTTP_DENY_PRIVATE", False, "1 makes the http operator refuse private and loopback addresses", owner="operators", parse=_flag)
+    http_deny_private: bool = setting("FM_HTTP_DENY_PRIVATE", False, "1 makes http-request and webhooks refuse loopback, private, link-local/metadata and other non-public addresses (default: on under fm serve and the Lambda functions, off for fm run)", owner="operators", parse=_flag, server="1")
+    http_allow: tuple[str, ...] = setting("FM_HTTP_ALLOW", (), "non-public targets allowed despite FM_HTTP_DENY_PRIVATE: CIDRs, addresses or host names, each with an optional :port (10.0.0.0/8,127.0.0.1:8080,search.internal)", owner="operators", parse=_names)
     tracing: str | None = setting("FM_TRACING", None, "console, otlp or 1 turns OpenTelemetry spans on; 0 off (default: on when OTEL_EXPORTER_OTLP_* is set)", owner="tracing")
     snapshot_retention_days: float = setting("FM_SNAPSHOT_RETENTION_DAYS", 14.0, "days time-travel snapshots are kept", owner="timetravel", parse=_float, minimum=0, lenient=True)
     # -- the FM_VAR_* family --
@@ -256,13 +260,38 @@ def set_from_option(env_name: str, value: str, option: str) -> None:
     _option_sources[env_name] = (option, value)
 
 
+def use_server_defaults(entry: str) -> dict[str, str]:
+    """Called first by the server entry points (``fm serve``, the Lambda API and worker): settings declared
+    with a ``server`` value take it unless the variable is set, so a server is closed where a laptop is open.
+
+    The value goes into ``os.environ`` (child processes inherit it) and ``fm
+    settings`` names its source; returns what was set.
+    """
+    applied: dict[str, str] = {}
+    for f in _declared():
+        value, name = f.metadata["server"], f.metadata["env"]
+        if value is not None and not os.environ.get(name):
+            os.environ[name] = value
+            _option_sources[name] = (f"server default ({entry})", value)
+            applied[name] = value
+    return applied
+
+
+def forget_server_defaults() -> None:
+    """Undo ``use_server_defaults`` (tests: one server's defaults must not leak into the next test)."""
+    for name, (label, value) in list(_option_sources.items()):
+        if label.startswith("server default") and os.environ.get(name) == value:
+            del os.environ[name]
+            del _option_sources[name]
+
+
 def source(env_name: str, env: Mapping[str, str] | None = None) -> str:
     """Where a variable's value comes from: the option that set it, the environment, or the default."""
     env = os.environ if env is None else env
     raw = env.get(env_name) or None
     option = _option_sources.get(env_name)
     if option is not None and raw == option[1]:
-        return f"option {option[0]}"
+        return option[0] if option[0].startswith("server default") else f"option {option[0]}"
     return "environment" if raw else "default"
 
 

@@ -5,10 +5,11 @@ Existing pipeline files use Python-flavoured expressions inside the braces:
 hyphens), ``{{context.item.url}}`` inside a foreach, ``{{input.x or 'default'}}``,
 ``{{now()}}``, ``{{len([r for r in data if r.get('ok')])}}``. Jinja2 cannot
 evaluate comprehensions, so expressions run in ``simpleeval``'s sandbox
-(``EvalWithCompoundTypes``: no imports, no dunder access, bounded
-comprehensions and string sizes), parsed once here and evaluated per call.
-Plain dotted paths (the overwhelming majority) skip the evaluator and are
-compiled to a direct lookup.
+(``EvalWithCompoundTypes``: no imports, no dunder access), parsed once here
+and evaluated per call, within the bounds of ``kernel/bounds.py`` (work,
+size, memory, result and time; a slow stage config is finished off the
+event loop). Plain dotted paths (the overwhelming majority) skip the
+evaluator and are compiled to a direct lookup.
 
 The earlier product's docs, schema, Studio and ``flowmason init`` also name
 a stage's output ``{{stages.X.output.f}}``, ``{{X.output.f}}`` and
@@ -36,13 +37,17 @@ from __future__ import annotations
 
 import ast
 import datetime as _dt
+import functools
 import json
 import math
 import os
 import re
+import threading
+import time
 import uuid
 from typing import Any, Callable, Mapping
 
+from .bounds import MAX_SIZE, ExpressionLimit, Offload, check_result, make_evaluator, weight
 from .errors import TemplateError
 
 # `(?!\})`: in `{{input.x or {'a': 1}}}` the template ends at the last of the braces
@@ -95,9 +100,14 @@ def env_allowlist() -> frozenset[str]:
 class EnvView(Mapping[str, str]):
     """The environment as a pipeline may see it: allow-listed names only."""
 
-    def __init__(self, allow: frozenset[str] | None = None) -> None:
+    def __init__(self, allow: frozenset[str] | None = None, values: Mapping[str, str] | None = None) -> None:
         self._allow = env_allowlist() if allow is None else allow
+        self._values = os.environ if values is None else values
         self.seen: set[str] = set()  # values handed out, so records can mask them
+
+    def __reduce__(self) -> Any:
+        # to the expression process: the allowed values as they are here, not that process's environment
+        return EnvView, (self._allow, {n: self._values[n] for n in self._allow if n in self._values})
 
     def __getitem__(self, name: str) -> str:
         if name not in self._allow:
@@ -106,7 +116,7 @@ class EnvView(Mapping[str, str]):
                 field=f"env.{name}",
                 hint=f"add {name} to FM_ENV_ALLOWLIST (comma-separated) or name it FM_VAR_{name}",
             )
-        value = os.environ.get(name)
+        value = self._values.get(name)
         if value is None:
             raise TemplateError(f"environment variable '{name}' is not set", field=f"env.{name}")
         self.seen.add(value)
@@ -130,7 +140,21 @@ def _now(fmt: str | None = None) -> str:
 
 
 def _to_json(value: Any, indent: int | None = None) -> str:
+    if indent is not None and not 0 <= int(indent) <= 16:
+        raise TemplateError(f"json(..., indent={indent}) is not between 0 and 16", hint="use an indent of 0 to 16")
     return json.dumps(value, indent=indent, default=str, ensure_ascii=False)
+
+
+def _join(items: Any, sep: str = ", ") -> str:
+    parts = [str(i) if not isinstance(i, (list, tuple, dict, set)) or weight(i, MAX_SIZE) <= MAX_SIZE else _too_long()
+             for i in items]
+    if sum(map(len, parts)) + len(str(sep)) * max(len(parts) - 1, 0) > MAX_SIZE:
+        _too_long()
+    return str(sep).join(parts)
+
+
+def _too_long() -> Any:
+    raise ExpressionLimit("size", f"join() would build a text of more than {MAX_SIZE:,} characters")
 
 
 FUNCTIONS: dict[str, Callable[..., Any]] = {
@@ -143,7 +167,7 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "now": _now, "today": lambda: _dt.date.today().isoformat(),
     "uuid": lambda: uuid.uuid4().hex, "json": _to_json, "to_json": _to_json,
     "from_json": json.loads, "lower": lambda s: str(s).lower(), "upper": lambda s: str(s).upper(),
-    "join": lambda items, sep=", ": sep.join(str(i) for i in items), "floor": math.floor, "ceil": math.ceil,
+    "join": _join, "floor": math.floor, "ceil": math.ceil,
 }
 
 
@@ -162,12 +186,21 @@ def _isinstance(value: Any, type_name: Any) -> bool:
 
 FUNCTIONS["isinstance"] = _isinstance
 
-_evaluator = None
+class _Local(threading.local):
+    """Per thread: the evaluator (it holds the names and counters) and the fast-path flag."""
+
+    evaluator: Any = None
+    offload = False
+
+
+_local = _Local()
+_seconds: list[float] = [1.0, -1.0]  # FM_EXPR_MAX_SECONDS and when it was read (settings cost ~20 µs: once a second)
+_pools: dict[str, Any] = {}
 
 
 def _get_evaluator():
-    global _evaluator
-    if _evaluator is None:
+    ev = _local.evaluator
+    if ev is None:
         from simpleeval import DISALLOW_METHODS, DISALLOW_PREFIXES, EvalWithCompoundTypes, FeatureNotAvailable
 
         class _Lenient(EvalWithCompoundTypes):
@@ -210,8 +243,129 @@ def _get_evaluator():
                     return None
                 return container[key]
 
-        _evaluator = _Lenient(functions=FUNCTIONS)
-    return _evaluator
+        ev = _local.evaluator = make_evaluator(FUNCTIONS, _Lenient)
+    return ev
+
+
+def _max_seconds() -> float:
+    now = time.monotonic()
+    if now - _seconds[1] > 1.0:
+        from .settings import get_settings
+
+        _seconds[0], _seconds[1] = get_settings().expr_max_seconds, now
+    return _seconds[0]
+
+
+def render_fast(render: Callable[[Mapping[str, Any]], Any], scope: Mapping[str, Any]) -> Any:
+    """``render(scope)`` on the fast path: raises ``Offload`` when an expression needs more than a moment,
+    and the caller finishes it with ``render_off_loop`` (the executor does, for stage configs)."""
+    _local.offload = True
+    try:
+        return render(scope)
+    finally:
+        _local.offload = False
+
+
+async def render_off_loop(render: Callable[[Mapping[str, Any]], Any], scope: Mapping[str, Any]) -> Any:
+    """Finish a render that left the fast path, with the full bounds, without holding the event loop.
+
+    On a server (``prepare_off_loop`` started it) in the expression process,
+    a separate interpreter: a thread shares the GIL, and on a busy machine
+    the loop then waits whenever the thread is descheduled holding it.
+    Elsewhere (``fm run``, AWS Lambda, which has no /dev/shm for a process
+    pool) or when the scope does not pickle, on the expression thread. One
+    worker each, so hostile pipelines queue instead of taking the CPU.
+    """
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    source = getattr(render, "source", None)
+    pool = _pools.get("process") if source is not None else None  # started by a server (prepare_off_loop)
+    if pool is not None:
+        import pickle
+        from concurrent.futures.process import BrokenProcessPool
+
+        try:
+            outcome = await loop.run_in_executor(pool, _render_elsewhere, source, dict(scope), _max_seconds())
+        except (BrokenProcessPool, pickle.PicklingError, TypeError, AttributeError):
+            outcome = None  # the thread below does it
+        if outcome is not None:
+            kind, value, seen = outcome
+            env = scope.get("env")
+            if seen and isinstance(env, EnvView):
+                env.seen |= seen  # values the child read, masked in records as if read here
+            if kind == "ok":
+                return value
+            cls = ExpressionLimit if kind == "limit" else TemplateError
+            err = cls(value["limit"], value["message"]) if cls is ExpressionLimit else cls(value["message"])
+            err.field, err.hint = value["field"], value["hint"]
+            raise err
+    return await loop.run_in_executor(_thread_pool(), render, scope)
+
+
+def _render_elsewhere(source: tuple[Any, str | None], scope: dict[str, Any],
+                      seconds: float) -> tuple[str, Any, set[str]]:
+    """In the expression process: compile and render with the full bounds; errors come back as data (they pickle)."""
+    value, where = source
+    _seconds[0], _seconds[1] = seconds, time.monotonic()  # the caller's FM_EXPR_MAX_SECONDS
+    env = scope.get("env")
+    try:
+        out: Any = compile_value(value, where=where)[0](scope)
+        kind = "ok"
+    except TemplateError as exc:
+        kind = "limit" if isinstance(exc, ExpressionLimit) else "template"
+        out = {"message": exc.message, "field": exc.field, "hint": exc.hint, "limit": getattr(exc, "limit", None)}
+    return kind, out, set(getattr(env, "seen", ()))
+
+
+def _thread_pool() -> Any:
+    if not _pools.get("thread"):
+        from concurrent.futures import ThreadPoolExecutor
+
+        _pools["thread"] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fm-expressions")
+    return _pools["thread"]
+
+
+def prepare_off_loop() -> None:
+    """Start the expression process now (a server calls it before it serves): its launch then costs no request."""
+    if "process" not in _pools:
+        _start_process_pool()
+
+
+def _start_process_pool() -> None:
+    pool = _process_pool()
+    if pool is not None:
+        try:
+            pool.submit(int).result(timeout=60)  # the worker process starts on the first task
+        except Exception:  # noqa: BLE001 - no worker here: the thread does the work
+            _pools["process"] = None
+
+
+def _lower_priority() -> None:
+    """In the expression process: a lower CPU priority, so on a busy machine the server's loop is scheduled first."""
+    try:
+        os.nice(10)
+    except OSError:  # pragma: no cover - not allowed here: same priority, still a separate interpreter
+        pass
+
+
+def _process_pool() -> Any:
+    if "process" not in _pools:
+        try:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            import atexit
+
+            context = multiprocessing.get_context("forkserver")
+            # the server process preloads this module, not the program's __main__ (fm, pytest...)
+            context.set_forkserver_preload(["flowmason.kernel.templating"])
+            pool = ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=_lower_priority)
+            atexit.register(pool.shutdown, wait=True, cancel_futures=True)
+            _pools["process"] = pool
+        except (OSError, ImportError, ValueError):  # no semaphores here (Lambda): threads only
+            _pools["process"] = None
+    return _pools["process"]
 
 
 def _is_stage_output(node: Any) -> bool:
@@ -237,10 +391,11 @@ _NONE: frozenset[str] = frozenset()
 class Expr:
     """One compiled expression (the text between the braces)."""
 
-    __slots__ = ("text", "_path", "_ast", "_reads", "_alts", "_paths")
+    __slots__ = ("text", "where", "_path", "_ast", "_reads", "_alts", "_paths")
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, where: str | None = None) -> None:
         self.text = text
+        self.where = where  # the config field it sits in, for errors
         self._path: tuple[str, ...] | None = None
         self._ast = None
         self._reads = None
@@ -297,10 +452,16 @@ class Expr:
                     continue
             return self._missing(scope)
         ev = _get_evaluator()
-        ev.names = scope
+        ev.start(scope, offload=_local.offload, seconds=_max_seconds())
         try:
-            return ev.eval(self.text, previously_parsed=self._ast)
-        except TemplateError:
+            return check_result(ev.eval(self.text, previously_parsed=self._ast), ev._clock)
+        except ExpressionLimit as exc:
+            shown = self.text if len(self.text) <= 120 else self.text[:117] + "..."
+            exc.message = f"'{{{{{shown}}}}}' stopped: {exc.message}"
+            exc.args = (exc.message,)
+            exc.field = exc.field or self.where
+            raise
+        except (TemplateError, Offload):
             raise
         except Exception as exc:  # noqa: BLE001 - the sandbox raises many kinds; report them all the same way
             raise TemplateError(
@@ -364,24 +525,37 @@ def _const(value: Any) -> Renderer:
     return lambda scope: value
 
 
-def compile_value(value: Any, sink: list[Expr] | None = None) -> tuple[Renderer, bool]:
+def compile_value(value: Any, sink: list[Expr] | None = None, *, where: str | None = None) -> tuple[Renderer, bool]:
     """Compile a config value; returns (renderer, is_dynamic). Static values render to themselves.
 
     ``sink``, when given, collects every compiled expression (for the plan's static checks).
+    ``where`` names the value's place (``config``): bound errors name the field inside it (``config.prompt``).
+    A dynamic renderer keeps ``source`` (value, where), so another process can compile it again.
     """
+    render, dynamic = _compile(value, sink, where)
+    if dynamic:
+        try:
+            render.source = (value, where)  # type: ignore[attr-defined]
+        except AttributeError:  # a bound method (one whole template): a partial can hold it
+            render = functools.partial(render)
+            render.source = (value, where)  # type: ignore[attr-defined]
+    return render, dynamic
+
+
+def _compile(value: Any, sink: list[Expr] | None, where: str | None) -> tuple[Renderer, bool]:
     if isinstance(value, str):
         if "{{" not in value:
             return _const(value), False
         parts = _TEMPLATE.split(value)
         if len(parts) == 3 and parts[0] == "" and parts[2] == "":
-            expr = Expr(parts[1])
+            expr = Expr(parts[1], where)
             if sink is not None:
                 sink.append(expr)
             return expr.evaluate, True
         compiled: list[Any] = []
         for i, part in enumerate(parts):
             if i % 2:
-                compiled.append(Expr(part))
+                compiled.append(Expr(part, where))
                 if sink is not None:
                     sink.append(compiled[-1])
             elif part:
@@ -392,13 +566,13 @@ def compile_value(value: Any, sink: list[Expr] | None = None) -> tuple[Renderer,
 
         return render, True
     if isinstance(value, dict):
-        items = [(k, *compile_value(v, sink)) for k, v in value.items()]
+        items = [(k, *_compile(v, sink, f"{where}.{k}" if where else None)) for k, v in value.items()]
         if not any(dyn for _, _, dyn in items):
             return _const(value), False
         pairs = [(k, r) for k, r, _ in items]
         return (lambda scope: {k: r(scope) for k, r in pairs}), True
     if isinstance(value, list):
-        items2 = [compile_value(v, sink) for v in value]
+        items2 = [_compile(v, sink, f"{where}[{i}]" if where else None) for i, v in enumerate(value)]
         if not any(dyn for _, dyn in items2):
             return _const(value), False
         rs = [r for r, _ in items2]

@@ -18,7 +18,12 @@ def _isolated_home(tmp_path, monkeypatch):
     monkeypatch.delenv("FM_PLUGINS", raising=False)
     monkeypatch.delenv("FM_RECORD", raising=False)
     monkeypatch.delenv("FM_REPLAY", raising=False)
+    monkeypatch.delenv("FM_HTTP_DENY_PRIVATE", raising=False)  # a laptop's default unless a test is a server
+    monkeypatch.delenv("FM_HTTP_ALLOW", raising=False)
     yield
+    from flowmason.kernel.settings import forget_server_defaults
+
+    forget_server_defaults()  # a server started in this test (fm serve's app, the Lambda handlers) leaves no defaults
     from flowmason.plugins.durable import reset_settings
 
     reset_settings()  # a test that set FM_HEARTBEAT_S and friends leaves the defaults behind

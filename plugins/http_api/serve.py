@@ -4,7 +4,9 @@ Default: the embedded store (``--store`` / ``FM_STORE``) and runs executed
 in the server process. ``--aws-local``: start the local AWS stack (moto on
 127.0.0.1 with the table and queues of template.yaml, and a poller that
 feeds the worker Lambda handler), and serve the API exactly as the Lambda
-API runs it: DynamoDB store, runs queued on SQS.
+API runs it: DynamoDB store, runs queued on SQS. Either way the server
+defaults apply (``use_server_defaults``: pipelines cannot reach the
+server's loopback or private network unless ``FM_HTTP_ALLOW`` says so).
 
 A ``--host`` other than loopback needs authentication on (``FM_AUTH=1``)
 or ``--insecure``; proxy trust and timeouts are in ``listen.py``.
@@ -33,16 +35,19 @@ def add_serve_command(app: Any) -> None:
         import uvicorn
 
         from flowmason.kernel.plugins import get_registry
-        from flowmason.kernel.settings import get_settings
+        from flowmason.kernel.settings import get_settings, use_server_defaults
+        from flowmason.kernel.templating import prepare_off_loop
 
         from .app import create_app
         from .listen import check_bind, uvicorn_options
         from .services import Services
 
+        use_server_defaults("fm serve")  # closed by default (FM_HTTP_DENY_PRIVATE...) before anything reads settings
         check_bind(host, authenticated=bool(get_registry().authenticators), insecure=insecure)
         if insecure and not get_registry().authenticators:
             typer.echo(f"warning: serving on {host} with authentication off (--insecure): every caller is the owner",
                        err=True)
+        prepare_off_loop()  # slow expressions run in their own process; starting it later would stall a request
 
         stack = None
         if aws_local:

@@ -28,7 +28,8 @@ from flowmason.kernel.errors import StageError
 from flowmason.kernel.outputs import described, f, obj
 
 from ._common import config_error, core_operator, network_reason, safe_url
-from .http import Blocked, TooLarge, send
+from .egress import Refused
+from .http import TooLarge, send
 
 DESTINATION_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -92,8 +93,8 @@ async def _webhook(dest: dict[str, Any], payload: Any) -> dict[str, Any]:
                     "response": raw[:500].decode("utf-8", errors="replace") or None}
         except TooLarge:
             return {"success": True, "status_code": None, "response": "(response larger than 64 KiB, not kept)"}
-        except Blocked as exc:
-            raise ConnectionError(f"{method} {safe_url(url)} refused: {exc} (FM_HTTP_DENY_PRIVATE is set)") from None
+        except Refused as exc:
+            raise ConnectionError(f"{method} {safe_url(url)} refused: {exc}; {exc.hint}") from None
         except httpx.HTTPError as exc:
             if attempt + 1 >= attempts:
                 raise ConnectionError(f"{method} {safe_url(url)} failed after {attempts} attempt(s): "

@@ -19,12 +19,14 @@ and timeouts with a message naming the method and URL (never credentials,
 query strings or headers). Bodies larger than ``max_response_bytes``
 (default 10 MiB) are cut off while streaming, with an error saying so.
 
-On a shared server, ``FM_HTTP_DENY_PRIVATE=1`` refuses requests (and
-redirects) to hosts that resolve to loopback, private, link-local (cloud
-metadata at 169.254.169.254) or other non-public addresses, so a pipeline
-cannot probe the server's own network. The check resolves the name before
-httpx connects; a DNS answer that changes between the two (rebinding) is
-not covered, so pair it with network egress rules where that matters.
+Non-public targets (loopback, private networks, cloud metadata...) are
+refused on servers: ``FM_HTTP_DENY_PRIVATE`` is on by default under ``fm
+serve`` and the Lambda functions, off for ``fm run``, and ``FM_HTTP_ALLOW``
+lists exceptions. The check is made on the resolved address when the
+connection opens, redirects and DNS rebinding included (see ``egress``).
+With the guard on, ``HTTP(S)_PROXY`` variables are not used (a proxy would
+resolve the name itself); on ``fm run`` a request to a local address logs
+which setting governs it.
 
 httpx is imported on the first call, so loading the plugin (every ``fm``
 start) stays cheap; SSL contexts are built once per process (loading the CA
@@ -41,7 +43,9 @@ from flowmason.kernel.errors import StageError
 
 from flowmason.kernel.outputs import any_value, described, f, obj
 
+from . import egress
 from ._common import config_error, core_operator, network_reason, safe_url
+from .egress import Connections, Refused
 
 DEFAULT_MAX_RESPONSE_BYTES = 10 * 1024 * 1024
 DEFAULT_TIMEOUT_S = 30.0
@@ -162,18 +166,24 @@ async def send(
     follow_redirects: bool = True,
     verify: bool = True,
     max_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+    seen: Connections | None = None,
 ) -> tuple[Any, bytes, float]:
     """Send one request; returns (response, body bytes, elapsed ms).
 
+    Every connection (redirects too) goes through the egress policy, which
+    raises ``Refused`` before connecting to an address it does not allow;
+    ``seen`` collects the local addresses used while the guard is off.
     Raises ``TooLarge`` past ``max_bytes`` and httpx's own errors otherwise;
     callers turn those into stage errors with their own wording.
     """
     import httpx
 
     t0 = time.perf_counter()
-    hooks = {"request": [_public_only]} if deny_private() else None
-    async with httpx.AsyncClient(timeout=timeout_s, follow_redirects=follow_redirects, verify=ssl_context(verify),
-                                 event_hooks=hooks) as client:
+    guard = egress.policy()
+    context = ssl_context(verify)
+    async with httpx.AsyncClient(timeout=timeout_s, follow_redirects=follow_redirects, verify=context,
+                                 transport=egress.transport(context, guard, seen or Connections()),
+                                 trust_env=not guard.deny_private) as client:
         kwargs: dict[str, Any] = {"headers": headers, "params": params}
         if content is not None:
             kwargs["content"] = content
@@ -197,41 +207,6 @@ class TooLarge(Exception):
     def __init__(self, size: int) -> None:
         super().__init__(size)
         self.size = size
-
-
-class Blocked(Exception):
-    """A request to a non-public address while FM_HTTP_DENY_PRIVATE is set."""
-
-    def __init__(self, host: str, address: str) -> None:
-        super().__init__(f"{host} resolves to non-public address {address}")
-        self.host = host
-        self.address = address
-
-
-def deny_private() -> bool:
-    from flowmason.kernel.settings import get_settings
-
-    return get_settings().http_deny_private
-
-
-async def _public_only(request: Any) -> None:
-    """httpx request hook (runs for redirects too): refuse hosts with a non-public address."""
-    import asyncio
-    import ipaddress
-    import socket
-
-    host = request.url.host
-    port = request.url.port or (443 if request.url.scheme == "https" else 80)
-    try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror:
-        return  # httpx reports the unknown name itself
-    for info in infos:
-        addr = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
-        if addr.version == 6 and addr.ipv4_mapped is not None:
-            addr = addr.ipv4_mapped
-        if not addr.is_global:
-            raise Blocked(host, str(addr))
 
 
 def _request_parts(ctx: Any, cfg: dict[str, Any]) -> tuple[dict[str, str], Any, bytes | None]:
@@ -272,11 +247,12 @@ async def http_request(ctx: Any, cfg: dict[str, Any]) -> dict[str, Any]:
     timeout_s = timeout_seconds(cfg)
     max_bytes = int(cfg.get("max_response_bytes") or DEFAULT_MAX_RESPONSE_BYTES)
     where = f"{method} {safe_url(url)}"
+    seen = Connections()
     try:
         response, raw, elapsed = await send(
             method, url, headers=headers, params=params, json_body=json_body, content=content, timeout_s=timeout_s,
             follow_redirects=bool(cfg.get("follow_redirects", True)), verify=bool(cfg.get("verify_ssl", True)),
-            max_bytes=max_bytes,
+            max_bytes=max_bytes, seen=seen,
         )
     except TooLarge as exc:
         raise StageError(
@@ -284,11 +260,8 @@ async def http_request(ctx: Any, cfg: dict[str, Any]) -> dict[str, Any]:
             stage=ctx.stage.id, field="config.max_response_bytes",
             hint="raise max_response_bytes or ask the server for less (paging, filters)",
         ) from None
-    except Blocked as exc:
-        raise StageError(
-            f"{where} refused: {exc}", stage=ctx.stage.id, field="config.url",
-            hint="this server sets FM_HTTP_DENY_PRIVATE: only public addresses may be requested",
-        ) from None
+    except Refused as exc:
+        raise StageError(f"{where} refused: {exc}", stage=ctx.stage.id, field="config.url", hint=exc.hint) from None
     except httpx.TimeoutException:
         raise StageError(
             f"{where} timed out after {timeout_s * 1000:.0f} ms", stage=ctx.stage.id, field="config.timeout",
@@ -318,6 +291,9 @@ async def http_request(ctx: Any, cfg: dict[str, Any]) -> dict[str, Any]:
         "url": safe_url(str(response.url), keep_query=True),
     }
     ctx.log("info" if response.is_success else "warning", f"{where} -> {response.status_code} in {out['elapsed_ms']} ms")
+    for host, kind in seen.local[:1]:
+        ctx.log("info", f"{where}: {host} is a non-public address ({kind}), allowed here because FM_HTTP_DENY_PRIVATE is off "
+                        "(fm run's default); servers refuse it unless FM_HTTP_ALLOW lists it")
     if cfg.get("raise_for_status") and not response.is_success:
         snippet = raw[:200].decode("utf-8", errors="replace")
         raise StageError(f"{where} returned HTTP {response.status_code}: {snippet}", stage=ctx.stage.id,

@@ -109,7 +109,8 @@ def counter():
 @pytest.fixture
 def env(tmp_path):
     store = f"sqlite:///{tmp_path / 'runs.db'}"
-    return {**os.environ, **FAST, "FM_STORE": store, "PYTHONUNBUFFERED": "1"}
+    # FM_HTTP_ALLOW: `fm serve` refuses loopback by default, and the stages call the counter on 127.0.0.1
+    return {**os.environ, **FAST, "FM_STORE": store, "PYTHONUNBUFFERED": "1", "FM_HTTP_ALLOW": "127.0.0.1"}
 
 
 def fm(args: list[str], env: dict, timeout: float = 60) -> subprocess.CompletedProcess:

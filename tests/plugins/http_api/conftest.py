@@ -1,4 +1,5 @@
-"""An API server under uvicorn on 127.0.0.1 (a free port), with the embedded SQLite store and in-process runs."""
+"""An API server under uvicorn on 127.0.0.1 (a free port), with the embedded SQLite store and in-process runs,
+and the server defaults `fm serve` applies (FM_HTTP_DENY_PRIVATE on)."""
 from __future__ import annotations
 
 import threading
@@ -16,6 +17,7 @@ def make_server(tmp_path):
     import uvicorn
 
     from flowmason.kernel import plugins
+    from flowmason.kernel.settings import use_server_defaults
     from flowmason.plugins.http_api.app import create_app
     from flowmason.plugins.http_api.services import Services
 
@@ -24,6 +26,7 @@ def make_server(tmp_path):
     def make(*, extra=(), max_body: int | None = None) -> httpx.Client:
         components.reset()
         plugins.reset(extra=[components.TallyPlugin(), *extra])
+        use_server_defaults("fm serve")  # what `fm serve` does first (the autouse fixture undoes it)
         app = create_app(Services.local(f"sqlite:///{tmp_path / 'api.db'}"), max_body=max_body)
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
         thread = threading.Thread(target=server.run, daemon=True)

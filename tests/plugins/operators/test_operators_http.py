@@ -144,17 +144,3 @@ def test_timeout_units_of_old_files():
     assert timeout_seconds({"timeout": 30}) == 30.0  # the earlier operator: seconds, at most 300
     assert timeout_seconds({"timeout": 30000}) == 30.0  # the shipped templates: milliseconds
     assert timeout_seconds({"timeout_ms": 250, "timeout": 9}) == 0.25
-
-
-@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
-def test_deny_private_refuses_local_addresses(ops, http_server, monkeypatch, host):
-    monkeypatch.setenv("FM_HTTP_DENY_PRIVATE", "1")
-    url = http_server.base.replace("127.0.0.1", host) + "/echo"
-    err, _ = ops.fails(ops.pipeline(ops.stage("probe", "http-request", url=url)))
-    assert (err.stage, err.field) == ("probe", "config.url")
-    assert "resolves to non-public address" in err.message and "FM_HTTP_DENY_PRIVATE" in err.hint
-    assert http_server.requests == []
-    out = ops.run_one("output-router", data=1, destinations=[{"type": "webhook", "config": {"url": url, "retry_count": 0}}])
-    assert "FM_HTTP_DENY_PRIVATE" in out["results"][0]["error"] and http_server.requests == []
-    monkeypatch.delenv("FM_HTTP_DENY_PRIVATE")
-    assert ops.run_one("http-request", url=url)["status_code"] == 200
