@@ -8,7 +8,7 @@ import pytest
 
 from flowmason.plugins.auth.errors import InvalidCredentials, PolicyError
 from flowmason.plugins.auth.mail import SmtpMailer, mailer_from_url
-from tests.support.auth_api import auth_api, create_account, local_smtp, register
+from tests.support.auth_api import auth_api, create_account, local_smtp
 
 
 def _token(message) -> str:

@@ -58,7 +58,7 @@ def repo(store_url):
 
 
 def test_the_table_and_its_filters(repo, capsys):
-    a = make_run(repo, pipeline=LONG)
+    a = make_run(repo, pipeline=LONG, age_s=1.0)  # older than b: ids of one millisecond sort at random
     b = make_run(repo, pipeline="etl", status=RunStatus.FAILED, error={"message": "boom at load"})
     old = make_run(repo, pipeline="etl", age_s=3 * 86400)
     code, out, _ = fm(capsys, "runs")
