@@ -61,5 +61,8 @@ def test_registration_answers_as_fast_for_taken_and_free_emails(tmp_path, attack
                                   ).status_code == 202
                     samples.append((time.perf_counter() - start) * 1000)
         ratio = statistics.median(free) / statistics.median(taken)
-        assert attacks.attempt("timing", "register taken vs free email", 1 / 3 < ratio < 3), (
-            f"free/taken median ratio {ratio:.1f}")
+        # both answers take a few ms, where a loaded machine's noise is large in ratio: the leak guarded
+        # against is the ~60 ms of hashing a new email costs, so a gap well under it is the same answer
+        gap = abs(statistics.median(free) - statistics.median(taken))
+        assert attacks.attempt("timing", "register taken vs free email", 1 / 3 < ratio < 3 or gap < 20), (
+            f"free/taken median ratio {ratio:.1f}, gap {gap:.1f} ms")
