@@ -17,7 +17,7 @@ from flowmason.kernel.errors import FlowMasonError, StageError
 from flowmason.kernel.outputs import any_value, described, f, obj
 from flowmason.kernel.plugins import hookimpl
 
-from .truth import is_word, truthy
+from flowmason.kernel.truth import is_word, truthy
 
 
 def _ids(value: Any) -> list[str]:

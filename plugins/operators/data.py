@@ -32,8 +32,8 @@ import re
 from typing import Any
 
 from flowmason.kernel.errors import StageError, TemplateError
-
 from flowmason.kernel.outputs import any_value, described, f, obj, template_shape
+from flowmason.kernel.truth import truthy
 
 from ._common import config_error, core_operator, get_path
 
@@ -210,7 +210,7 @@ def _condition(ctx: Any, condition: str, pass_if_missing: bool, **names: Any) ->
         if pass_if_missing:
             return True, f"expression error (pass_if_missing): {exc.message}"
         return False, f"expression error: {exc.message}"
-    return bool(value), f"'{condition}' = {value!r}"
+    return truthy(value), f"'{condition}' = {value!r}"
 
 
 def _fields(cond: dict[str, Any], value: Any, pass_if_missing: bool) -> tuple[bool, str]:
@@ -246,8 +246,8 @@ def filter_data(ctx: Any, cfg: dict[str, Any]) -> dict[str, Any]:
         raise config_error(ctx, "condition", f"must be an expression string, got {type(condition).__name__}",
                            hint="e.g. \"data.get('score', 0) > 0.8\"")
     fields = cfg.get("field_conditions")
-    invert = bool(cfg.get("invert", False))
-    lenient = bool(cfg.get("pass_if_missing", False))
+    invert = truthy(cfg.get("invert", False))
+    lenient = truthy(cfg.get("pass_if_missing", False))
 
     def test(**names: Any) -> tuple[bool, str]:
         if condition:

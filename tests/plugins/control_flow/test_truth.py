@@ -1,28 +1,12 @@
-"""One truthiness rule for every condition of control flow, end to end through `fm run` and the HTTP API."""
+"""One truthiness rule (kernel/truth.py) for every condition of control flow, end to end through `fm run` and the HTTP API."""
 from __future__ import annotations
 
 import json
 
 import pytest
 
-from flowmason.plugins.control_flow.truth import truthy
-
 from tests.plugins.http_api.conftest import make_server, wait_result  # noqa: F401 - the shared API fixture
 from tests.support.cli import fm
-
-FALSE = ["false", "False", " FALSE ", "0", "no", "No", "off", "OFF", "", "  ", None, False, 0, 0.0, [], {}]
-TRUE = ["true", "yes", "1", "on", "x", "falsey", "00", True, 1, 2.5, [0], {"a": 1}]
-
-
-@pytest.mark.parametrize("value", FALSE)
-def test_false_values(value):
-    assert truthy(value) is False
-
-
-@pytest.mark.parametrize("value", TRUE)
-def test_true_values(value):
-    assert truthy(value) is True
-
 
 def stage(sid, ctype="json-transform", deps=(), **config):
     return {"id": sid, "component_type": ctype, "depends_on": list(deps), "config": config}

@@ -1,4 +1,4 @@
-"""The one truthiness rule of control flow: when a condition, filter or flag counts as true.
+"""The one truthiness rule: when a condition, filter or flag counts as true (control flow and operators).
 
 A condition usually arrives as text (a template over input, an HTTP body,
 a model's answer), so the words people write for "no" are false whether
