@@ -12,10 +12,8 @@ with a redirect to S3 instead of the value itself.
 """
 from __future__ import annotations
 
-import threading
 from typing import Any
 
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from flowmason.kernel.errors import StorageError, StoreUnavailableError
@@ -25,30 +23,13 @@ from flowmason.kernel.storage_codec import check_blob_key
 _MISSING = {"NoSuchKey", "404", "NotFound"}
 _DENIED = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "403"}
 
-_clients: dict[tuple[Any, ...], Any] = {}
-_clients_lock = threading.Lock()
-
-
 def make_s3_client(*, region: str, endpoint_url: str | None = None, attempts: int = 10) -> Any:
-    """An S3 client, shared per process, region and endpoint (making one loads botocore's model)."""
-    import os
+    """An S3 client, shared like the DynamoDB one (``store.shared_client``)."""
+    from .store import shared_client
 
-    import boto3
-
-    # the credentials too: functions of one local stack each run under their own role
-    key = (os.getpid(), region, endpoint_url, attempts, os.environ.get("AWS_ACCESS_KEY_ID"))
-    with _clients_lock:
-        client = _clients.get(key)
-        if client is None:
-            config = Config(
-                retries={"total_max_attempts": attempts, "mode": "adaptive"}, connect_timeout=5, read_timeout=60,
-                max_pool_connections=50, signature_version="s3v4",
-                # a local endpoint (127.0.0.1:PORT) has no bucket subdomains
-                s3={"addressing_style": "path" if endpoint_url else "auto"},
-            )
-            client = _clients[key] = boto3.session.Session().client(
-                "s3", region_name=region, endpoint_url=endpoint_url, config=config)
-        return client
+    # a local endpoint (127.0.0.1:PORT) has no bucket subdomains
+    return shared_client("s3", region=region, endpoint_url=endpoint_url, attempts=attempts, read_timeout=60,
+                         signature_version="s3v4", s3={"addressing_style": "path" if endpoint_url else "auto"})
 
 
 class S3Blobs(BlobStore):

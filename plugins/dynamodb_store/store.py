@@ -174,36 +174,40 @@ def table_definition(table: str) -> dict[str, Any]:
     }
 
 
-_clients: dict[tuple[int, str, str | None, int, str | None], Any] = {}
+_clients: dict[tuple[Any, ...], Any] = {}
 _clients_lock = threading.Lock()
 
 
 def make_client(*, region: str | None = None, endpoint_url: str | None = None, attempts: int = 10) -> Any:
-    """A low-level DynamoDB client with adaptive retries (backoff on throttling).
-
-    Clients are shared per process, region and endpoint: making one loads
-    botocore's service model (~50-100 ms), and a client is thread-safe. The
-    process id is part of the key so a forked child never reuses its
-    parent's connection pool.
-    """
+    """A low-level DynamoDB client with adaptive retries (backoff on throttling), shared (``shared_client``)."""
     region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    # the credentials in the environment too: a process that switches them (the local stack's roles) gets new clients
-    key = (os.getpid(), region, endpoint_url, attempts, os.environ.get("AWS_ACCESS_KEY_ID"))
+    return shared_client("dynamodb", region=region, endpoint_url=endpoint_url, attempts=attempts, read_timeout=20)
+
+
+def shared_client(service: str, *, region: str, endpoint_url: str | None, attempts: int, read_timeout: int,
+                  **config: Any) -> Any:
+    """A boto3 client of ``service`` with adaptive retries, one per process, region, endpoint and credentials.
+
+    Making one loads botocore's service model (~50-100 ms), and a client is
+    thread-safe. The process id is part of the key so a forked child never
+    reuses its parent's connection pool; the credentials in the environment
+    too, so a process that switches them (the local stack's roles) gets new
+    clients.
+    """
+    key = (os.getpid(), service, region, endpoint_url, attempts, os.environ.get("AWS_ACCESS_KEY_ID"))
     with _clients_lock:
         client = _clients.get(key)
         if client is None:
-            client = _clients[key] = _new_client(region, endpoint_url, attempts)
+            options = Config(
+                retries={"total_max_attempts": attempts, "mode": "adaptive"},  # total tries, first included
+                connect_timeout=5,
+                read_timeout=read_timeout,
+                max_pool_connections=50,  # several threads share one client
+                **config,
+            )
+            client = _clients[key] = boto3.session.Session().client(
+                service, region_name=region, endpoint_url=endpoint_url, config=options)
         return client
-
-
-def _new_client(region: str, endpoint_url: str | None, attempts: int) -> Any:
-    config = Config(
-        retries={"total_max_attempts": attempts, "mode": "adaptive"},  # total tries, first included
-        connect_timeout=5,
-        read_timeout=20,
-        max_pool_connections=50,  # several threads share one client
-    )
-    return boto3.session.Session().client("dynamodb", region_name=region, endpoint_url=endpoint_url, config=config)
 
 
 def create_table(client: Any, table: str, *, wait: float = 60.0) -> bool:
